@@ -1,0 +1,136 @@
+//! CUDA queries through cudarc (re-exported by candle) and NVML; compiled with the `cuda`
+//! feature only. Every driver call is guarded: a missing library is a reason, never a panic.
+
+use super::CudaDeviceInfo;
+use crate::guard::catch_panic;
+use candle_core::cuda::cudarc::driver::{sys::CUuuid, CudaContext};
+use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+use nvml_wrapper::Nvml;
+use std::sync::{Arc, OnceLock};
+use tracing::{debug, info};
+
+/// Number of CUDA devices the driver reports, or why it cannot be asked.
+pub(crate) fn device_count() -> Result<usize, String> {
+    match catch_panic(CudaContext::device_count) {
+        Ok(Ok(n)) => usize::try_from(n).map_err(|_| format!("the driver reported {n} devices")),
+        Ok(Err(e)) => Err(format!("CUDA driver error: {e}")),
+        Err(panic) => Err(format!(
+            "the CUDA driver library (libcuda) could not be loaded ({panic})"
+        )),
+    }
+}
+
+/// Name, memory, compute capability and NVML telemetry of device `ordinal`.
+pub(crate) fn device_info(ordinal: usize) -> CudaDeviceInfo {
+    match catch_panic(|| CudaContext::new(ordinal)) {
+        Ok(Ok(ctx)) => context_info(&ctx),
+        Ok(Err(e)) => {
+            debug!(ordinal, error = %e, "cannot open a CUDA context for device info");
+            CudaDeviceInfo::default()
+        }
+        Err(panic) => {
+            debug!(ordinal, %panic, "cannot open a CUDA context for device info");
+            CudaDeviceInfo::default()
+        }
+    }
+}
+
+/// Everything readable about the device of an open context; unreadable fields are `None`.
+pub(crate) fn context_info(ctx: &Arc<CudaContext>) -> CudaDeviceInfo {
+    catch_panic(|| {
+        let (free, total) = match ctx.mem_get_info() {
+            Ok((free, total)) => (Some(free as u64), Some(total as u64)),
+            Err(_) => (None, ctx.total_mem().ok().map(|t| t as u64)),
+        };
+        let compute_capability = ctx.compute_capability().ok().and_then(|(major, minor)| {
+            Some((u32::try_from(major).ok()?, u32::try_from(minor).ok()?))
+        });
+        let (utilization_percent, temperature_celsius) = nvml_telemetry(ctx);
+        CudaDeviceInfo {
+            name: ctx.name().ok(),
+            total_memory_bytes: total,
+            free_memory_bytes: free,
+            compute_capability,
+            utilization_percent,
+            temperature_celsius,
+        }
+    })
+    .unwrap_or_default()
+}
+
+/// Synchronizes the context's work, then returns the unused memory of the device's default
+/// stream-ordered pool (`cuMemPoolTrimTo(pool, 0)`) to the driver.
+pub(crate) fn trim_memory_pool(ctx: &Arc<CudaContext>) -> Result<(), String> {
+    use candle_core::cuda::cudarc::driver::result;
+    catch_panic(|| {
+        ctx.synchronize().map_err(|e| e.to_string())?;
+        if !ctx.has_async_alloc() {
+            return Ok(());
+        }
+        // SAFETY: `cu_device` comes from a live context, and the pool handle returned by the
+        // driver for that device is valid for as long as the context lives (it outlives this call).
+        unsafe {
+            let pool =
+                result::device::get_default_mem_pool(ctx.cu_device()).map_err(|e| e.to_string())?;
+            result::mem_pool::trim_to(pool, 0).map_err(|e| e.to_string())
+        }
+    })?
+}
+
+/// NVML, loaded once per process; `None` when libnvidia-ml is absent.
+fn nvml() -> Option<&'static Nvml> {
+    static NVML: OnceLock<Option<Nvml>> = OnceLock::new();
+    NVML.get_or_init(|| match catch_panic(Nvml::init) {
+        Ok(Ok(nvml)) => Some(nvml),
+        Ok(Err(e)) => {
+            info!(error = %e, "NVML unavailable: GPU utilisation and temperature are reported as unavailable");
+            None
+        }
+        Err(panic) => {
+            info!(%panic, "NVML unavailable: GPU utilisation and temperature are reported as unavailable");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// GPU utilisation (%) and temperature (°C) of the context's device through NVML, matched by
+/// UUID (CUDA and NVML may number devices differently), else by ordinal.
+fn nvml_telemetry(ctx: &Arc<CudaContext>) -> (Option<u32>, Option<u32>) {
+    let Some(nvml) = nvml() else {
+        return (None, None);
+    };
+    let device = ctx
+        .uuid()
+        .ok()
+        .and_then(|uuid| nvml.device_by_uuid(nvml_uuid(&uuid)).ok())
+        .or_else(|| {
+            let index = u32::try_from(ctx.ordinal()).ok()?;
+            nvml.device_by_index(index).ok()
+        });
+    let Some(device) = device else {
+        return (None, None);
+    };
+    (
+        device.utilization_rates().ok().map(|u| u.gpu),
+        device.temperature(TemperatureSensor::Gpu).ok(),
+    )
+}
+
+/// NVML's UUID string form, `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+fn nvml_uuid(uuid: &CUuuid) -> String {
+    let hex: Vec<String> = uuid
+        .bytes
+        .iter()
+        .map(|b| format!("{:02x}", *b as u8))
+        .collect();
+    let group = |from: usize, to: usize| hex.get(from..to).unwrap_or_default().concat();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        group(0, 4),
+        group(4, 6),
+        group(6, 8),
+        group(8, 10),
+        group(10, 16)
+    )
+}

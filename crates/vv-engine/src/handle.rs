@@ -1,0 +1,184 @@
+//! Client-side handles: the engine (start utterances, inspect state) and one utterance
+//! (append text, close, cancel, read events). Dropping an utterance handle cancels it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::command::{Command, UtteranceId};
+use crate::error::EngineError;
+use crate::events::UtteranceEvent;
+use crate::info::EngineInfo;
+use crate::outbox::{outbox, Inbox};
+use crate::params::SynthesisParams;
+use crate::slots::Slots;
+
+/// Queues a command for the model thread without blocking the caller.
+fn dispatch(tx: &SyncSender<Command>, cmd: Command, slots_total: usize) -> Result<(), EngineError> {
+    match tx.try_send(cmd) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => Err(EngineError::Overloaded { total: slots_total }),
+        Err(TrySendError::Disconnected(_)) => Err(EngineError::Unavailable),
+    }
+}
+
+/// Cheap, cloneable access to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: SyncSender<Command>,
+    slots: Arc<Slots>,
+    info: Arc<EngineInfo>,
+    next_id: Arc<AtomicU64>,
+    max_buffered_frames: usize,
+}
+
+impl EngineHandle {
+    pub(crate) fn new(
+        commands: SyncSender<Command>,
+        slots: Arc<Slots>,
+        info: Arc<EngineInfo>,
+        max_buffered_frames: usize,
+    ) -> Self {
+        Self {
+            commands,
+            slots,
+            info,
+            next_id: Arc::new(AtomicU64::new(1)),
+            max_buffered_frames,
+        }
+    }
+
+    /// What the engine runs: model, device, dtype, voices, limits.
+    pub fn info(&self) -> &Arc<EngineInfo> {
+        &self.info
+    }
+
+    /// Utterance slots in use.
+    pub fn slots_used(&self) -> usize {
+        self.slots.used()
+    }
+
+    /// Utterance slots in all.
+    pub fn slots_total(&self) -> usize {
+        self.slots.total()
+    }
+
+    /// Whether a new utterance would be admitted now.
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.has_free()
+    }
+
+    /// Whether draining started (no new work is admitted).
+    pub fn is_draining(&self) -> bool {
+        self.slots.is_draining()
+    }
+
+    /// Stops admitting new utterances; running ones go on.
+    pub fn start_draining(&self) {
+        self.slots.start_draining();
+    }
+
+    /// Resolves a requested voice name (or the default) to an installed voice.
+    pub fn resolve_voice(&self, requested: Option<&str>) -> Result<String, EngineError> {
+        self.info.resolve_voice(requested)
+    }
+
+    /// Starts an utterance: takes a slot without waiting (or fails with `Overloaded`).
+    pub fn start(&self, params: SynthesisParams) -> Result<UtteranceHandle, EngineError> {
+        params.validate()?;
+        let voice = self.resolve_voice(params.voice.as_deref())?;
+        let slot = self.slots.try_acquire()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (out, inbox) = outbox(self.max_buffered_frames);
+        let cmd = Command::Start {
+            id,
+            voice,
+            params,
+            outbox: out,
+            slot,
+            queued_at: Instant::now(),
+        };
+        self.send(cmd)?;
+        Ok(UtteranceHandle {
+            id,
+            slots_total: self.slots.total(),
+            commands: self.commands.clone(),
+            inbox: Some(inbox),
+            ended: false,
+        })
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        dispatch(&self.commands, cmd, self.slots.total())
+    }
+
+    /// Asks the model thread to stop after the current step.
+    pub fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}
+
+/// One running utterance.
+pub struct UtteranceHandle {
+    id: UtteranceId,
+    slots_total: usize,
+    commands: SyncSender<Command>,
+    inbox: Option<Inbox>,
+    ended: bool,
+}
+
+impl UtteranceHandle {
+    /// Engine-wide id of this utterance.
+    pub fn id(&self) -> UtteranceId {
+        self.id
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        dispatch(&self.commands, cmd, self.slots_total)
+    }
+
+    /// Appends text (any chunking gives the same audio as the whole text).
+    pub fn push_text(&self, text: &str) -> Result<(), EngineError> {
+        self.send(Command::Text {
+            id: self.id,
+            text: text.to_string(),
+        })
+    }
+
+    /// Ends the input: the rest is synthesised, then `Finished` follows.
+    pub fn close(&self) -> Result<(), EngineError> {
+        self.send(Command::Close { id: self.id })
+    }
+
+    /// Stops at the next frame boundary; `Cancelled` follows. Never blocks: should the
+    /// command queue be full, the model thread still notices the dropped inbox at the next frame.
+    pub fn cancel(&mut self) {
+        if !self.ended {
+            let _ = self.commands.try_send(Command::Cancel { id: self.id });
+        }
+    }
+
+    /// The next event; `None` after the terminal event was read.
+    pub async fn next_event(&mut self) -> Option<UtteranceEvent> {
+        let inbox = self.inbox.as_mut()?;
+        let ev = inbox.next().await;
+        match &ev {
+            Some(e) if e.is_terminal() => self.ended = true,
+            None => self.ended = true,
+            _ => {}
+        }
+        ev
+    }
+
+    /// Unread audio frames.
+    pub fn backlog(&self) -> usize {
+        self.inbox.as_ref().map_or(0, Inbox::backlog)
+    }
+}
+
+impl Drop for UtteranceHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}

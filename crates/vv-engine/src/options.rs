@@ -1,0 +1,43 @@
+//! Everything needed to load and run an engine (filled from the service settings).
+
+use std::path::PathBuf;
+
+use vv_device::{DTypeRequest, DeviceRequest};
+use vv_model::scheduler::SolverKind;
+
+/// Engine construction options.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Hub id or local checkpoint directory.
+    pub model: String,
+    /// Hub revision of the model.
+    pub model_revision: Option<String>,
+    /// Tokenizer hub id, directory or `tokenizer.json` path.
+    pub tokenizer: String,
+    /// Hugging Face cache directory override.
+    pub cache_dir: Option<PathBuf>,
+    /// Directory of voice presets (`.pt` or flat `.safetensors`).
+    pub voices_dir: Option<PathBuf>,
+    /// Voice used when a request names none (first installed voice when unset).
+    pub default_voice: Option<String>,
+    /// Device request.
+    pub device: DeviceRequest,
+    /// Dtype request.
+    pub dtype: DTypeRequest,
+    /// Concurrent utterances.
+    pub slots: usize,
+    /// Unread audio frames per utterance before `slow_consumer`.
+    pub max_buffered_frames: usize,
+    /// Safety cap on speech frames per text token.
+    pub max_frames_per_token: usize,
+    /// Run a warmup generation before serving.
+    pub warmup: bool,
+    /// Default diffusion steps.
+    pub diffusion_steps: usize,
+    /// Default guidance scale.
+    pub cfg_scale: f64,
+    /// Default solver.
+    pub solver: SolverKind,
+    /// Show download progress bars.
+    pub progress: bool,
+}

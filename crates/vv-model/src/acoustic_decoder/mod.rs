@@ -1,0 +1,191 @@
+//! σ-VAE acoustic decoder (`model.acoustic_tokenizer.decoder`): latents `[1, vae_dim, T]` to
+//! audio `[1, channels, T·hop]`, one-shot or streaming with a minimal carried state.
+//!
+//! Activations are kept time-major (`[T, C]`, row-major) throughout, so every FFN, stem, head and
+//! upsampling step is a plain matmul and the depthwise mixers are shifted multiply-adds.
+
+mod block;
+mod conv;
+mod depthwise;
+mod state;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::AcousticTokenizerConfig;
+use crate::error::{ModelError, Result};
+use block::Block1D;
+use conv::{CausalConv1d, CausalConvTranspose1d};
+pub use state::DecoderState;
+
+/// The σ-VAE decoder: stem conv, stages of Block1D separated by transposed-conv upsamplers, head.
+#[derive(Debug, Clone)]
+pub struct AcousticDecoder {
+    stem: CausalConv1d,
+    /// `upsample[k]` runs before `stages[k + 1]`.
+    upsample: Vec<CausalConvTranspose1d>,
+    stages: Vec<Vec<Block1D>>,
+    head: CausalConv1d,
+    vae_dim: usize,
+    /// Output audio channels.
+    channels: usize,
+    hop: usize,
+    dtype: DType,
+    device: Device,
+}
+
+/// Receives `(name, [1, C, L] tensor)` for each intermediate of a decode (parity debugging).
+type Recorder<'a> = Option<&'a mut Vec<(String, Tensor)>>;
+
+impl AcousticDecoder {
+    /// Builds the decoder from `cfg` with `vb` at `model.acoustic_tokenizer.decoder`.
+    pub fn new(cfg: &AcousticTokenizerConfig, vb: VarBuilder) -> Result<Self> {
+        let depths = cfg.decoder_depths()?;
+        let channels = cfg.decoder_channels()?;
+        if depths.len() != cfg.decoder_ratios.len() + 1 || cfg.decoder_ratios.contains(&0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "decoder needs one more stage than positive ratios: depths {depths:?}, ratios {:?}",
+                cfg.decoder_ratios
+            )));
+        }
+        let layers = vb.pp("upsample_layers");
+        let stem = CausalConv1d::new(cfg.vae_dim, channels[0], layers.pp("0").pp("0"))?;
+        let upsample = cfg
+            .decoder_ratios
+            .iter()
+            .enumerate()
+            .map(|(i, &ratio)| {
+                let vb = layers.pp((i + 1).to_string()).pp("0");
+                CausalConvTranspose1d::new(channels[i], channels[i + 1], ratio, vb)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let stages = depths
+            .iter()
+            .zip(&channels)
+            .enumerate()
+            .map(|(i, (&depth, &c))| {
+                let vb = vb.pp("stages").pp(i.to_string());
+                (0..depth)
+                    .map(|j| Block1D::new(c, cfg.layernorm_eps, vb.pp(j.to_string())))
+                    .collect::<candle_core::Result<Vec<_>>>()
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let last = channels[channels.len() - 1];
+        let head = CausalConv1d::new(last, cfg.channels, vb.pp("head"))?;
+        Ok(Self {
+            stem,
+            upsample,
+            stages,
+            head,
+            vae_dim: cfg.vae_dim,
+            channels: cfg.channels,
+            hop: cfg.hop_length(),
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Audio samples produced per latent frame.
+    pub fn hop_length(&self) -> usize {
+        self.hop
+    }
+
+    /// A fresh streaming state (zero history everywhere, as in a one-shot decode).
+    pub fn new_state(&self) -> Result<DecoderState> {
+        let mixers = self
+            .stages
+            .iter()
+            .map(|blocks| blocks.iter().map(Block1D::zero_history).collect())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let upsample = self
+            .upsample
+            .iter()
+            .map(CausalConvTranspose1d::zero_history)
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(DecoderState {
+            stem: self.stem.zero_history()?,
+            mixers,
+            upsample,
+            head: self.head.zero_history()?,
+            frames: 0,
+        })
+    }
+
+    /// Decodes all of `latents` (`[1, vae_dim, T]`) at once into f32 audio `[1, channels, T·hop]`.
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        self.run(latents, &mut self.new_state()?, None)
+    }
+
+    /// Decodes the next `T` frames of a stream (`[1, vae_dim, T]`), returning exactly the `T·hop`
+    /// new samples as f32 `[1, channels, T·hop]`. Any chunking gives the one-shot result.
+    pub fn decode_step(&self, latents: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
+        self.run(latents, state, None)
+    }
+
+    /// One-shot decode that also returns the `stem`, `upsample{i}` and `stage{i}` intermediates
+    /// as `[1, C, L]` f32 tensors (names of the golden fixture's `debug.*` tensors).
+    pub(crate) fn decode_with_intermediates(
+        &self,
+        latents: &Tensor,
+    ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+        let mut recorded = Vec::new();
+        let audio = self.run(latents, &mut self.new_state()?, Some(&mut recorded))?;
+        Ok((audio, recorded))
+    }
+
+    fn run(&self, latents: &Tensor, state: &mut DecoderState, mut record: Recorder) -> Result<Tensor> {
+        let x = self.time_major_input(latents)?;
+        let frames = x.dim(0)?;
+        if frames == 0 {
+            return Ok(Tensor::zeros((1, self.channels, 0), DType::F32, &self.device)?);
+        }
+        let mut x = self.stem.forward(&x, &mut state.stem)?;
+        keep(&mut record, "stem", &x)?;
+        for (i, blocks) in self.stages.iter().enumerate() {
+            if i > 0 {
+                x = self.upsample[i - 1].forward(&x, &mut state.upsample[i - 1])?;
+                keep(&mut record, &format!("upsample{i}"), &x)?;
+            }
+            for (block, history) in blocks.iter().zip(state.mixers[i].iter_mut()) {
+                x = block.forward(&x, history)?;
+            }
+            keep(&mut record, &format!("stage{i}"), &x)?;
+        }
+        let audio = self.head.forward(&x, &mut state.head)?;
+        state.frames += frames;
+        Ok(channels_first(&audio)?)
+    }
+
+    /// Validates `[1, vae_dim, T]` and returns it as `[T, vae_dim]` in the decoder's dtype.
+    fn time_major_input(&self, latents: &Tensor) -> Result<Tensor> {
+        let (batch, dim, _) = latents.dims3().map_err(|_| bad_shape(latents))?;
+        if batch != 1 || dim != self.vae_dim {
+            return Err(bad_shape(latents));
+        }
+        Ok(latents
+            .to_device(&self.device)?
+            .to_dtype(self.dtype)?
+            .squeeze(0)?
+            .t()?
+            .contiguous()?)
+    }
+}
+
+fn bad_shape(latents: &Tensor) -> ModelError {
+    ModelError::InvalidInput(format!(
+        "decoder latents must be [1, vae_dim, T], got {:?}",
+        latents.dims()
+    ))
+}
+
+/// `[L, C]` time-major to f32 `[1, C, L]`.
+fn channels_first(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.to_dtype(DType::F32)?.t()?.contiguous()?.unsqueeze(0)
+}
+
+fn keep(record: &mut Recorder, name: &str, x: &Tensor) -> candle_core::Result<()> {
+    if let Some(list) = record.as_mut() {
+        list.push((name.to_string(), channels_first(x)?));
+    }
+    Ok(())
+}

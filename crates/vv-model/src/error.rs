@@ -1,0 +1,54 @@
+//! The model crate's error type, each variant with a stable machine label.
+
+/// Everything that can go wrong while loading or running the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("missing file {0}")]
+    MissingFile(String),
+    #[error("invalid model config: {0}")]
+    InvalidConfig(String),
+    #[error("checkpoint tensor {name}: {reason}")]
+    Tensor { name: String, reason: String },
+    #[error("invalid voice preset {path}: {reason}")]
+    Preset { path: String, reason: String },
+    #[error("unknown voice {0:?}")]
+    UnknownVoice(String),
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    #[error("model download failed: {0}")]
+    Download(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("fixture {path}: {reason}")]
+    Fixture { path: String, reason: String },
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    /// Stable snake_case label for logs, metrics and API error codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ModelError::Io { .. } => "io_error",
+            ModelError::MissingFile(_) => "missing_file",
+            ModelError::InvalidConfig(_) => "invalid_config",
+            ModelError::Tensor { .. } => "invalid_tensor",
+            ModelError::Preset { .. } => "invalid_voice_preset",
+            ModelError::UnknownVoice(_) => "unknown_voice",
+            ModelError::Tokenizer(_) => "tokenizer_error",
+            ModelError::Download(_) => "download_failed",
+            ModelError::InvalidInput(_) => "invalid_input",
+            ModelError::Fixture { .. } => "fixture_error",
+            ModelError::Candle(_) => "compute_error",
+        }
+    }
+}
+
+/// Result alias of the model crate.
+pub type Result<T> = std::result::Result<T, ModelError>;

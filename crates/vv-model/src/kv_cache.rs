@@ -1,0 +1,381 @@
+//! Per-stream KV cache of a Qwen2 layer stack, preallocated in chunks and filled in place.
+//!
+//! Each layer holds a key and a value buffer of shape `[num_kv_heads, capacity, head_dim]`
+//! (keys stored after RoPE, HF `DynamicCache` order without the batch dimension). Appending a
+//! block writes into the spare capacity with `slice_set`; the buffers are reallocated (one
+//! copy) only when a block does not fit, growing by whole chunks of [`KvCache::CHUNK`].
+//! The cache length is the stream's next absolute position.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{ModelError, Result};
+
+/// Keys and values of every layer of one stream (one utterance's lower LM, positive or
+/// negative TTS LM).
+#[derive(Debug)]
+pub struct KvCache {
+    /// Per layer `[num_kv_heads, capacity, head_dim]`; empty until the first reservation.
+    keys: Vec<Tensor>,
+    /// Same layout as `keys`.
+    values: Vec<Tensor>,
+    num_layers: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    /// Positions held (committed); also the next position of the stream.
+    len: usize,
+    /// Positions the buffers can hold without reallocating.
+    capacity: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl KvCache {
+    /// Growth step of the buffers, in positions.
+    pub const CHUNK: usize = 256;
+
+    /// An empty cache; no memory is allocated before the first token.
+    pub fn new(
+        num_layers: usize,
+        num_kv_heads: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Self {
+        Self {
+            keys: Vec::new(),
+            values: Vec::new(),
+            num_layers,
+            num_kv_heads,
+            head_dim,
+            len: 0,
+            capacity: 0,
+            dtype,
+            device: device.clone(),
+        }
+    }
+
+    /// Builds a cache from per-layer keys and values (e.g. a voice preset), each
+    /// `[1, kv, T, hd]` or `[kv, T, hd]`, all of the same shape, dtype and device.
+    /// The data is copied: later appends never touch the given tensors.
+    pub fn from_layers(keys: Vec<Tensor>, values: Vec<Tensor>) -> Result<Self> {
+        let invalid = |reason: String| ModelError::InvalidInput(format!("kv cache: {reason}"));
+        if keys.is_empty() || keys.len() != values.len() {
+            return Err(invalid(format!(
+                "need the same non-zero number of key and value layers, got {} and {}",
+                keys.len(),
+                values.len()
+            )));
+        }
+        let keys = keys
+            .iter()
+            .map(drop_batch_dim)
+            .collect::<Result<Vec<_>>>()?;
+        let values = values
+            .iter()
+            .map(drop_batch_dim)
+            .collect::<Result<Vec<_>>>()?;
+        let first = &keys[0];
+        let (num_kv_heads, len, head_dim) = first.dims3()?;
+        for t in keys.iter().chain(values.iter()) {
+            if t.dims() != first.dims() || t.dtype() != first.dtype() {
+                return Err(invalid(format!(
+                    "layers disagree: {:?} {:?} vs {:?} {:?}",
+                    t.dims(),
+                    t.dtype(),
+                    first.dims(),
+                    first.dtype()
+                )));
+            }
+            if !t.device().same_device(first.device()) {
+                return Err(invalid("layers live on different devices".into()));
+            }
+        }
+        let mut cache = Self::new(
+            keys.len(),
+            num_kv_heads,
+            head_dim,
+            first.dtype(),
+            first.device(),
+        );
+        cache.fill_from(&keys, &values, len)?;
+        Ok(cache)
+    }
+
+    /// A deep copy: appending to either cache leaves the other unchanged.
+    pub fn try_clone(&self) -> Result<Self> {
+        self.to(self.dtype, &self.device)
+    }
+
+    /// A deep copy converted to `dtype` on `device`.
+    pub fn to(&self, dtype: DType, device: &Device) -> Result<Self> {
+        let mut out = Self::new(
+            self.num_layers,
+            self.num_kv_heads,
+            self.head_dim,
+            dtype,
+            device,
+        );
+        if self.len == 0 {
+            return Ok(out);
+        }
+        let convert = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.narrow(1, 0, self.len)?
+                .to_dtype(dtype)?
+                .to_device(device)?)
+        };
+        let keys = self.keys.iter().map(convert).collect::<Result<Vec<_>>>()?;
+        let values = self.values.iter().map(convert).collect::<Result<Vec<_>>>()?;
+        out.fill_from(&keys, &values, self.len)?;
+        Ok(out)
+    }
+
+    /// Positions held, which is also the absolute position of the next token.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the current buffers can hold before they are reallocated.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.num_layers
+    }
+
+    /// Number of KV heads per layer.
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_kv_heads
+    }
+
+    /// Width of one head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Element type of the buffers.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device of the buffers.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Bytes allocated by the buffers (the whole capacity, keys and values of all layers).
+    pub fn memory_bytes(&self) -> usize {
+        2 * self.num_layers
+            * self.num_kv_heads
+            * self.capacity
+            * self.head_dim
+            * self.dtype.size_in_bytes()
+    }
+
+    /// Views `[num_kv_heads, len, head_dim]` of layer `i`'s filled keys and values.
+    pub fn layer(&self, i: usize) -> Result<(Tensor, Tensor)> {
+        self.view(i, self.len)
+    }
+
+    /// Makes room for `additional` positions beyond the committed length.
+    pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
+        let needed = self.len + additional;
+        if needed <= self.capacity {
+            return Ok(());
+        }
+        let new_capacity = needed.div_ceil(Self::CHUNK) * Self::CHUNK;
+        let extra = new_capacity - self.capacity;
+        let shape = (self.num_kv_heads, extra, self.head_dim);
+        let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+            let spare = Tensor::zeros(shape, self.dtype, &self.device)?;
+            Ok(match old {
+                Some(old) => Tensor::cat(&[old, &spare], 1)?,
+                None => spare,
+            })
+        };
+        let mut keys = Vec::with_capacity(self.num_layers);
+        let mut values = Vec::with_capacity(self.num_layers);
+        for i in 0..self.num_layers {
+            keys.push(grow(self.keys.get(i))?);
+            values.push(grow(self.values.get(i))?);
+        }
+        self.keys = keys;
+        self.values = values;
+        self.capacity = new_capacity;
+        Ok(())
+    }
+
+    /// Writes `k`, `v` (`[num_kv_heads, n, head_dim]`, contiguous) of layer `i` right after the
+    /// committed positions and returns the views of positions `0..len + n`. Room must have
+    /// been reserved; the length only moves with [`KvCache::commit`], once every layer is written.
+    pub(crate) fn append_layer(
+        &mut self,
+        i: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let n = k.dim(1)?;
+        if self.len + n > self.capacity {
+            return Err(ModelError::InvalidInput(format!(
+                "kv cache: {n} positions appended without reservation (len {}, capacity {})",
+                self.len, self.capacity
+            )));
+        }
+        let (kb, vb) = match (self.keys.get(i), self.values.get(i)) {
+            (Some(kb), Some(vb)) => (kb, vb),
+            _ => {
+                return Err(ModelError::InvalidInput(format!(
+                    "kv cache: layer {i} out of range ({} layers)",
+                    self.num_layers
+                )))
+            }
+        };
+        kb.slice_set(k, 1, self.len)?;
+        vb.slice_set(v, 1, self.len)?;
+        self.view(i, self.len + n)
+    }
+
+    /// Advances the length by `n` after every layer's block was appended.
+    pub(crate) fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    fn view(&self, i: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        if i >= self.num_layers {
+            return Err(ModelError::InvalidInput(format!(
+                "kv cache: layer {i} out of range ({} layers)",
+                self.num_layers
+            )));
+        }
+        match (self.keys.get(i), self.values.get(i)) {
+            (Some(k), Some(v)) => Ok((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?)),
+            // Nothing allocated yet: empty views of the right rank.
+            _ => {
+                let empty = Tensor::zeros(
+                    (self.num_kv_heads, 0, self.head_dim),
+                    self.dtype,
+                    &self.device,
+                )?;
+                Ok((empty.clone(), empty))
+            }
+        }
+    }
+
+    /// Allocates fresh buffers and copies `len` positions per layer into them.
+    fn fill_from(&mut self, keys: &[Tensor], values: &[Tensor], len: usize) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.reserve(len)?;
+        for (i, (k, v)) in keys.iter().zip(values).enumerate() {
+            self.append_layer(i, &k.contiguous()?, &v.contiguous()?)?;
+        }
+        self.commit(len);
+        Ok(())
+    }
+}
+
+/// `[1, kv, T, hd]` -> `[kv, T, hd]`; a rank-3 tensor is returned as is.
+fn drop_batch_dim(t: &Tensor) -> Result<Tensor> {
+    match t.dims() {
+        [_, _, _] => Ok(t.clone()),
+        [1, _, _, _] => Ok(t.squeeze(0)?),
+        dims => Err(ModelError::InvalidInput(format!(
+            "kv cache: expected [1, kv, T, hd] or [kv, T, hd], got {dims:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn block(seed: usize, kv: usize, n: usize, hd: usize) -> Tensor {
+        let data: Vec<f32> = (0..kv * n * hd).map(|i| (seed * 1000 + i) as f32).collect();
+        Tensor::from_vec(data, (kv, n, hd), &Device::Cpu).unwrap()
+    }
+
+    /// Appends blocks of the given sizes to a 2-layer cache and checks it holds their concatenation.
+    fn check_appends(sizes: &[usize]) {
+        let (kv, hd) = (2, 3);
+        let mut cache = KvCache::new(2, kv, hd, DType::F32, &Device::Cpu);
+        let mut expected_k = Vec::new();
+        for (s, &n) in sizes.iter().enumerate() {
+            cache.reserve(n).unwrap();
+            for layer in 0..2 {
+                let k = block(2 * s + layer, kv, n, hd);
+                let v = (block(2 * s + layer, kv, n, hd) * -1.0).unwrap();
+                let (kall, vall) = cache.append_layer(layer, &k, &v).unwrap();
+                assert_eq!(kall.dims(), &[kv, cache.len() + n, hd]);
+                assert_eq!(vall.dims(), &[kv, cache.len() + n, hd]);
+                if layer == 1 {
+                    expected_k.push(k);
+                }
+            }
+            cache.commit(n);
+        }
+        let total: usize = sizes.iter().sum();
+        assert_eq!(cache.len(), total);
+        assert_eq!(cache.capacity(), total.div_ceil(KvCache::CHUNK) * KvCache::CHUNK);
+        if total == 0 {
+            return;
+        }
+        let want = Tensor::cat(&expected_k, 1).unwrap();
+        let (k, v) = cache.layer(1).unwrap();
+        let diff = (k - &want).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let diff = (v + &want).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn growth_across_a_chunk_boundary_keeps_the_data() {
+        let c = KvCache::CHUNK;
+        // Fill to one short of the chunk, then cross it with one block, then single tokens.
+        check_appends(&[c - 1, 3, 1, 1]);
+        check_appends(&[c, 1]);
+        check_appends(&[2 * c + 5]);
+    }
+
+    #[test]
+    fn clone_and_from_layers_are_deep_copies() {
+        let k = block(1, 2, 4, 3).unsqueeze(0).unwrap();
+        let v = block(2, 2, 4, 3).unsqueeze(0).unwrap();
+        let mut a = KvCache::from_layers(vec![k.clone()], vec![v.clone()]).unwrap();
+        assert_eq!(a.len(), 4);
+        let b = a.try_clone().unwrap();
+        a.reserve(1).unwrap();
+        // Overwrite position 4 of `a` and check the source tensor and the clone are untouched.
+        a.append_layer(0, &block(9, 2, 1, 3), &block(9, 2, 1, 3)).unwrap();
+        a.commit(1);
+        assert_eq!(a.len(), 5);
+        assert_eq!(b.len(), 4);
+        let (bk, _) = b.layer(0).unwrap();
+        let diff = (bk - k.squeeze(0).unwrap()).unwrap().abs().unwrap();
+        assert_eq!(diff.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        assert_eq!(b.memory_bytes(), 2 * 2 * KvCache::CHUNK * 3 * 4);
+    }
+
+    #[test]
+    fn from_layers_rejects_mismatched_shapes() {
+        let k = block(1, 2, 4, 3);
+        let v = block(2, 2, 5, 3);
+        let err = KvCache::from_layers(vec![k], vec![v]).unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        #[test]
+        fn any_sequence_of_appends_concatenates(sizes in prop::collection::vec(1usize..300, 0..5)) {
+            check_appends(&sizes);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! VibeVoice-Realtime-0.5B inference in candle: a pure model crate (no async runtime, no HTTP).
+//!
+//! Module layout mirrors the checkpoint: `config` deserialises `config.json`, each network
+//! component has a `new(cfg, vb)` constructor whose `vb.pp(..)` paths follow tensor names.
+
+pub mod acoustic_decoder;
+pub mod config;
+pub mod connector;
+pub mod diffusion_head;
+pub mod eos_classifier;
+pub mod error;
+pub mod kv_cache;
+pub mod language_model;
+pub mod parity;
+pub mod qwen2;
+pub mod rope;
+pub mod sampler;
+pub mod scheduler;
+pub mod source;
+pub mod text;
+pub mod voice_preset;
+
+pub use config::VibeVoiceConfig;
+pub use error::{ModelError, Result};

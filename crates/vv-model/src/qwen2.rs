@@ -1,0 +1,293 @@
+//! Qwen2 decoder layers (transformers 4.51.3) as a stack shared by several streams.
+//!
+//! Several independent streams (utterances, or the positive and negative TTS streams) advance
+//! together: their new rows are packed into one `[rows, hidden]` tensor so every linear layer
+//! reads its weights once per step, while attention runs per stream against its own
+//! [`KvCache`]. Positions always equal the stream's cache length.
+
+mod attention;
+mod norm;
+mod weights;
+
+pub use norm::RmsNorm;
+pub(crate) use weights::{linear, tensor};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+
+use crate::config::Qwen2Config;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::rope::Rope;
+use attention::{Attention, StreamBlock};
+
+/// SwiGLU feed-forward with `gate_proj` and `up_proj` fused into one matmul.
+#[derive(Debug, Clone)]
+struct Mlp {
+    /// `[gate; up]`, `[2·intermediate, hidden]`, no bias.
+    gate_up: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &Qwen2Config, vb: VarBuilder) -> Result<Self> {
+        let (hidden, inter) = (cfg.hidden_size, cfg.intermediate_size);
+        let gate_up = Tensor::cat(
+            &[
+                tensor(&vb.pp("gate_proj"), (inter, hidden), "weight")?,
+                tensor(&vb.pp("up_proj"), (inter, hidden), "weight")?,
+            ],
+            0,
+        )?;
+        Ok(Self {
+            gate_up: Linear::new(gate_up, None),
+            down_proj: linear(&vb.pp("down_proj"), inter, hidden, false)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let act = candle_nn::ops::swiglu(&self.gate_up.forward(x)?)?;
+        Ok(self.down_proj.forward(&act)?)
+    }
+}
+
+/// One pre-norm Qwen2 decoder layer (`layers.{i}` of a checkpoint).
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// Reads `input_layernorm`, `self_attn.*`, `post_attention_layernorm` and `mlp.*` under `vb`.
+    pub fn new(cfg: &Qwen2Config, vb: VarBuilder) -> Result<Self> {
+        let eps = cfg.rms_norm_eps;
+        Ok(Self {
+            input_layernorm: RmsNorm::new(cfg.hidden_size, eps, vb.pp("input_layernorm"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: RmsNorm::new(
+                cfg.hidden_size,
+                eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    /// Packed residual stream `[rows, hidden]` in and out; appends to layer `index` of the caches.
+    fn forward(
+        &self,
+        x: &Tensor,
+        blocks: &[StreamBlock],
+        caches: &mut [&mut KvCache],
+        index: usize,
+    ) -> Result<Tensor> {
+        let a = self.input_layernorm.forward(x)?;
+        let h = (x + self.self_attn.forward(&a, blocks, caches, index)?)?;
+        let m = self.post_attention_layernorm.forward(&h)?;
+        Ok((&h + self.mlp.forward(&m)?)?)
+    }
+}
+
+/// A run of decoder layers with an optional final norm (the lower LM has none, the TTS LM one).
+#[derive(Debug, Clone)]
+pub struct Qwen2Stack {
+    layers: Vec<DecoderLayer>,
+    norm: Option<RmsNorm>,
+    rope: Rope,
+    hidden_size: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl Qwen2Stack {
+    /// Reads `layers.{0..num_layers}.*` and, with `with_final_norm`, `norm.weight` under `vb`
+    /// (already prefixed, e.g. `model.language_model`). Activations use `vb`'s dtype and device.
+    pub fn new(
+        cfg: &Qwen2Config,
+        num_layers: usize,
+        with_final_norm: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let layers = (0..num_layers)
+            .map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = if with_final_norm {
+            Some(RmsNorm::new(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("norm"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            layers,
+            norm,
+            rope: Rope::from_config(cfg, vb.dtype(), vb.device())?,
+            hidden_size: cfg.hidden_size,
+            num_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim(),
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Width of the residual stream.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Activation (and weight) dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device of the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty cache matching this stack (layers, KV heads, head width, dtype, device).
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(
+            self.layers.len(),
+            self.num_kv_heads,
+            self.head_dim,
+            self.dtype,
+            &self.device,
+        )
+    }
+
+    /// One stream: `x` `[n, hidden]` at positions `cache.len()..`, returns `[n, hidden]`.
+    pub fn forward(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        self.forward_packed(x, &[n], &mut [cache])
+    }
+
+    /// Several streams advancing together: `xs[s]` `[n_s, hidden]` with `caches[s]`; returns
+    /// each stream's `[n_s, hidden]`. Linear layers run once over all rows.
+    pub fn forward_batch(
+        &self,
+        xs: &[Tensor],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Tensor>> {
+        let rows = xs
+            .iter()
+            .map(|x| x.dim(0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let packed = match xs {
+            [single] => single.clone(),
+            _ => Tensor::cat(xs, 0)?,
+        };
+        let out = self.forward_packed(&packed, &rows, caches)?;
+        split_rows(&out, &rows)
+    }
+
+    /// Like [`Qwen2Stack::forward_batch`] with the rows already packed: `x` `[Σ rows, hidden]`,
+    /// stream `s` owning the next `rows[s]` rows. Returns the packed output.
+    pub fn forward_packed(
+        &self,
+        x: &Tensor,
+        rows: &[usize],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        self.check_inputs(x, rows, caches)?;
+        let mut blocks = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        for (&n, cache) in rows.iter().zip(caches.iter_mut()) {
+            cache.reserve(n)?;
+            blocks.push(StreamBlock::new(
+                start,
+                n,
+                cache.len(),
+                &self.rope,
+                &self.device,
+            )?);
+            start += n;
+        }
+        let mut h = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h, &blocks, caches, i)?;
+        }
+        for (&n, cache) in rows.iter().zip(caches.iter_mut()) {
+            cache.commit(n);
+        }
+        match &self.norm {
+            Some(norm) => norm.forward(&h),
+            None => Ok(h),
+        }
+    }
+
+    fn check_inputs(&self, x: &Tensor, rows: &[usize], caches: &[&mut KvCache]) -> Result<()> {
+        let invalid = |m: String| Err(ModelError::InvalidInput(m));
+        if rows.is_empty() || rows.len() != caches.len() {
+            return invalid(format!(
+                "{} streams but {} caches",
+                rows.len(),
+                caches.len()
+            ));
+        }
+        if rows.contains(&0) {
+            return invalid("every stream needs at least one new row".into());
+        }
+        let total: usize = rows.iter().sum();
+        if x.dims() != [total, self.hidden_size] {
+            return invalid(format!(
+                "activations {:?}, expected [{total}, {}]",
+                x.dims(),
+                self.hidden_size
+            ));
+        }
+        if x.dtype() != self.dtype {
+            return invalid(format!(
+                "activations are {:?}, the layers {:?}",
+                x.dtype(),
+                self.dtype
+            ));
+        }
+        for cache in caches {
+            if cache.num_layers() != self.layers.len()
+                || cache.num_kv_heads() != self.num_kv_heads
+                || cache.head_dim() != self.head_dim
+                || cache.dtype() != self.dtype
+                || !cache.device().same_device(&self.device)
+            {
+                return invalid(format!(
+                    "cache ({} layers, {} kv heads, head_dim {}, {:?}) does not fit the stack \
+                     ({} layers, {} kv heads, head_dim {}, {:?})",
+                    cache.num_layers(),
+                    cache.num_kv_heads(),
+                    cache.head_dim(),
+                    cache.dtype(),
+                    self.layers.len(),
+                    self.num_kv_heads,
+                    self.head_dim,
+                    self.dtype
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits packed `[Σ rows, hidden]` back into one tensor per stream.
+pub(crate) fn split_rows(packed: &Tensor, rows: &[usize]) -> Result<Vec<Tensor>> {
+    let mut start = 0;
+    rows.iter()
+        .map(|&n| {
+            let part = packed.narrow(0, start, n)?;
+            start += n;
+            Ok(part)
+        })
+        .collect()
+}

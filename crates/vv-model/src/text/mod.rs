@@ -1,0 +1,10 @@
+//! Text input: the reference's normalisation, the Qwen2.5 tokenizer, and incremental
+//! tokenization that gives the same ids for text streamed in any chunking.
+
+mod incremental;
+mod normalize;
+mod tokenizer;
+
+pub use incremental::IncrementalTokenizer;
+pub use normalize::{normalize_chars, normalize_text};
+pub use tokenizer::TextTokenizer;

@@ -1,0 +1,192 @@
+//! The service settings: one struct holding every configurable value, and its defaults.
+
+use super::api_keys::ApiKeys;
+use super::location::ResourceLocation;
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use vv_device::{DTypeRequest, DeviceRequest};
+
+/// Default model: the Hugging Face id of VibeVoice-Realtime-0.5B.
+pub const DEFAULT_MODEL: &str = "microsoft/VibeVoice-Realtime-0.5B";
+/// Default tokenizer: the Hugging Face id of the Qwen2.5 tokenizer the model was trained with.
+pub const DEFAULT_TOKENIZER: &str = "Qwen/Qwen2.5-0.5B";
+
+/// Everything the service can be configured with (flags, `TTS_*` variables, TOML file).
+///
+/// `Debug` and `Serialize` never show the API keys in clear.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// Requested inference device; resolved against the hardware by the device layer.
+    pub device: DeviceRequest,
+    /// Requested compute dtype; the device layer's policy decides what is used.
+    pub dtype: DTypeRequest,
+    /// Hugging Face model id or local model directory.
+    pub model: String,
+    /// Revision (branch, tag or commit) of a Hugging Face model.
+    pub model_revision: String,
+    /// Hugging Face tokenizer id, or a path to a `tokenizer.json` (or a directory holding one).
+    pub tokenizer: String,
+    /// Override of the Hugging Face cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Directory of voice presets.
+    pub voices_dir: Option<PathBuf>,
+    /// Voice used when a request names none.
+    pub default_voice: Option<String>,
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    pub port: u16,
+    /// Diffusion steps per speech frame (1..=100).
+    pub diffusion_steps: usize,
+    /// Classifier-free guidance scale (> 0 and <= 10).
+    pub cfg_scale: f32,
+    /// Diffusion solver.
+    pub solver: Solver,
+    /// Fixed sampler seed (random per utterance when absent).
+    pub seed: Option<u64>,
+    /// Run a warm-up utterance before reporting ready.
+    pub warmup: bool,
+    /// Resource limits.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// Accepted API keys; empty means no authentication.
+    pub api_keys: ApiKeys,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            device: DeviceRequest::Auto,
+            dtype: DTypeRequest::Auto,
+            model: DEFAULT_MODEL.to_string(),
+            model_revision: "main".to_string(),
+            tokenizer: DEFAULT_TOKENIZER.to_string(),
+            cache_dir: None,
+            voices_dir: None,
+            default_voice: None,
+            host: "127.0.0.1".to_string(),
+            port: 8000,
+            diffusion_steps: 5,
+            cfg_scale: 1.5,
+            solver: Solver::Ode,
+            seed: None,
+            warmup: true,
+            limits: Limits::default(),
+            api_keys: ApiKeys::default(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Settings {
+    /// Where the model comes from (Hugging Face or a local directory).
+    pub fn model_location(&self) -> ResourceLocation {
+        ResourceLocation::classify(&self.model)
+    }
+
+    /// Where the tokenizer comes from (Hugging Face or a local file).
+    pub fn tokenizer_location(&self) -> ResourceLocation {
+        ResourceLocation::classify(&self.tokenizer)
+    }
+}
+
+/// Limits that protect the service from overload and misbehaving clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Utterances synthesised concurrently (>= 1).
+    pub max_slots: usize,
+    /// Characters of text per utterance (>= 1).
+    pub max_text_chars: usize,
+    /// Bytes per inbound WebSocket message (>= 256).
+    pub max_message_bytes: usize,
+    /// Safety cap on speech frames generated per text token (>= 1).
+    pub max_frames_per_token: usize,
+    /// Seconds a WebSocket session may stay silent before it is closed (>= 1).
+    pub session_idle_timeout_secs: u64,
+    /// Seconds a context may wait for text before it is closed (>= 1).
+    pub context_idle_timeout_secs: u64,
+    /// Outbound frames buffered per context before `slow_consumer` (>= 1).
+    pub max_buffered_frames: usize,
+    /// Seconds in-flight work may take to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_slots: 4,
+            max_text_chars: 5000,
+            max_message_bytes: 65536,
+            max_frames_per_token: 10,
+            session_idle_timeout_secs: 60,
+            context_idle_timeout_secs: 30,
+            max_buffered_frames: 64,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// A setting with a fixed set of named values.
+pub trait Choice: Copy + 'static {
+    /// Every value, in the order they are listed in messages.
+    const ALL: &'static [Self];
+    /// The value's configuration name.
+    fn as_str(self) -> &'static str;
+}
+
+/// Diffusion solver of the speech head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// Deterministic DPM-Solver++ (the reference setting).
+    #[default]
+    Ode,
+    /// Stochastic DPM-Solver++ (SDE variant).
+    Sde,
+}
+
+impl Choice for Solver {
+    const ALL: &'static [Self] = &[Self::Ode, Self::Sde];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ode => "ode",
+            Self::Sde => "sde",
+        }
+    }
+}
+
+/// Format of log lines written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Choice for LogFormat {
+    const ALL: &'static [Self] = &[Self::Text, Self::Json];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Solver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

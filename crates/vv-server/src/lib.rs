@@ -1,0 +1,3 @@
+//! vv-server: the HTTP/WebSocket service and its configuration.
+
+pub mod config;
