@@ -208,7 +208,10 @@ mod tests {
             "unsupported_sample_rate"
         );
         assert_eq!(
-            new_encoder(OutputFormat::Opus, 44_100).err().unwrap().code(),
+            new_encoder(OutputFormat::Opus, 44_100)
+                .err()
+                .unwrap()
+                .code(),
             "unsupported_sample_rate"
         );
     }

@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(codes[0], "unsupported_sample_rate");
         assert_eq!(codes[1], "unsupported_format");
         for c in &codes {
-            assert!(c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'), "{c}");
+            assert!(
+                c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{c}"
+            );
         }
         let mut dedup = codes.clone();
         dedup.sort_unstable();

@@ -104,7 +104,9 @@ impl FlacStreamWriter {
     }
 
     fn encode_block(&mut self, out: &mut Vec<u8>) -> Result<(), AudioError> {
-        self.framebuf.fill_interleaved(&self.block).map_err(flac_err)?;
+        self.framebuf
+            .fill_interleaved(&self.block)
+            .map_err(flac_err)?;
         let frame = flacenc::encode_fixed_size_frame(
             &self.config,
             &self.framebuf,
@@ -139,10 +141,16 @@ mod tests {
         // "fLaC" + 4-byte metadata block header + 34-byte STREAMINFO.
         assert_eq!(out.len(), 42);
         assert_eq!(&out[0..4], b"fLaC");
-        assert_eq!(out[4], 0x80, "last-metadata-block flag, type 0 (STREAMINFO)");
+        assert_eq!(
+            out[4], 0x80,
+            "last-metadata-block flag, type 0 (STREAMINFO)"
+        );
         assert_eq!(&out[5..8], &[0, 0, 34]);
         assert_eq!(u16::from_be_bytes([out[8], out[9]]), FLAC_BLOCK_SIZE as u16);
-        assert_eq!(u16::from_be_bytes([out[10], out[11]]), FLAC_BLOCK_SIZE as u16);
+        assert_eq!(
+            u16::from_be_bytes([out[10], out[11]]),
+            FLAC_BLOCK_SIZE as u16
+        );
         assert_eq!(&out[12..18], &[0; 6], "frame sizes unknown");
         // 20-bit rate, 3-bit channels-1, 5-bit bps-1, 36-bit total samples.
         let packed = u64::from_be_bytes(out[18..26].try_into().unwrap());

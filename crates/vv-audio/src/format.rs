@@ -113,7 +113,10 @@ mod tests {
     #[test]
     fn content_types() {
         assert_eq!(OutputFormat::Wav.content_type(), "audio/wav");
-        assert_eq!(OutputFormat::Raw(Encoding::PcmS16le).content_type(), "audio/pcm");
+        assert_eq!(
+            OutputFormat::Raw(Encoding::PcmS16le).content_type(),
+            "audio/pcm"
+        );
         assert_eq!(OutputFormat::Flac.content_type(), "audio/flac");
         assert_eq!(OutputFormat::Opus.content_type(), "audio/ogg");
     }

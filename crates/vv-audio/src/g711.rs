@@ -14,7 +14,9 @@ const MULAW_CLIP: i32 = 8159;
 
 /// Index of the first segment whose end is >= `value`, or 8 if none is.
 fn segment(value: i32, ends: &[i32; 8]) -> usize {
-    ends.iter().position(|&end| value <= end).unwrap_or(ends.len())
+    ends.iter()
+        .position(|&end| value <= end)
+        .unwrap_or(ends.len())
 }
 
 /// Encodes one 16-bit linear sample as G.711 mu-law.
@@ -134,7 +136,11 @@ mod tests {
             } else {
                 assert_eq!(again, code, "mu-law code {code:#04x} -> {lin}");
             }
-            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law {code:#04x}");
+            assert_eq!(
+                linear_to_alaw(alaw_to_linear(code)),
+                code,
+                "A-law {code:#04x}"
+            );
         }
     }
 
@@ -147,7 +153,10 @@ mod tests {
             let mu = mulaw_to_linear(linear_to_mulaw(x));
             let a = alaw_to_linear(linear_to_alaw(x));
             if xi.abs() <= 32635 {
-                assert!((i32::from(mu) - xi).abs() <= mulaw_bound(xi), "mu {x} -> {mu}");
+                assert!(
+                    (i32::from(mu) - xi).abs() <= mulaw_bound(xi),
+                    "mu {x} -> {mu}"
+                );
             }
             assert!((i32::from(a) - xi).abs() <= alaw_bound(xi), "A {x} -> {a}");
             assert!(mu >= prev_mu && a >= prev_a, "non-monotonic at {x}");

@@ -24,7 +24,5 @@ pub use error::AudioError;
 pub use format::OutputFormat;
 pub use frame_header::{FrameHeader, FLAG_FIRST, FLAG_LAST, FRAME_HEADER_LEN};
 pub use pcm::Encoding;
-pub use resample::{
-    resample_all, StreamResampler, NATIVE_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES,
-};
+pub use resample::{resample_all, StreamResampler, NATIVE_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES};
 pub use wav::{wav_header, write_wav_file};

@@ -173,7 +173,10 @@ impl OggOpusStreamWriter {
             .encoder
             .encode(frame, self.frame_size, &mut self.packet)
             .map_err(opus_err)?;
-        let packet = self.packet.get(..len).ok_or_else(|| opus_err("packet overflow"))?;
+        let packet = self
+            .packet
+            .get(..len)
+            .ok_or_else(|| opus_err("packet overflow"))?;
         self.granule += self.frame_size as u64 * self.ticks;
         let absgp = granule.unwrap_or(self.granule);
         self.pages
@@ -261,9 +264,15 @@ mod tests {
         let mut w = OggOpusStreamWriter::new(24_000).unwrap();
         let mut out = Vec::new();
         w.write(&[0.0; 100], &mut out).unwrap();
-        assert!(out.starts_with(b"OggS"), "header pages go out with the first write");
+        assert!(
+            out.starts_with(b"OggS"),
+            "header pages go out with the first write"
+        );
         let headers = out.len();
         w.write(&[0.0; 380], &mut out).unwrap();
-        assert!(out.len() > headers, "a completed 20 ms frame is emitted at once");
+        assert!(
+            out.len() > headers,
+            "a completed 20 ms frame is emitted at once"
+        );
     }
 }

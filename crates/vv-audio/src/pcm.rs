@@ -67,8 +67,14 @@ impl Encoding {
             Encoding::PcmF32le => {
                 out.extend(samples.iter().flat_map(|&s| sanitize(s).to_le_bytes()))
             }
-            Encoding::Mulaw => out.extend(samples.iter().map(|&s| g711::linear_to_mulaw(f32_to_s16(s)))),
-            Encoding::Alaw => out.extend(samples.iter().map(|&s| g711::linear_to_alaw(f32_to_s16(s)))),
+            Encoding::Mulaw => out.extend(
+                samples
+                    .iter()
+                    .map(|&s| g711::linear_to_mulaw(f32_to_s16(s))),
+            ),
+            Encoding::Alaw => {
+                out.extend(samples.iter().map(|&s| g711::linear_to_alaw(f32_to_s16(s))))
+            }
         }
     }
 

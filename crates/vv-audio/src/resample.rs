@@ -148,7 +148,8 @@ impl StreamResampler {
         let mut consumed = 0;
         while self.pending.len() - consumed >= block {
             let chunk = &self.pending[consumed..consumed + block];
-            self.output_total += run_block(fft, chunk, &mut self.scratch, &mut self.to_trim, &mut out)?;
+            self.output_total +=
+                run_block(fft, chunk, &mut self.scratch, &mut self.to_trim, &mut out)?;
             consumed += block;
         }
         self.pending.drain(..consumed);
@@ -164,9 +165,11 @@ impl StreamResampler {
             // The last partial block (zero-padded by rubato), then silence until the delayed
             // tail has come out.
             let tail = std::mem::take(&mut self.pending);
-            self.output_total += run_block(fft, &tail, &mut self.scratch, &mut self.to_trim, &mut out)?;
+            self.output_total +=
+                run_block(fft, &tail, &mut self.scratch, &mut self.to_trim, &mut out)?;
             while self.output_total < expected {
-                self.output_total += run_block(fft, &[], &mut self.scratch, &mut self.to_trim, &mut out)?;
+                self.output_total +=
+                    run_block(fft, &[], &mut self.scratch, &mut self.to_trim, &mut out)?;
             }
             let excess = self.output_total - expected;
             out.truncate(out.len().saturating_sub(excess as usize));
@@ -244,7 +247,11 @@ mod tests {
         for rate in SUPPORTED_SAMPLE_RATES {
             for n in [0usize, 1, 7, 3200, 3201, 9600 + 13] {
                 let out = resample_all(&vec![0.1; n], rate).unwrap();
-                assert_eq!(out.len() as u64, resampled_len(n as u64, rate), "rate {rate} n {n}");
+                assert_eq!(
+                    out.len() as u64,
+                    resampled_len(n as u64, rate),
+                    "rate {rate} n {n}"
+                );
             }
         }
     }
@@ -277,7 +284,10 @@ mod tests {
                 produced += r.push(&[0.0; 3200]).unwrap().len() as u64;
                 pushed += 3200;
                 let owed = resampled_len(pushed, rate) - produced;
-                assert!(owed <= resampled_len(bound_in, rate) + 1, "rate {rate}: owed {owed}");
+                assert!(
+                    owed <= resampled_len(bound_in, rate) + 1,
+                    "rate {rate}: owed {owed}"
+                );
             }
             // ~16-20 ms at most, well under one model frame (133 ms).
             assert!(bound_in < 3200 / 6, "rate {rate}: bound {bound_in}");

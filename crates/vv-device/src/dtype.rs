@@ -70,7 +70,7 @@ pub fn select_dtype(
             ),
         ),
     };
-    info!(%backend, requested = %request, dtype = dtype.as_str(), %reason, "compute dtype selected");
+    info!(%backend, requested = %request, dtype = %dtype.as_str(), %reason, "compute dtype selected");
     DTypeChoice {
         requested: request,
         dtype,
@@ -80,20 +80,22 @@ pub fn select_dtype(
 
 fn metal_half(half: DType, probe: &dyn DeviceProbe) -> (DType, String) {
     let name = half.as_str();
-    info!(dtype = name, "checking half-precision support on Metal (self-test)");
+    info!(dtype = %name, "checking half-precision support on Metal (self-test)");
     match probe.metal_supports(half) {
         Ok(()) => {
-            info!(dtype = name, "Metal half-precision self-test passed");
+            info!(dtype = %name, "Metal half-precision self-test passed");
             (
                 half,
                 format!("{name} requested and the Metal half-precision self-test passed"),
             )
         }
         Err(why) => {
-            warn!(dtype = name, reason = %why, "Metal half-precision self-test failed; using f32");
+            warn!(dtype = %name, reason = %why, "Metal half-precision self-test failed; using f32");
             (
                 DType::F32,
-                format!("{name} requested but not supported on this Metal device ({why}); using f32"),
+                format!(
+                    "{name} requested but not supported on this Metal device ({why}); using f32"
+                ),
             )
         }
     }

@@ -135,3 +135,93 @@ pub fn retry_after_clear_cache<T>(
         outcome => outcome,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{BackendOp, RecordingOps};
+    use candle_core::DType;
+
+    fn msg(text: &str) -> Error {
+        Error::Msg(text.to_string())
+    }
+
+    #[test]
+    fn classifies_candle_backend_errors() {
+        let unsupported = [
+            Error::UnsupportedDTypeForOp(DType::BF16, "conv1d"),
+            msg("Metal conv_transpose1d BF16 not implemented"),
+            msg("upsample-nearest1d is not supported on cuda"),
+            msg("no metal implementation for the op").bt(),
+            msg("Map1 does not uspport this dtype."),
+        ];
+        for error in &unsupported {
+            assert_eq!(
+                classify(error),
+                FailureKind::UnsupportedOperation,
+                "{error}"
+            );
+        }
+        let oom = [
+            Error::Cuda(Box::new(std::io::Error::other(
+                "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+            ))),
+            msg("Failed to create metal resource: Buffer"),
+            msg("CUBLAS_STATUS_ALLOC_FAILED"),
+        ];
+        for error in &oom {
+            assert_eq!(classify(error), FailureKind::OutOfMemory, "{error}");
+        }
+        assert_eq!(
+            classify(&msg("shape mismatch in matmul")),
+            FailureKind::Other
+        );
+        // Only the backend's message counts, not the context a caller wrapped around it.
+        let wrapped = Error::Context {
+            inner: Box::new(msg("shape mismatch")),
+            context: Box::new("op not implemented in this layer"),
+        };
+        assert_eq!(classify(&wrapped), FailureKind::Other);
+        let wrapped = Error::Context {
+            inner: Box::new(msg("CUDA_ERROR_OUT_OF_MEMORY")),
+            context: Box::new("decoder"),
+        };
+        assert_eq!(classify(&wrapped), FailureKind::OutOfMemory);
+    }
+
+    #[test]
+    fn notice_falls_back_unsupported_gpu_operations_once_per_component() {
+        let notice = FallbackNotice::new();
+        let unsupported = msg("Metal conv1d F16 not implemented");
+        assert!(notice.falls_back_to_cpu("decoder", Backend::Metal, &unsupported));
+        assert!(notice.falls_back_to_cpu("decoder", Backend::Metal, &unsupported));
+        assert!(notice.falls_back_to_cpu("connector", Backend::Cuda, &unsupported));
+        assert!(!notice.falls_back_to_cpu("lm", Backend::Cpu, &unsupported));
+        assert!(!notice.falls_back_to_cpu("lm", Backend::Metal, &msg("out of memory")));
+        assert_eq!(notice.fallen_back(), vec!["connector", "decoder"]);
+    }
+
+    #[test]
+    fn retries_once_only_on_out_of_memory() {
+        let ops = RecordingOps::new(Backend::Cuda);
+        let mut attempts = 0;
+        let result: candle_core::Result<()> = retry_after_clear_cache(&ops, &Device::Cpu, || {
+            attempts += 1;
+            Err(msg("CUDA_ERROR_OUT_OF_MEMORY"))
+        });
+        assert!(result.is_err());
+        assert_eq!(attempts, 2);
+        assert_eq!(ops.calls().len(), 1);
+        assert_eq!(ops.calls()[0].op, BackendOp::ClearCache);
+
+        let ops = RecordingOps::new(Backend::Metal);
+        let mut attempts = 0;
+        let result: candle_core::Result<()> = retry_after_clear_cache(&ops, &Device::Cpu, || {
+            attempts += 1;
+            Err(msg("shape mismatch"))
+        });
+        assert!(result.is_err());
+        assert_eq!(attempts, 1);
+        assert!(ops.calls().is_empty());
+    }
+}

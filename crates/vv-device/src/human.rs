@@ -31,7 +31,7 @@ mod tests {
         assert_eq!(format_bytes(1023), "1023 B");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(16 << 30), "16.0 GiB");
-        assert_eq!(format_bytes(u64::MAX), "16384.0 TiB");
+        assert_eq!(format_bytes(u64::MAX), "16777216.0 TiB");
         assert_eq!(format_optional_bytes(None), "unknown");
     }
 }

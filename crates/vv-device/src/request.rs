@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn rejects_invalid_forms_with_help() {
-        for s in ["", "gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:+1", "cuda 0", "rocm"] {
+        for s in [
+            "", "gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:+1", "cuda 0", "rocm",
+        ] {
             let e = s.parse::<DeviceRequest>().unwrap_err();
             let msg = e.to_string();
             assert!(msg.contains(VALID_DEVICE_FORMS), "{msg}");

@@ -156,7 +156,9 @@ pub(crate) fn log_outcome(request: DeviceRequest, outcome: &Result<Resolution, D
                 "device selected"
             );
         }
-        Err(error) => warn!(%request, code = error.code(), "device request cannot be honoured: {error}"),
+        Err(error) => {
+            warn!(%request, code = error.code(), "device request cannot be honoured: {error}")
+        }
     }
 }
 

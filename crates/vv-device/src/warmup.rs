@@ -54,7 +54,7 @@ pub fn half_precision_self_test(device: &Device, dtype: DType) -> Result<f32, St
         matmul_max_error(device, dtype).map_err(|e| format!("{name} matmul failed: {e}"))?;
     let tolerance = half_tolerance(dtype);
     if error <= tolerance {
-        info!(device = %candle_device_label(device), dtype = name, max_error = error, "half-precision self-test passed");
+        info!(device = %candle_device_label(device), dtype = %name, max_error = error, "half-precision self-test passed");
         Ok(error)
     } else {
         Err(format!(
@@ -113,7 +113,10 @@ mod tests {
         for dtype in [DType::BF16, DType::F16] {
             let error = half_precision_self_test(&Device::Cpu, dtype).unwrap();
             // Rounding to a half type must show up: the check compares real values.
-            assert!(error > f32_error && error <= half_tolerance(dtype), "{dtype:?}: {error}");
+            assert!(
+                error > f32_error && error <= half_tolerance(dtype),
+                "{dtype:?}: {error}"
+            );
         }
     }
 

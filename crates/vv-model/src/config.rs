@@ -99,9 +99,9 @@ impl Depths {
             Depths::Text(s) => s
                 .split('-')
                 .map(|p| {
-                    p.trim().parse::<usize>().map_err(|_| {
-                        ModelError::InvalidConfig(format!("bad depth list {s:?}"))
-                    })
+                    p.trim()
+                        .parse::<usize>()
+                        .map_err(|_| ModelError::InvalidConfig(format!("bad depth list {s:?}")))
                 })
                 .collect(),
         }
@@ -248,8 +248,11 @@ mod tests {
     use super::*;
 
     fn read(rel: &str) -> String {
-        std::fs::read_to_string(format!("{}/../../testdata/{rel}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
+        std::fs::read_to_string(format!(
+            "{}/../../testdata/{rel}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -275,7 +278,10 @@ mod tests {
         assert_eq!(c.decoder_config.head_dim(), 16);
         let a = &c.acoustic_tokenizer_config;
         assert_eq!(a.decoder_depths().unwrap(), vec![2, 1, 1, 1, 1, 1, 1]);
-        assert_eq!(a.decoder_channels().unwrap(), vec![128, 64, 32, 16, 8, 4, 2]);
+        assert_eq!(
+            a.decoder_channels().unwrap(),
+            vec![128, 64, 32, 16, 8, 4, 2]
+        );
     }
 
     #[test]

@@ -145,9 +145,9 @@ impl HeadLayer {
             chunk(&params, 2, self.hidden)?,
         );
         let u = modulate(&self.norm.forward(x)?, &shift, &scale)?;
-        let ffn = self
-            .down_proj
-            .forward(&(candle_nn::ops::silu(&self.gate_proj.forward(&u)?)? * self.up_proj.forward(&u)?)?)?;
+        let ffn = self.down_proj.forward(
+            &(candle_nn::ops::silu(&self.gate_proj.forward(&u)?)? * self.up_proj.forward(&u)?)?,
+        )?;
         Ok((params, (x + gate.broadcast_mul(&ffn)?)?))
     }
 }
@@ -176,7 +176,10 @@ impl FinalLayer {
 
     fn forward(&self, x: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
         let params = ada_ln(&self.ada_ln, c)?;
-        let (shift, scale) = (chunk(&params, 0, self.hidden)?, chunk(&params, 1, self.hidden)?);
+        let (shift, scale) = (
+            chunk(&params, 0, self.hidden)?,
+            chunk(&params, 1, self.hidden)?,
+        );
         let u = modulate(&self.unit_norm.forward(x)?, &shift, &scale)?;
         Ok((params, self.linear.forward(&u)?))
     }
@@ -271,7 +274,12 @@ impl DiffusionHead {
 
     /// The v prediction for noisy latents `x_t [B, latent]`, given `cond_proj_out [B, H]` from
     /// [`Self::condition`] and `temb` (`[B, H]`, or `[1, H]` broadcast over the rows).
-    pub fn forward_with(&self, x_t: &Tensor, cond_proj_out: &Tensor, temb: &Tensor) -> Result<Tensor> {
+    pub fn forward_with(
+        &self,
+        x_t: &Tensor,
+        cond_proj_out: &Tensor,
+        temb: &Tensor,
+    ) -> Result<Tensor> {
         let c = cond_proj_out.broadcast_add(temb)?;
         self.run(&self.prepare(x_t)?, &c, &mut |_, _| {})
     }

@@ -12,6 +12,10 @@ use crate::error::{ModelError, Result};
 
 /// Keys and values of every layer of one stream (one utterance's lower LM, positive or
 /// negative TTS LM).
+///
+/// `clone()` is cheap and copy-on-write: the clone shares the filled positions and has no spare
+/// capacity, so its first append copies into fresh buffers, and the original only ever writes
+/// past the positions the clone can see. [`KvCache::try_clone`] copies eagerly.
 #[derive(Debug)]
 pub struct KvCache {
     /// Per layer `[num_kv_heads, capacity, head_dim]`; empty until the first reservation.
@@ -124,7 +128,11 @@ impl KvCache {
                 .to_device(device)?)
         };
         let keys = self.keys.iter().map(convert).collect::<Result<Vec<_>>>()?;
-        let values = self.values.iter().map(convert).collect::<Result<Vec<_>>>()?;
+        let values = self
+            .values
+            .iter()
+            .map(convert)
+            .collect::<Result<Vec<_>>>()?;
         out.fill_from(&keys, &values, self.len)?;
         Ok(out)
     }
@@ -169,7 +177,8 @@ impl KvCache {
         &self.device
     }
 
-    /// Bytes allocated by the buffers (the whole capacity, keys and values of all layers).
+    /// Bytes of keys and values this cache can hold without reallocating (its capacity, all
+    /// layers); a copy-on-write clone counts only the filled positions it shares.
     pub fn memory_bytes(&self) -> usize {
         2 * self.num_layers
             * self.num_kv_heads
@@ -189,14 +198,15 @@ impl KvCache {
         if needed <= self.capacity {
             return Ok(());
         }
-        let new_capacity = needed.div_ceil(Self::CHUNK) * Self::CHUNK;
-        let extra = new_capacity - self.capacity;
-        let shape = (self.num_kv_heads, extra, self.head_dim);
+        let capacity = needed.div_ceil(Self::CHUNK) * Self::CHUNK;
+        let spare = (self.num_kv_heads, capacity - self.len, self.head_dim);
         let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-            let spare = Tensor::zeros(shape, self.dtype, &self.device)?;
+            let spare = Tensor::zeros(spare, self.dtype, &self.device)?;
             Ok(match old {
-                Some(old) => Tensor::cat(&[old, &spare], 1)?,
-                None => spare,
+                Some(old) if self.len > 0 => {
+                    Tensor::cat(&[&old.narrow(1, 0, self.len)?, &spare], 1)?
+                }
+                _ => spare,
             })
         };
         let mut keys = Vec::with_capacity(self.num_layers);
@@ -207,7 +217,7 @@ impl KvCache {
         }
         self.keys = keys;
         self.values = values;
-        self.capacity = new_capacity;
+        self.capacity = capacity;
         Ok(())
     }
 
@@ -281,6 +291,23 @@ impl KvCache {
     }
 }
 
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            values: self.values.clone(),
+            num_layers: self.num_layers,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            len: self.len,
+            // No writable region: the shared buffers are never written through the clone.
+            capacity: self.len,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        }
+    }
+}
+
 /// `[1, kv, T, hd]` -> `[kv, T, hd]`; a rank-3 tensor is returned as is.
 fn drop_batch_dim(t: &Tensor) -> Result<Tensor> {
     match t.dims() {
@@ -323,7 +350,10 @@ mod tests {
         }
         let total: usize = sizes.iter().sum();
         assert_eq!(cache.len(), total);
-        assert_eq!(cache.capacity(), total.div_ceil(KvCache::CHUNK) * KvCache::CHUNK);
+        assert_eq!(
+            cache.capacity(),
+            total.div_ceil(KvCache::CHUNK) * KvCache::CHUNK
+        );
         if total == 0 {
             return;
         }
@@ -353,7 +383,8 @@ mod tests {
         let b = a.try_clone().unwrap();
         a.reserve(1).unwrap();
         // Overwrite position 4 of `a` and check the source tensor and the clone are untouched.
-        a.append_layer(0, &block(9, 2, 1, 3), &block(9, 2, 1, 3)).unwrap();
+        a.append_layer(0, &block(9, 2, 1, 3), &block(9, 2, 1, 3))
+            .unwrap();
         a.commit(1);
         assert_eq!(a.len(), 5);
         assert_eq!(b.len(), 4);
@@ -361,6 +392,47 @@ mod tests {
         let diff = (bk - k.squeeze(0).unwrap()).unwrap().abs().unwrap();
         assert_eq!(diff.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
         assert_eq!(b.memory_bytes(), 2 * 2 * KvCache::CHUNK * 3 * 4);
+    }
+
+    /// Appends one position holding `value` to the single layer of `cache`.
+    fn push(cache: &mut KvCache, value: f32) {
+        let t = Tensor::full(value, (2, 1, 3), &Device::Cpu).unwrap();
+        cache.reserve(1).unwrap();
+        cache.append_layer(0, &t, &t).unwrap();
+        cache.commit(1);
+    }
+
+    fn keys(cache: &KvCache) -> Vec<f32> {
+        cache
+            .layer(0)
+            .unwrap()
+            .0
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn cheap_clones_never_see_each_others_appends() {
+        let mut original = KvCache::new(1, 2, 3, DType::F32, &Device::Cpu);
+        push(&mut original, 1.0);
+        let mut first = original.clone();
+        let mut second = original.clone();
+        push(&mut original, 2.0);
+        push(&mut first, 3.0);
+        push(&mut second, 4.0);
+        let mut grandchild = first.clone();
+        push(&mut first, 5.0);
+        push(&mut grandchild, 6.0);
+        let row =
+            |vals: &[f32]| -> Vec<f32> { vals.iter().flat_map(|&v| [v; 3]).collect::<Vec<f32>>() };
+        // Layout [kv=2, T, 3]: each head holds the same sequence.
+        let both = |seq: &[f32]| [row(seq), row(seq)].concat();
+        assert_eq!(keys(&original), both(&[1.0, 2.0]));
+        assert_eq!(keys(&first), both(&[1.0, 3.0, 5.0]));
+        assert_eq!(keys(&second), both(&[1.0, 4.0]));
+        assert_eq!(keys(&grandchild), both(&[1.0, 3.0, 6.0]));
     }
 
     #[test]

@@ -63,7 +63,8 @@ impl TextLm {
 
     /// Runs `ids` of one stream at positions `cache.len()..`; returns `h_text` `[n, hidden]`.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        self.stack.forward_packed(&self.embed(ids)?, &[ids.len()], &mut [cache])
+        self.stack
+            .forward_packed(&self.embed(ids)?, &[ids.len()], &mut [cache])
     }
 
     /// Several text streams together (one embedding gather, one matmul per weight).
@@ -74,7 +75,9 @@ impl TextLm {
     ) -> Result<Vec<Tensor>> {
         let rows: Vec<usize> = ids.iter().map(|s| s.len()).collect();
         let all: Vec<u32> = ids.concat();
-        let out = self.stack.forward_packed(&self.embed(&all)?, &rows, caches)?;
+        let out = self
+            .stack
+            .forward_packed(&self.embed(&all)?, &rows, caches)?;
         split_rows(&out, &rows)
     }
 }

@@ -9,10 +9,13 @@ pub mod connector;
 pub mod diffusion_head;
 pub mod eos_classifier;
 pub mod error;
+pub mod generation;
 pub mod kv_cache;
 pub mod language_model;
+pub mod model;
 pub mod parity;
 pub mod qwen2;
+pub mod random_init;
 pub mod rope;
 pub mod sampler;
 pub mod scheduler;
@@ -22,3 +25,4 @@ pub mod voice_preset;
 
 pub use config::VibeVoiceConfig;
 pub use error::{ModelError, Result};
+pub use model::VibeVoiceModel;

@@ -176,11 +176,7 @@ impl Qwen2Stack {
 
     /// Several streams advancing together: `xs[s]` `[n_s, hidden]` with `caches[s]`; returns
     /// each stream's `[n_s, hidden]`. Linear layers run once over all rows.
-    pub fn forward_batch(
-        &self,
-        xs: &[Tensor],
-        caches: &mut [&mut KvCache],
-    ) -> Result<Vec<Tensor>> {
+    pub fn forward_batch(&self, xs: &[Tensor], caches: &mut [&mut KvCache]) -> Result<Vec<Tensor>> {
         let rows = xs
             .iter()
             .map(|x| x.dim(0))

@@ -111,7 +111,9 @@ mod tests {
     fn matches_the_half_split_formula_at_any_position() {
         let (d, heads, theta) = (8, 3, 1e4f32);
         let rope = Rope::new(d, theta as f64, 16, DType::F32, &Device::Cpu).unwrap();
-        let data: Vec<f32> = (0..2 * heads * d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let data: Vec<f32> = (0..2 * heads * d)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
         let x = Tensor::from_vec(data.clone(), (2, heads, d), &Device::Cpu).unwrap();
         // Positions 14, 15 come from the table, 20, 21 are computed on demand.
         for start in [14usize, 20] {

@@ -43,7 +43,11 @@ impl NoiseSchedule {
     /// f32; `1 - beta` in f32; the cumulative product accumulated in f64 (as PyTorch's CPU
     /// `cumprod` does) and stored f32.
     pub fn cosine(num_train_timesteps: usize) -> Self {
-        let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+        let alpha_bar = |t: f64| {
+            ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
+                .cos()
+                .powi(2)
+        };
         let n = num_train_timesteps as f64;
         let betas: Vec<f32> = (0..num_train_timesteps)
             .map(|i| {
@@ -126,7 +130,11 @@ impl NoiseSchedule {
         (1..=num_steps)
             .rev()
             .map(|k| {
-                let v = if k == num_steps { last } else { k as f64 * step };
+                let v = if k == num_steps {
+                    last
+                } else {
+                    k as f64 * step
+                };
                 v.round_ties_even() as usize
             })
             .collect()
@@ -187,7 +195,11 @@ impl DpmSolver {
 
     /// A solver over an explicit training schedule; `num_steps` must be in `1..len` (fewer
     /// steps than training timesteps keeps the rounded linspace timesteps distinct).
-    pub fn from_schedule(schedule: &NoiseSchedule, num_steps: usize, kind: SolverKind) -> Result<Self> {
+    pub fn from_schedule(
+        schedule: &NoiseSchedule,
+        num_steps: usize,
+        kind: SolverKind,
+    ) -> Result<Self> {
         if num_steps == 0 || num_steps >= schedule.len() {
             return Err(ModelError::InvalidInput(format!(
                 "diffusion steps must be in 1..{}, got {num_steps}",
@@ -257,7 +269,12 @@ impl DpmSolver {
 }
 
 /// Coefficients of step `k` (f32, reference operation order).
-fn step_coefficients(sigmas: &[f32], k: usize, timestep: usize, kind: SolverKind) -> StepCoefficients {
+fn step_coefficients(
+    sigmas: &[f32],
+    k: usize,
+    timestep: usize,
+    kind: SolverKind,
+) -> StepCoefficients {
     let n = sigmas.len() - 1;
     let (alpha_s, sigma_s) = alpha_sigma(sigmas[k]);
     let (alpha_t, sigma_t) = alpha_sigma(sigmas[k + 1]);
@@ -361,10 +378,18 @@ mod tests {
 
     /// Spec 3.7 table, N = 5: (t, sigma~, order, ODE a, b, SDE a, b, c).
     const TABLE5: [(usize, f64, usize, f64, f64, f64, f64, f64); 5] = [
-        (999, 20291.3, 1, 0.951816, 0.306622, 1.456e-4, 0.306669, 0.951816),
-        (799, 3.10373, 2, 0.853006, 0.322199, 0.382224, 0.466573, 0.725834),
-        (599, 1.39075, 2, 0.732830, 0.375915, 0.390077, 0.576011, 0.503696),
-        (400, 0.740281, 2, 0.537397, 0.515580, 0.244975, 0.750609, 0.284591),
+        (
+            999, 20291.3, 1, 0.951816, 0.306622, 1.456e-4, 0.306669, 0.951816,
+        ),
+        (
+            799, 3.10373, 2, 0.853006, 0.322199, 0.382224, 0.466573, 0.725834,
+        ),
+        (
+            599, 1.39075, 2, 0.732830, 0.375915, 0.390077, 0.576011, 0.503696,
+        ),
+        (
+            400, 0.740281, 2, 0.537397, 0.515580, 0.244975, 0.750609, 0.284591,
+        ),
         (200, 0.337461, 1, 0.0, 1.0, 0.0, 1.0, 0.0),
     ];
 
@@ -375,7 +400,10 @@ mod tests {
         assert_eq!(ode.orders(), vec![1, 2, 2, 2, 1]);
         assert_eq!(ode.sigmas()[5], 0.0);
         let close = |got: f32, want: f64, tol: f64| {
-            assert!((f64::from(got) - want).abs() <= tol, "got {got}, want {want}")
+            assert!(
+                (f64::from(got) - want).abs() <= tol,
+                "got {got}, want {want}"
+            )
         };
         for (k, &(t, sig, order, oa, ob, sa, sb, sc)) in TABLE5.iter().enumerate() {
             let (o, s) = (ode.coefficients()[k], sde.coefficients()[k]);
@@ -433,7 +461,10 @@ mod tests {
                 let noise = Tensor::new(&[[1.5f32, -0.5, 0.25]], &d).unwrap();
                 let out = frame.step(&v, &x, Some(&noise)).unwrap();
                 let got: Vec<f32> = out.sample.flatten_all().unwrap().to_vec1().unwrap();
-                assert!(got.iter().all(|v| v.is_finite()), "{kind:?} step {k}: {got:?}");
+                assert!(
+                    got.iter().all(|v| v.is_finite()),
+                    "{kind:?} step {k}: {got:?}"
+                );
                 if k == 4 {
                     let x0: Vec<f32> = out.x0.flatten_all().unwrap().to_vec1().unwrap();
                     assert_eq!(got, x0, "{kind:?}");

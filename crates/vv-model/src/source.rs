@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn local_directory_resolves_both_files() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vibevoice-tiny/model");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/vibevoice-tiny/model"
+        );
         let f = resolve_checkpoint(dir, &HubOptions::default()).unwrap();
         assert!(f.config.ends_with("config.json"));
         assert!(f.weights.ends_with("model.safetensors"));
@@ -135,7 +138,10 @@ mod tests {
 
     #[test]
     fn tokenizer_file_or_directory() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vibevoice-tiny/tokenizer");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/vibevoice-tiny/tokenizer"
+        );
         let opts = HubOptions::default();
         assert!(resolve_tokenizer(dir, &opts).unwrap().is_file());
         let file = format!("{dir}/tokenizer.json");

@@ -30,8 +30,10 @@ fn tiny_decoder_matches_the_golden_file() {
         vb.pp("model.acoustic_tokenizer.decoder"),
     )
     .unwrap();
-    let golden =
-        GoldenFile::open(Path::new(&format!("{TINY}/golden/acoustic_decoder.safetensors"))).unwrap();
+    let golden = GoldenFile::open(Path::new(&format!(
+        "{TINY}/golden/acoustic_decoder.safetensors"
+    )))
+    .unwrap();
     let reports = parity::acoustic_decoder::check(&decoder, &golden).unwrap();
     for r in &reports {
         println!(
@@ -45,7 +47,12 @@ fn tiny_decoder_matches_the_golden_file() {
 }
 
 /// A decoder config with the given shape (head to one channel, eps 1e-5).
-fn config(vae_dim: usize, n_filters: usize, ratios: Vec<usize>, depths: Vec<usize>) -> AcousticTokenizerConfig {
+fn config(
+    vae_dim: usize,
+    n_filters: usize,
+    ratios: Vec<usize>,
+    depths: Vec<usize>,
+) -> AcousticTokenizerConfig {
     AcousticTokenizerConfig {
         vae_dim,
         channels: 1,
@@ -80,11 +87,21 @@ impl RandomWeights {
         let ch = cfg.decoder_channels().unwrap();
         let fan = |n: usize| (1.0 / n as f32).sqrt();
         let stem = "upsample_layers.0.0.conv.conv";
-        w.add(format!("{stem}.weight"), &[ch[0], cfg.vae_dim, 7], 0., fan(7 * cfg.vae_dim));
+        w.add(
+            format!("{stem}.weight"),
+            &[ch[0], cfg.vae_dim, 7],
+            0.,
+            fan(7 * cfg.vae_dim),
+        );
         w.add(format!("{stem}.bias"), &[ch[0]], 0., 0.1);
         for (i, &r) in cfg.decoder_ratios.iter().enumerate() {
             let p = format!("upsample_layers.{}.0.convtr.convtr", i + 1);
-            w.add(format!("{p}.weight"), &[ch[i], ch[i + 1], 2 * r], 0., fan(2 * ch[i]));
+            w.add(
+                format!("{p}.weight"),
+                &[ch[i], ch[i + 1], 2 * r],
+                0.,
+                fan(2 * ch[i]),
+            );
             w.add(format!("{p}.bias"), &[ch[i + 1]], 0., 0.1);
         }
         for (i, &depth) in cfg.decoder_depths().unwrap().iter().enumerate() {
@@ -95,16 +112,31 @@ impl RandomWeights {
                 w.add(format!("{p}.ffn_norm.weight"), &[c], 1., 0.2);
                 w.add(format!("{p}.gamma"), &[c], 0., 0.3);
                 w.add(format!("{p}.ffn_gamma"), &[c], 0., 0.3);
-                w.add(format!("{p}.mixer.conv.conv.conv.weight"), &[c, 1, 7], 0., fan(7));
+                w.add(
+                    format!("{p}.mixer.conv.conv.conv.weight"),
+                    &[c, 1, 7],
+                    0.,
+                    fan(7),
+                );
                 w.add(format!("{p}.mixer.conv.conv.conv.bias"), &[c], 0., 0.1);
                 w.add(format!("{p}.ffn.linear1.weight"), &[4 * c, c], 0., fan(c));
                 w.add(format!("{p}.ffn.linear1.bias"), &[4 * c], 0., 0.1);
-                w.add(format!("{p}.ffn.linear2.weight"), &[c, 4 * c], 0., fan(4 * c));
+                w.add(
+                    format!("{p}.ffn.linear2.weight"),
+                    &[c, 4 * c],
+                    0.,
+                    fan(4 * c),
+                );
                 w.add(format!("{p}.ffn.linear2.bias"), &[c], 0., 0.1);
             }
         }
         let last = ch[ch.len() - 1];
-        w.add("head.conv.conv.weight".into(), &[cfg.channels, last, 7], 0., fan(7 * last));
+        w.add(
+            "head.conv.conv.weight".into(),
+            &[cfg.channels, last, 7],
+            0.,
+            fan(7 * last),
+        );
         w.add("head.conv.conv.bias".into(), &[cfg.channels], 0., 0.1);
         w.tensors
     }
@@ -118,7 +150,9 @@ fn random_decoder(cfg: &AcousticTokenizerConfig, seed: u64) -> AcousticDecoder {
 fn random_latents(vae_dim: usize, frames: usize, seed: u64) -> Tensor {
     let mut rng = StdRng::seed_from_u64(seed);
     let normal = Normal::new(0f32, 1.).unwrap();
-    let data: Vec<f32> = (0..vae_dim * frames).map(|_| normal.sample(&mut rng)).collect();
+    let data: Vec<f32> = (0..vae_dim * frames)
+        .map(|_| normal.sample(&mut rng))
+        .collect();
     Tensor::from_vec(data, (1, vae_dim, frames), &Device::Cpu).unwrap()
 }
 
@@ -184,7 +218,9 @@ fn real_size_decoder_timing() {
     let mut times = Vec::new();
     for f in 0..12 {
         let start = Instant::now();
-        let audio = decoder.decode_step(&latents.narrow(2, f, 1).unwrap(), &mut state).unwrap();
+        let audio = decoder
+            .decode_step(&latents.narrow(2, f, 1).unwrap(), &mut state)
+            .unwrap();
         let elapsed = start.elapsed().as_secs_f64() * 1e3;
         assert_eq!(audio.dims(), &[1, 1, 3200]);
         if f >= 2 {

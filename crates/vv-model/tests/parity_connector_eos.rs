@@ -20,8 +20,10 @@ fn connector_and_eos_match_the_reference() {
         .unwrap();
     let connector = AcousticConnector::new(&cfg, vb.pp("model.acoustic_connector")).unwrap();
     let eos = EosClassifier::new(&cfg, vb.pp("tts_eos_classifier")).unwrap();
-    let golden =
-        GoldenFile::open(Path::new(&format!("{TINY}/golden/connector_eos.safetensors"))).unwrap();
+    let golden = GoldenFile::open(Path::new(&format!(
+        "{TINY}/golden/connector_eos.safetensors"
+    )))
+    .unwrap();
 
     let reports = connector_eos::check(&connector, &eos, &golden).unwrap();
     for r in &reports {

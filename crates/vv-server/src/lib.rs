@@ -1,3 +1,16 @@
 //! vv-server: the HTTP/WebSocket service and its configuration.
 
+pub mod app;
+pub mod auth;
 pub mod config;
+pub mod engine_options;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod shutdown;
+pub mod state;
+pub mod voice_alias;
+
+pub use app::app;
+pub use error::ApiError;
+pub use state::AppState;

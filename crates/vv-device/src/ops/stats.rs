@@ -75,9 +75,7 @@ impl MemoryStats {
         let working_set = info.recommended_working_set_bytes;
         Self {
             used_bytes: allocated,
-            free_bytes: working_set
-                .zip(allocated)
-                .map(|(w, a)| w.saturating_sub(a)),
+            free_bytes: working_set.zip(allocated).map(|(w, a)| w.saturating_sub(a)),
             total_bytes: working_set,
             metal_allocated_bytes: allocated,
             metal_recommended_working_set_bytes: working_set,

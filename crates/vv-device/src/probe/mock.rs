@@ -117,7 +117,10 @@ impl MockProbe {
         let outcome = if supported {
             Ok(())
         } else {
-            Err(format!("{} self-test failed on the mock device", dtype.as_str()))
+            Err(format!(
+                "{} self-test failed on the mock device",
+                dtype.as_str()
+            ))
         };
         match dtype {
             DType::BF16 => self.bf16 = outcome,

@@ -135,7 +135,8 @@ impl DeviceProbe for SystemProbe {
 /// The CPU brand string, if the operating system tells it.
 fn cpu_brand() -> Option<String> {
     use sysinfo::{CpuRefreshKind, RefreshKind, System};
-    let system = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
+    let system =
+        System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
     system
         .cpus()
         .first()

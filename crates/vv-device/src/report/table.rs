@@ -1,8 +1,8 @@
 //! The human-readable table of a [`DevicesReport`].
 
 use super::DevicesReport;
-use crate::human::format_bytes;
 use crate::backend::Backend;
+use crate::human::format_bytes;
 use crate::ops::MemoryStats;
 use crate::survey::BackendStatus;
 use std::fmt::Write;

@@ -32,7 +32,11 @@ impl CausalConv1d {
     /// A zero history `[K - 1, C_in]` for streaming.
     pub(super) fn zero_history(&self) -> Result<Tensor> {
         let c_in = self.weight.dim(0)? / KERNEL;
-        Tensor::zeros((KERNEL - 1, c_in), self.weight.dtype(), self.weight.device())
+        Tensor::zeros(
+            (KERNEL - 1, c_in),
+            self.weight.dtype(),
+            self.weight.device(),
+        )
     }
 
     /// `[T, C_in] -> [T, C_out]`, consuming and updating the `[K - 1, C_in]` history.

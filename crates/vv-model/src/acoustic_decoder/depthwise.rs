@@ -7,7 +7,11 @@ use candle_core::{Result, Tensor};
 
 /// `acc + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[T + K - 1, C]` (history first),
 /// `taps` K tensors of shape `[C]`, and `acc` `[T, C]` (e.g. residual plus bias).
-pub(super) fn shifted_multiply_add(window: &Tensor, taps: &[Tensor], acc: Tensor) -> Result<Tensor> {
+pub(super) fn shifted_multiply_add(
+    window: &Tensor,
+    taps: &[Tensor],
+    acc: Tensor,
+) -> Result<Tensor> {
     let len = window.dim(0)? + 1 - taps.len();
     let mut acc = acc;
     for (k, tap) in taps.iter().enumerate() {
@@ -45,7 +49,11 @@ mod tests {
         let window = padded.squeeze(0)?.t()?.contiguous()?;
         let acc = b.unsqueeze(0)?.broadcast_as((t, c))?.contiguous()?;
         let got = shifted_multiply_add(&window, &split_taps(&w)?, acc)?;
-        let err = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let err = (got - want)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
         assert!(err < 1e-5, "max abs error {err}");
         Ok(())
     }

@@ -133,21 +133,38 @@ impl AcousticDecoder {
         Ok((audio, recorded))
     }
 
-    fn run(&self, latents: &Tensor, state: &mut DecoderState, mut record: Recorder) -> Result<Tensor> {
+    fn run(
+        &self,
+        latents: &Tensor,
+        state: &mut DecoderState,
+        mut record: Recorder,
+    ) -> Result<Tensor> {
         let x = self.time_major_input(latents)?;
         let frames = x.dim(0)?;
         if frames == 0 {
-            return Ok(Tensor::zeros((1, self.channels, 0), DType::F32, &self.device)?);
+            return Ok(Tensor::zeros(
+                (1, self.channels, 0),
+                DType::F32,
+                &self.device,
+            )?);
         }
         let mut x = self.stem.forward(&x, &mut state.stem)?;
         keep(&mut record, "stem", &x)?;
         for (i, blocks) in self.stages.iter().enumerate() {
             if i > 0 {
+                let t0 = std::time::Instant::now();
                 x = self.upsample[i - 1].forward(&x, &mut state.upsample[i - 1])?;
+                if std::env::var("VVPROF").is_ok() {
+                    eprintln!("PROF up{i} {:.2}", t0.elapsed().as_secs_f64() * 1e3);
+                }
                 keep(&mut record, &format!("upsample{i}"), &x)?;
             }
+            let t0 = std::time::Instant::now();
             for (block, history) in blocks.iter().zip(state.mixers[i].iter_mut()) {
                 x = block.forward(&x, history)?;
+            }
+            if std::env::var("VVPROF").is_ok() {
+                eprintln!("PROF stage{i} {:.2}", t0.elapsed().as_secs_f64() * 1e3);
             }
             keep(&mut record, &format!("stage{i}"), &x)?;
         }

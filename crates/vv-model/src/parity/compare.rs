@@ -48,7 +48,10 @@ impl TensorReport {
 /// `max |a - b|` over all elements, computed in f64; shapes must have the same element count.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     let a = a.to_dtype(DType::F64)?.flatten_all()?;
-    let b = b.to_dtype(DType::F64)?.flatten_all()?.to_device(a.device())?;
+    let b = b
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_device(a.device())?;
     if a.dims() != b.dims() {
         return Err(candle_core::Error::Msg(format!(
             "shape mismatch: {:?} vs {:?}",

@@ -26,61 +26,78 @@ pub fn check(
     eos: &EosClassifier,
     golden: &GoldenFile,
 ) -> Result<Vec<TensorReport>> {
-    let mut reports = Vec::new();
-    let mut compare = |name: &str, got: &Tensor| -> Result<()> {
-        reports.push(golden_report(COMPONENT, TOLERANCE, golden, name, got)?);
-        Ok(())
+    let mut replay = Replay {
+        golden,
+        reports: Vec::new(),
     };
 
     let prefill = token_ids(golden, "input.prefill_ids")?;
-    compare("debug.lm.prefill.inputs_embeds", &lower.embed(&prefill)?)?;
+    replay.compare("debug.lm.prefill.inputs_embeds", &lower.embed(&prefill)?)?;
     let mut cache = lower.new_cache();
-    compare(
-        "output.lm.prefill.hidden",
-        &lower.forward(&prefill, &mut cache)?,
-    )?;
-    compare_kv(&mut compare, "output.lm.prefill.kv", &cache)?;
+    let hidden = lower.forward(&prefill, &mut cache)?;
+    replay.compare("output.lm.prefill.hidden", &hidden)?;
+    replay.compare_kv("output.lm.prefill.kv", &cache)?;
     for (s, &id) in token_ids(golden, "input.decode_ids")?.iter().enumerate() {
         let hidden = lower.forward(&[id], &mut cache)?;
-        compare(&format!("output.lm.decode{s}.hidden"), &hidden)?;
+        replay.compare(&format!("output.lm.decode{s}.hidden"), &hidden)?;
     }
-    compare_kv(&mut compare, "output.lm.final.kv", &cache)?;
+    replay.compare_kv("output.lm.final.kv", &cache)?;
 
     let mut cache = tts.new_cache();
     let text = rows(golden, "input.tts.prefill.lm_hidden", tts.device())?;
-    let mut step = |compare: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
-                    name: &str,
-                    input: TtsInput,
-                    cache: &mut KvCache|
-     -> Result<()> {
-        compare(
-            &format!("debug.tts.{name}.inputs_embeds"),
-            &tts.input_embeds(&input)?,
-        )?;
-        let hidden = tts.forward(input, cache)?;
-        compare(&format!("output.tts.{name}.hidden"), &hidden)?;
-        let last = hidden.narrow(0, hidden.dim(0)? - 1, 1)?;
-        compare(&format!("output.tts.{name}.eos_logit"), &eos.logit(&last)?)
-    };
-    step(&mut compare, "prefill", TtsInput::text(&text), &mut cache)?;
-    compare_kv(&mut compare, "output.tts.prefill.kv", &cache)?;
+    replay.tts_step(tts, eos, "prefill", TtsInput::text(&text), &mut cache)?;
+    replay.compare_kv("output.tts.prefill.kv", &cache)?;
     let mut s = 0;
     while golden.contains(&format!("input.tts.decode{s}.acoustic_embed")) {
-        let speech = rows(
-            golden,
-            &format!("input.tts.decode{s}.acoustic_embed"),
-            tts.device(),
-        )?;
-        step(
-            &mut compare,
-            &format!("decode{s}"),
-            TtsInput::speech(&speech),
-            &mut cache,
-        )?;
+        let name = format!("input.tts.decode{s}.acoustic_embed");
+        let speech = rows(golden, &name, tts.device())?;
+        let step = format!("decode{s}");
+        replay.tts_step(tts, eos, &step, TtsInput::speech(&speech), &mut cache)?;
         s += 1;
     }
-    compare_kv(&mut compare, "output.tts.final.kv", &cache)?;
-    Ok(reports)
+    replay.compare_kv("output.tts.final.kv", &cache)?;
+    Ok(replay.reports)
+}
+
+/// The reports collected while replaying one golden file.
+struct Replay<'a> {
+    golden: &'a GoldenFile,
+    reports: Vec<TensorReport>,
+}
+
+impl Replay<'_> {
+    fn compare(&mut self, name: &str, got: &Tensor) -> Result<()> {
+        let report = golden_report(COMPONENT, TOLERANCE, self.golden, name, got)?;
+        self.reports.push(report);
+        Ok(())
+    }
+
+    /// Every layer's keys and values against `{prefix}.{i}.key` / `.value`.
+    fn compare_kv(&mut self, prefix: &str, cache: &KvCache) -> Result<()> {
+        for i in 0..cache.num_layers() {
+            let (k, v) = cache.layer(i)?;
+            self.compare(&format!("{prefix}.{i}.key"), &k)?;
+            self.compare(&format!("{prefix}.{i}.value"), &v)?;
+        }
+        Ok(())
+    }
+
+    /// One TTS-LM call `step`: its input embedding, normed hidden states and last-row EOS logit.
+    fn tts_step(
+        &mut self,
+        tts: &TtsLm,
+        eos: &EosClassifier,
+        step: &str,
+        input: TtsInput,
+        cache: &mut KvCache,
+    ) -> Result<()> {
+        let embeds = tts.input_embeds(&input)?;
+        self.compare(&format!("debug.tts.{step}.inputs_embeds"), &embeds)?;
+        let hidden = tts.forward(input, cache)?;
+        self.compare(&format!("output.tts.{step}.hidden"), &hidden)?;
+        let last = hidden.narrow(0, hidden.dim(0)? - 1, 1)?;
+        self.compare(&format!("output.tts.{step}.eos_logit"), &eos.logit(&last)?)
+    }
 }
 
 /// Compares `got` with the golden tensor `name` (which must exist) after reshaping `got` to
@@ -98,20 +115,6 @@ pub(super) fn golden_report(
         reason: format!("{name}: computed shape {:?} does not fit: {e}", got.dims()),
     })?;
     TensorReport::new(component, name, &got, want, tolerance)
-}
-
-/// Layer `i`'s keys and values against `{prefix}.{i}.key` / `.value` for every layer.
-fn compare_kv(
-    compare: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
-    prefix: &str,
-    cache: &KvCache,
-) -> Result<()> {
-    for i in 0..cache.num_layers() {
-        let (k, v) = cache.layer(i)?;
-        compare(&format!("{prefix}.{i}.key"), &k)?;
-        compare(&format!("{prefix}.{i}.value"), &v)?;
-    }
-    Ok(())
 }
 
 /// A golden id tensor (any shape, I64) as token ids.

@@ -8,9 +8,12 @@ pub mod acoustic_decoder;
 mod compare;
 pub mod connector_eos;
 pub mod diffusion_head;
+pub mod end_to_end;
+mod fixture_dir;
 mod golden;
 pub mod lm;
 pub mod scheduler;
 
 pub use compare::{max_abs_diff, relative_error, TensorReport};
+pub use fixture_dir::FixtureDir;
 pub use golden::GoldenFile;

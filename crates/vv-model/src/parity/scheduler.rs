@@ -34,7 +34,12 @@ pub fn check(cfg: &DiffusionHeadConfig, golden: &GoldenFile) -> Result<Vec<Tenso
     let schedule = NoiseSchedule::from_config(cfg)?;
     let cpu = Device::Cpu;
     let mut reports = vec![
-        report(golden, "betas", &Tensor::new(schedule.betas(), &cpu)?, TOLERANCE)?,
+        report(
+            golden,
+            "betas",
+            &Tensor::new(schedule.betas(), &cpu)?,
+            TOLERANCE,
+        )?,
         report(
             golden,
             "alphas_cumprod",
@@ -51,7 +56,11 @@ pub fn check(cfg: &DiffusionHeadConfig, golden: &GoldenFile) -> Result<Vec<Tenso
 }
 
 /// One recorded run: the solver with as many steps as `{prefix}input.model_outputs` has.
-fn check_run(schedule: &NoiseSchedule, golden: &GoldenFile, prefix: &str) -> Result<Vec<TensorReport>> {
+fn check_run(
+    schedule: &NoiseSchedule,
+    golden: &GoldenFile,
+    prefix: &str,
+) -> Result<Vec<TensorReport>> {
     let name = |n: &str| format!("{prefix}{n}");
     let outputs = golden.get(&name("input.model_outputs"))?;
     let solver = DpmSolver::from_schedule(schedule, outputs.dim(0)?, SolverKind::Ode)?;
@@ -86,7 +95,12 @@ fn check_run(schedule: &NoiseSchedule, golden: &GoldenFile, prefix: &str) -> Res
             &Tensor::new(solver.sigmas(), &cpu)?,
             SIGMA_TOLERANCE,
         )?,
-        report(golden, &name("output.x0_pred"), &Tensor::cat(&x0s, 0)?, TOLERANCE)?,
+        report(
+            golden,
+            &name("output.x0_pred"),
+            &Tensor::cat(&x0s, 0)?,
+            TOLERANCE,
+        )?,
         report(
             golden,
             &name("output.prev_sample"),

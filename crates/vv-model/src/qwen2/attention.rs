@@ -128,7 +128,10 @@ impl Attention {
             let qkv = qkv.narrow(0, block.start, block.len)?;
             let qk = Rope::apply(&qkv.narrow(1, 0, nh + nkv)?, &block.cos, &block.sin)?;
             let k = qk.narrow(1, nh, nkv)?.transpose(0, 1)?.contiguous()?;
-            let v = qkv.narrow(1, nh + nkv, nkv)?.transpose(0, 1)?.contiguous()?;
+            let v = qkv
+                .narrow(1, nh + nkv, nkv)?
+                .transpose(0, 1)?
+                .contiguous()?;
             let (keys, values) = cache.append_layer(layer, &k, &v)?;
             outs.push(self.attend(&qk.narrow(1, 0, nh)?, &keys, &values, block.mask.as_ref())?);
         }
@@ -152,7 +155,10 @@ impl Attention {
         let n = q.dim(0)?;
         let t = keys.dim(1)?;
         // Query head h = kv·group + g; rows of KV head kv are (g, i) pairs, g-major.
-        let q = q.transpose(0, 1)?.contiguous()?.reshape((nkv, group * n, hd))?;
+        let q = q
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((nkv, group * n, hd))?;
         let scores = q.matmul(&keys.t()?)?.to_dtype(DType::F32)?;
         let scores = match mask {
             Some(mask) => scores.reshape((nkv, group, n, t))?.broadcast_add(mask)?,

@@ -54,7 +54,12 @@ impl IncrementalTokenizer {
         }
         let mut cut = starts[starts.len() - HELD_PRE_TOKENS];
         cut = cut.min(self.pending.len() - tok.partial_special_suffix(&self.pending));
-        let cut = starts.iter().copied().filter(|&s| s <= cut).max().unwrap_or(0);
+        let cut = starts
+            .iter()
+            .copied()
+            .filter(|&s| s <= cut)
+            .max()
+            .unwrap_or(0);
         if cut == 0 {
             return Ok(Vec::new());
         }
@@ -128,14 +133,20 @@ mod tests {
             tok.encode("Tiny voice!\n").unwrap(),
             vec![53, 258, 90, 401, 332, 2, 200]
         );
-        let chunks: Vec<String> = ["Ti", "ny vo", "ice", "!"].iter().map(|s| s.to_string()).collect();
+        let chunks: Vec<String> = ["Ti", "ny vo", "ice", "!"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(streamed(&tok, &chunks), vec![53, 258, 90, 401, 332, 2, 200]);
     }
 
     #[test]
     fn special_token_strings_are_neutralised_even_when_split() {
         let tok = tiny();
-        let chunks: Vec<String> = ["Hi <|endof", "text|> there"].iter().map(|s| s.to_string()).collect();
+        let chunks: Vec<String> = ["Hi <|endof", "text|> there"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let ids = streamed(&tok, &chunks);
         assert!(!ids.contains(&0) && !ids.contains(&1), "{ids:?}");
         assert_eq!(ids, whole(&tok, "Hi  there"));
@@ -143,9 +154,35 @@ mod tests {
 
     fn text_strategy() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "hello", "world", " ", "  ", "\n", "\n\n", ",", ".", "!", "?", "'s", "'", "don't",
-            "123", "4", "é", "e\u{301}", "naïve", "’", "“quoted”", "-", "...", "\t", "<|endoftext|>",
-            "a", "I", "Zoë", "日本", "😀",
+            "hello",
+            "world",
+            " ",
+            "  ",
+            "\n",
+            "\n\n",
+            ",",
+            ".",
+            "!",
+            "?",
+            "'s",
+            "'",
+            "don't",
+            "123",
+            "4",
+            "é",
+            "e\u{301}",
+            "naïve",
+            "’",
+            "“quoted”",
+            "-",
+            "...",
+            "\t",
+            "<|endoftext|>",
+            "a",
+            "I",
+            "Zoë",
+            "日本",
+            "😀",
         ]);
         prop::collection::vec(pieces, 0..24).prop_map(|v| v.concat())
     }

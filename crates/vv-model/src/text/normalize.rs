@@ -25,7 +25,10 @@ mod tests {
 
     #[test]
     fn strips_and_appends_newline() {
-        assert_eq!(normalize_text("  Hi “there” it’s me \n"), "Hi \"there\" it's me\n");
+        assert_eq!(
+            normalize_text("  Hi “there” it’s me \n"),
+            "Hi \"there\" it's me\n"
+        );
         assert_eq!(normalize_text(""), "\n");
     }
 }

@@ -135,9 +135,7 @@ impl PresetEntry {
                 .collect()
         };
         Ok(Self {
-            last_hidden_state: last_hidden_state
-                .contiguous()
-                .map_err(|e| e.to_string())?,
+            last_hidden_state: last_hidden_state.contiguous().map_err(|e| e.to_string())?,
             keys: contiguous(keys)?,
             values: contiguous(values)?,
         })

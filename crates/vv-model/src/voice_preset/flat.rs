@@ -39,7 +39,8 @@ struct EntryTensors {
 
 /// Decodes a flat preset held in memory.
 pub(super) fn read(bytes: &[u8]) -> Result<FlatPreset, String> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -124,7 +125,9 @@ fn build_entry(
         let key = format!("{}.{suffix}", kind.name());
         if let Some(text) = metadata.get(&key) {
             if text.parse::<usize>().ok() != Some(actual) {
-                return Err(format!("metadata {key} = {text:?} but the tensors say {actual}"));
+                return Err(format!(
+                    "metadata {key} = {text:?} but the tensors say {actual}"
+                ));
             }
         }
     }
@@ -141,9 +144,15 @@ pub(super) fn encode(
     let mut named = Vec::new();
     for (kind, entry) in EntryKind::ALL.into_iter().zip(entries) {
         let name = kind.name();
-        metadata.insert(format!("{name}.seen_tokens"), entry.seen_tokens().to_string());
+        metadata.insert(
+            format!("{name}.seen_tokens"),
+            entry.seen_tokens().to_string(),
+        );
         metadata.insert(format!("{name}.num_layers"), entry.num_layers().to_string());
-        named.push((format!("{name}/last_hidden_state"), entry.last_hidden_state()));
+        named.push((
+            format!("{name}/last_hidden_state"),
+            entry.last_hidden_state(),
+        ));
         for (layer, (k, v)) in entry.keys().iter().zip(entry.values()).enumerate() {
             named.push((format!("{name}/past_key_values/{layer}/key"), k));
             named.push((format!("{name}/past_key_values/{layer}/value"), v));

@@ -462,7 +462,11 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_put(&mut self, idx: u32) -> Result<(), String> {
-        let top = self.stack.last().cloned().ok_or("memoize on an empty stack")?;
+        let top = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or("memoize on an empty stack")?;
         self.memo.insert(idx, top);
         Ok(())
     }

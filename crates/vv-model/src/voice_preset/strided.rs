@@ -34,7 +34,9 @@ impl StridedView<'_> {
             .iter()
             .zip(self.stride)
             .try_fold(self.offset, |acc, (&n, &s)| {
-                (n - 1).checked_mul(s).and_then(|step| acc.checked_add(step))
+                (n - 1)
+                    .checked_mul(s)
+                    .and_then(|step| acc.checked_add(step))
             })
             .ok_or("tensor view overflows")?;
         if last >= storage_numel {
@@ -80,7 +82,12 @@ impl StridedView<'_> {
 }
 
 /// `count` consecutive elements starting at element `start`.
-fn element_run(storage: &[u8], start: usize, count: usize, elem_size: usize) -> Result<&[u8], String> {
+fn element_run(
+    storage: &[u8],
+    start: usize,
+    count: usize,
+    elem_size: usize,
+) -> Result<&[u8], String> {
     storage
         .get(start * elem_size..(start + count) * elem_size)
         .ok_or_else(|| "tensor element outside its storage".to_string())
@@ -130,7 +137,10 @@ mod tests {
             size: &[1_000_000],
             stride: &[0],
         };
-        assert!(broadcast.gather(&storage, 2).unwrap_err().contains("larger"));
+        assert!(broadcast
+            .gather(&storage, 2)
+            .unwrap_err()
+            .contains("larger"));
         let huge = StridedView {
             offset: 0,
             size: &[usize::MAX, 2],

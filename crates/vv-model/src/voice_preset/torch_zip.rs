@@ -108,9 +108,16 @@ impl<R: Read + std::io::Seek> TensorLoader<'_, R> {
             return Err("the pickle's top level is not a dict".into());
         };
         let output = lookup(top, kind.name()).ok_or("missing")?;
-        let output = instance(pickle, output, Global::ModelOutput, "BaseModelOutputWithPast")?;
+        let output = instance(
+            pickle,
+            output,
+            Global::ModelOutput,
+            "BaseModelOutputWithPast",
+        )?;
         let hidden = field(pickle, output, "last_hidden_state", 0)?;
-        let hidden = self.tensor(hidden).map_err(|e| format!("last_hidden_state: {e}"))?;
+        let hidden = self
+            .tensor(hidden)
+            .map_err(|e| format!("last_hidden_state: {e}"))?;
         let cache = field(pickle, output, "past_key_values", 1)?;
         let cache = instance(pickle, cache, Global::DynamicCache, "DynamicCache")?;
         let state = match cache.state.as_ref().and_then(|s| pickle.object(s)) {

@@ -1,0 +1,171 @@
+//! The built binary, run as a user would: help, `devices` and `config validate`.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+/// The binary with no `TTS_*` variable and no `RUST_LOG` inherited from the test's environment.
+fn vibevoice_rt(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibevoice-rt"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TTS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("RUST_LOG").env_remove("RUST_BACKTRACE");
+    cmd.args(args).envs(env.iter().copied()).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_no_panic(out: &Output) {
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn help_lists_the_subcommands_and_the_environment_twins() {
+    let out = vibevoice_rt(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(help.contains("devices") && help.contains("config"), "{help}");
+
+    let out = vibevoice_rt(&["devices", "--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for expected in [
+        "--device <DEVICE>",
+        "[default: auto] [env: TTS_DEVICE]",
+        "--max-slots <N>",
+        "[env: TTS_MAX_SLOTS]",
+        "[env: TTS_CONFIG]",
+        "--json",
+    ] {
+        assert!(help.contains(expected), "missing {expected:?} in\n{help}");
+    }
+}
+
+#[test]
+fn devices_json_reports_every_backend_and_the_resolution() {
+    let out = vibevoice_rt(&["devices", "--json"], &[]);
+    assert_no_panic(&out);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["request"], "auto");
+    assert_eq!(report["error"], Value::Null);
+    let backends: Vec<&str> = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends, ["cuda", "metal", "cpu"]);
+    if !cfg!(any(feature = "cuda", feature = "metal")) {
+        assert_eq!(report["resolved"]["backend"], "cpu", "{report}");
+        assert_eq!(report["dtype"]["dtype"], "f32", "{report}");
+    }
+}
+
+#[test]
+fn devices_prints_a_table_with_the_request_from_the_environment() {
+    let out = vibevoice_rt(&["devices"], &[("TTS_DEVICE", "cpu")]);
+    assert_no_panic(&out);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("BACKEND") && table.contains("cpu"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("request") && l.contains("cpu")), "{table}");
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn devices_with_an_unavailable_cuda_request_fails_naming_the_feature() {
+    let out = vibevoice_rt(&["devices", "--device", "cuda"], &[]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("error: device cuda:0 is not available"), "{stderr}");
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+}
+
+#[test]
+fn devices_with_an_invalid_device_lists_the_valid_forms() {
+    let out = vibevoice_rt(&["devices", "--device", "gpu"], &[]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--device gpu: invalid device \"gpu\""), "{stderr}");
+    assert!(stderr.contains(vv_device::request::VALID_DEVICE_FORMS), "{stderr}");
+    assert!(stderr.contains("\"auto\""), "{stderr}");
+    assert!(out.stdout.is_empty(), "no report for an invalid configuration");
+}
+
+#[test]
+fn config_validate_lists_every_bad_environment_value() {
+    let env = [
+        ("TTS_DEVICE", "gpu"),
+        ("TTS_PORT", "http"),
+        ("TTS_MAX_SLOTS", "0"),
+        ("TTS_CFG_SCALE", "11"),
+    ];
+    let out = vibevoice_rt(&["config", "validate", "--steps", "0"], &env);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "invalid configuration (5 problems)",
+        "TTS_DEVICE=gpu: invalid device",
+        "TTS_PORT=http: expected a port number",
+        "TTS_MAX_SLOTS=0: 0 is out of range",
+        "TTS_CFG_SCALE=11: 11 is out of range",
+        "--diffusion-steps 0: 0 is out of range",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in\n{stderr}");
+    }
+
+    let out = vibevoice_rt(&["config", "validate", "--json"], &env);
+    assert_eq!(out.status.code(), Some(2));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["valid"], false);
+    let codes: Vec<&str> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["invalid_device", "invalid_value", "out_of_range", "out_of_range"]);
+}
+
+#[test]
+fn config_validate_shows_each_value_with_its_source() {
+    let env = [("TTS_DEVICE", "cuda:0"), ("TTS_API_KEYS", "top-secret")];
+    let out = vibevoice_rt(&["config", "validate", "--port", "9001"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line in\n{report}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("device"), ["device", "cuda:0", "env", "TTS_DEVICE"]);
+    assert_eq!(line("port"), ["port", "9001", "flag", "--port"]);
+    assert_eq!(line("max_slots"), ["max_slots", "4", "default"]);
+    assert!(!report.contains("top-secret"), "{report}");
+
+    let out = vibevoice_rt(&["config", "validate", "--json"], &env);
+    assert!(out.status.success());
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["valid"], true);
+    let device = result["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "device")
+        .unwrap();
+    assert_eq!(device["value"], "cuda:0");
+    assert_eq!(device["source"], serde_json::json!({"kind": "env", "name": "TTS_DEVICE"}));
+    assert!(!text(&out.stdout).contains("top-secret"));
+}

@@ -1,0 +1,306 @@
+//! The utterance state machine: text windows, CFG-guided frames, decoding, feedback, stopping.
+
+use candle_core::{DType, Tensor};
+use serde::Serialize;
+
+use crate::acoustic_decoder::DecoderState;
+use crate::error::{ModelError, Result};
+use crate::generation::params::{GenerationParams, SPEECH_WINDOW, TEXT_WINDOW};
+use crate::generation::voice::PreparedVoice;
+use crate::kv_cache::KvCache;
+use crate::language_model::TtsInput;
+use crate::model::VibeVoiceModel;
+use crate::sampler::{DiffusionSampler, NoiseSource};
+use crate::scheduler::{DpmSolver, SolverKind};
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The end-of-speech classifier fired (probability > 0.5).
+    Eos,
+    /// The TTS LM reached `max_position_embeddings` (8192) positions.
+    MaxLength,
+    /// The safety cap on frames per text token (or `max_frames`) was reached.
+    FrameCap,
+    /// The input was closed without any text.
+    Empty,
+}
+
+/// What one call of [`Utterance::step`] did.
+#[derive(Debug, Clone)]
+pub enum StepOutcome {
+    /// A decoded frame of f32 audio; `last` when no frame follows.
+    Frame { audio: Vec<f32>, last: bool },
+    /// The next text window is incomplete and the input is open: push text, then step again.
+    NeedText,
+    /// Generation is over.
+    Finished(StopReason),
+}
+
+/// Per-frame values recorded for parity checks.
+#[derive(Debug, Clone)]
+pub struct FrameTrace {
+    /// Positive condition the frame was sampled with, `[H]`.
+    pub pos_condition: Vec<f32>,
+    /// Negative condition, `[H]`.
+    pub neg_condition: Vec<f32>,
+    /// Diffusion output z (the connector's input), `[latent]`.
+    pub latent: Vec<f32>,
+    /// Positive hidden state after feeding the frame back, `[H]` (absent when capped).
+    pub pos_hidden_after: Option<Vec<f32>>,
+    /// EOS logit on that hidden state.
+    pub eos_logit: Option<f32>,
+}
+
+/// One utterance being generated.
+pub struct Utterance {
+    params: GenerationParams,
+    sampler: DiffusionSampler,
+    noise: Box<dyn NoiseSource>,
+    kv_lm: KvCache,
+    kv_pos: KvCache,
+    kv_neg: KvCache,
+    h_pos: Tensor,
+    h_neg: Tensor,
+    decoder: DecoderState,
+    tokens: Vec<u32>,
+    consumed: usize,
+    input_closed: bool,
+    frames_left_in_window: usize,
+    frames: usize,
+    stop: Option<StopReason>,
+    trace: Option<Vec<FrameTrace>>,
+}
+
+fn row_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
+}
+
+impl Utterance {
+    /// A new utterance in `voice` (its caches are cloned), with no text yet.
+    pub fn new(
+        model: &VibeVoiceModel,
+        voice: &PreparedVoice,
+        params: GenerationParams,
+        noise: Box<dyn NoiseSource>,
+    ) -> Result<Self> {
+        if params.diffusion_steps == 0 {
+            return Err(ModelError::InvalidInput(
+                "diffusion_steps must be at least 1".into(),
+            ));
+        }
+        if !(params.cfg_scale.is_finite()) {
+            return Err(ModelError::InvalidInput("cfg_scale must be finite".into()));
+        }
+        let solver = DpmSolver::new(
+            &model.config().diffusion_head_config,
+            params.diffusion_steps,
+            params.solver,
+        )?;
+        Ok(Self {
+            sampler: DiffusionSampler::new(model.head(), solver)?,
+            noise,
+            kv_lm: voice.lm.try_clone()?,
+            kv_pos: voice.tts_pos.try_clone()?,
+            kv_neg: voice.tts_neg.try_clone()?,
+            h_pos: voice.pos_condition.clone(),
+            h_neg: voice.neg_condition.clone(),
+            decoder: model.decoder().new_state()?,
+            tokens: Vec::new(),
+            consumed: 0,
+            input_closed: false,
+            frames_left_in_window: 0,
+            frames: 0,
+            stop: None,
+            trace: None,
+            params,
+        })
+    }
+
+    /// Records a [`FrameTrace`] for every frame from now on.
+    pub fn enable_trace(&mut self) {
+        self.trace = Some(Vec::new());
+    }
+
+    /// The recorded traces (empty unless tracing was enabled).
+    pub fn traces(&self) -> &[FrameTrace] {
+        self.trace.as_deref().unwrap_or(&[])
+    }
+
+    /// Appends text token ids (ignored once the input is closed).
+    pub fn push_tokens(&mut self, ids: &[u32]) {
+        if !self.input_closed {
+            self.tokens.extend_from_slice(ids);
+        }
+    }
+
+    /// No more text: the last window may be short, then frames run until a stop.
+    pub fn close_input(&mut self) {
+        self.input_closed = true;
+    }
+
+    /// Whether the input was closed.
+    pub fn input_closed(&self) -> bool {
+        self.input_closed
+    }
+
+    /// Frames produced so far.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Text tokens received so far.
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Why generation stopped, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// Bytes held by the three KV caches.
+    pub fn kv_bytes(&self) -> usize {
+        self.kv_lm.memory_bytes() + self.kv_pos.memory_bytes() + self.kv_neg.memory_bytes()
+    }
+
+    /// Advances by at most one frame.
+    pub fn step(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
+        if let Some(reason) = self.stop {
+            return Ok(StepOutcome::Finished(reason));
+        }
+        if self.frames_left_in_window == 0 {
+            if let Some(outcome) = self.begin_window(model)? {
+                return Ok(outcome);
+            }
+        }
+        let audio = self.frame(model)?;
+        Ok(StepOutcome::Frame {
+            audio,
+            last: self.stop.is_some(),
+        })
+    }
+
+    /// Consumes the next text window if one is ready; `Some` when the step cannot go on.
+    fn begin_window(&mut self, model: &VibeVoiceModel) -> Result<Option<StepOutcome>> {
+        let remaining = self.tokens.len() - self.consumed;
+        if remaining < TEXT_WINDOW && !self.input_closed {
+            return Ok(Some(StepOutcome::NeedText));
+        }
+        if self.tokens.is_empty() {
+            return Ok(Some(self.finish(StopReason::Empty)));
+        }
+        let n = remaining.min(TEXT_WINDOW);
+        if n > 0 {
+            let max = model.config().decoder_config.max_position_embeddings;
+            if self.kv_pos.len() + n > max {
+                return Ok(Some(self.finish(StopReason::MaxLength)));
+            }
+            let ids = &self.tokens[self.consumed..self.consumed + n];
+            let h_text = model.text_lm.forward(ids, &mut self.kv_lm)?;
+            let h = model
+                .tts_lm
+                .forward(TtsInput::text(&h_text), &mut self.kv_pos)?;
+            self.h_pos = h.narrow(0, n - 1, 1)?;
+            self.consumed += n;
+        }
+        self.frames_left_in_window = SPEECH_WINDOW;
+        Ok(None)
+    }
+
+    fn finish(&mut self, reason: StopReason) -> StepOutcome {
+        self.stop = Some(reason);
+        StepOutcome::Finished(reason)
+    }
+
+    /// Whether the safety caps forbid another frame.
+    fn frames_cap_reached(&self) -> bool {
+        let text_done = self.input_closed && self.consumed == self.tokens.len();
+        let per_token = self.params.max_frames_per_token.max(1) * self.tokens.len().max(1);
+        (text_done && self.frames >= per_token)
+            || self.params.max_frames.is_some_and(|m| self.frames >= m)
+    }
+
+    /// Samples, decodes and feeds back one frame; returns its audio.
+    fn frame(&mut self, model: &VibeVoiceModel) -> Result<Vec<f32>> {
+        let latent_size = model.config().acoustic_vae_dim;
+        let x_t = self.noise.next_vector(latent_size)?;
+        let step_noise: Option<&mut dyn NoiseSource> = match self.params.solver {
+            SolverKind::Sde => Some(self.noise.as_mut()),
+            SolverKind::Ode => None,
+        };
+        let z = self.sampler.sample(
+            &self.h_pos,
+            &self.h_neg,
+            self.params.cfg_scale,
+            &x_t,
+            step_noise,
+        )?;
+        let z = Tensor::from_vec(z, (1, latent_size), model.device())?;
+        let z_dec = model
+            .denormalize(&z)?
+            .to_dtype(model.dtype())?
+            .reshape((1, latent_size, 1))?;
+        let audio = row_vec(&model.decoder.decode_step(&z_dec, &mut self.decoder)?)?;
+        let mut trace = match self.trace {
+            Some(_) => Some(FrameTrace {
+                pos_condition: row_vec(&self.h_pos)?,
+                neg_condition: row_vec(&self.h_neg)?,
+                latent: row_vec(&z)?,
+                pos_hidden_after: None,
+                eos_logit: None,
+            }),
+            None => None,
+        };
+        self.frames += 1;
+        self.frames_left_in_window -= 1;
+        self.feed_back(model, &z, trace.as_mut())?;
+        if let (Some(list), Some(t)) = (self.trace.as_mut(), trace) {
+            list.push(t);
+        }
+        if self.stop.is_none() && self.frames_cap_reached() {
+            self.stop = Some(StopReason::FrameCap);
+        }
+        Ok(audio)
+    }
+
+    /// Feeds z to both TTS streams in one batched pass and tests EOS.
+    fn feed_back(
+        &mut self,
+        model: &VibeVoiceModel,
+        z: &Tensor,
+        trace: Option<&mut FrameTrace>,
+    ) -> Result<()> {
+        let max = model.config().decoder_config.max_position_embeddings;
+        if self.kv_pos.len() + 1 > max {
+            self.stop = Some(StopReason::MaxLength);
+            return Ok(());
+        }
+        let e = model.connector.forward(&z.to_dtype(model.dtype())?)?;
+        let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
+        let mut out = model
+            .tts_lm
+            .forward_batch(&inputs, &mut [&mut self.kv_pos, &mut self.kv_neg])?;
+        let (h_neg, h_pos) = match (out.pop(), out.pop()) {
+            (Some(n), Some(p)) => (n, p),
+            _ => return Err(ModelError::InvalidInput("TTS LM returned no rows".into())),
+        };
+        self.h_pos = h_pos;
+        self.h_neg = h_neg;
+        if self.params.eos_enabled || trace.is_some() {
+            let logit = row_vec(&model.eos.logit(&self.h_pos)?)?
+                .first()
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY);
+            if let Some(t) = trace {
+                t.pos_hidden_after = Some(row_vec(&self.h_pos)?);
+                t.eos_logit = Some(logit);
+            }
+            if self.params.eos_enabled && logit > 0.0 {
+                self.stop = Some(StopReason::Eos);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! A voice preset prepared for one model: caches on the model's device and dtype, ready to be
+//! cloned for each utterance (the reference mutates preset caches in place; we never do).
+
+use candle_core::Tensor;
+
+use crate::error::Result;
+use crate::kv_cache::KvCache;
+use crate::model::VibeVoiceModel;
+use crate::voice_preset::{PresetEntry, VoicePreset};
+
+/// Preset caches and conditions in the model's device/dtype.
+#[derive(Debug)]
+pub struct PreparedVoice {
+    pub(crate) lm: KvCache,
+    pub(crate) tts_pos: KvCache,
+    pub(crate) tts_neg: KvCache,
+    /// `tts_lm.last_hidden_state[-1]`, `[1, H]`: the positive condition if the text is empty.
+    pub(crate) pos_condition: Tensor,
+    /// `neg_tts_lm.last_hidden_state[-1]`, `[1, H]`: the negative condition of frame 0.
+    pub(crate) neg_condition: Tensor,
+}
+
+fn cache(entry: &PresetEntry, model: &VibeVoiceModel) -> Result<KvCache> {
+    let (keys, values) = entry.cache();
+    KvCache::from_layers(keys, values)?.to(model.dtype(), model.device())
+}
+
+fn last_row(entry: &PresetEntry, model: &VibeVoiceModel) -> Result<Tensor> {
+    let h = entry.last_hidden_row()?;
+    let hidden = h.elem_count();
+    Ok(h.reshape((1, hidden))?
+        .to_dtype(model.dtype())?
+        .to_device(model.device())?)
+}
+
+impl PreparedVoice {
+    /// Validates `preset` against the model and moves its caches to the model's device.
+    pub fn new(model: &VibeVoiceModel, preset: &VoicePreset) -> Result<Self> {
+        preset.validate(model.config())?;
+        Ok(Self {
+            lm: cache(preset.lm(), model)?,
+            tts_pos: cache(preset.tts_lm(), model)?,
+            tts_neg: cache(preset.neg_tts_lm(), model)?,
+            pos_condition: last_row(preset.tts_lm(), model)?,
+            neg_condition: last_row(preset.neg_tts_lm(), model)?,
+        })
+    }
+
+    /// Positions held by the positive TTS-LM cache (the prompt length Tp).
+    pub fn prompt_positions(&self) -> usize {
+        self.tts_pos.len()
+    }
+}

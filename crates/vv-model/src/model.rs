@@ -1,0 +1,181 @@
+//! The whole VibeVoice-Realtime model: every component loaded from one checkpoint, on one
+//! device, in one compute dtype (the diffusion head stays f32, see `diffusion_head`).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::acoustic_decoder::AcousticDecoder;
+use crate::config::VibeVoiceConfig;
+use crate::connector::AcousticConnector;
+use crate::diffusion_head::DiffusionHead;
+use crate::eos_classifier::EosClassifier;
+use crate::error::{ModelError, Result};
+use crate::language_model::{TextLm, TtsLm};
+use crate::random_init::RandomInit;
+use crate::source::CheckpointFiles;
+
+/// All inference components of the checkpoint.
+#[derive(Debug, Clone)]
+pub struct VibeVoiceModel {
+    cfg: VibeVoiceConfig,
+    pub(crate) text_lm: TextLm,
+    pub(crate) tts_lm: TtsLm,
+    pub(crate) connector: AcousticConnector,
+    pub(crate) eos: EosClassifier,
+    pub(crate) head: DiffusionHead,
+    pub(crate) decoder: AcousticDecoder,
+    speech_scaling: f32,
+    speech_bias: f32,
+    device: Device,
+    dtype: DType,
+}
+
+fn open_weights(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    // SAFETY: the file is memory-mapped read-only; like every safetensors loader we rely on it
+    // not being modified while the model is loaded.
+    unsafe { VarBuilder::from_mmaped_safetensors(&[path], dtype, device) }.map_err(|e| {
+        ModelError::Tensor {
+            name: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Reads a 0-d (or 1-element) scalar tensor as f32.
+fn scalar(vb: &VarBuilder, name: &str) -> Result<f32> {
+    let t = vb
+        .get_unchecked_dtype(name, DType::F32)
+        .map_err(|e| ModelError::Tensor {
+            name: format!("model.{name}"),
+            reason: e.to_string(),
+        })?;
+    if t.elem_count() != 1 {
+        return Err(ModelError::Tensor {
+            name: format!("model.{name}"),
+            reason: format!("expected a scalar, found shape {:?}", t.dims()),
+        });
+    }
+    Ok(t.flatten_all()?.to_vec1::<f32>()?[0])
+}
+
+impl VibeVoiceModel {
+    /// Loads a checkpoint (`config.json` + `model.safetensors`) onto `device` in `dtype`.
+    pub fn load(files: &CheckpointFiles, device: &Device, dtype: DType) -> Result<Self> {
+        let cfg = VibeVoiceConfig::from_file(&files.config)?;
+        let vb = open_weights(&files.weights, dtype, device)?;
+        let head_vb = open_weights(&files.weights, DType::F32, device)?;
+        Self::new(cfg, vb, head_vb)
+    }
+
+    /// Builds the real architecture of `cfg` with random weights (for benchmarks: speed does not
+    /// depend on the weight values).
+    pub fn random(cfg: VibeVoiceConfig, device: &Device, dtype: DType) -> Result<Self> {
+        let vb = VarBuilder::from_backend(Box::new(RandomInit), dtype, device.clone());
+        let head_vb = VarBuilder::from_backend(Box::new(RandomInit), DType::F32, device.clone());
+        Self::new(cfg, vb, head_vb)
+    }
+
+    /// Builds every component from a root `vb` (model dtype) and `head_vb` (f32) at the
+    /// checkpoint's top level.
+    pub fn new(cfg: VibeVoiceConfig, vb: VarBuilder, head_vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let device = vb.device().clone();
+        let dtype = vb.dtype();
+        let m = vb.pp("model");
+        let text_lm = TextLm::new(&cfg, m.clone())?;
+        let tts_lm = TtsLm::new(&cfg, m.clone())?;
+        let connector = AcousticConnector::new(&cfg, m.pp("acoustic_connector"))?;
+        let eos = EosClassifier::new(&cfg, vb.pp("tts_eos_classifier"))?;
+        let head = DiffusionHead::new(
+            &cfg.diffusion_head_config,
+            head_vb.pp("model").pp("prediction_head"),
+        )?;
+        let decoder = AcousticDecoder::new(
+            &cfg.acoustic_tokenizer_config,
+            m.pp("acoustic_tokenizer").pp("decoder"),
+        )?;
+        let speech_scaling = scalar(&m, "speech_scaling_factor")?;
+        let speech_bias = scalar(&m, "speech_bias_factor")?;
+        if !speech_scaling.is_finite() || speech_scaling == 0.0 || !speech_bias.is_finite() {
+            return Err(ModelError::Tensor {
+                name: "model.speech_scaling_factor".into(),
+                reason: format!("unusable latent scaling {speech_scaling} / bias {speech_bias}"),
+            });
+        }
+        Ok(Self {
+            cfg,
+            text_lm,
+            tts_lm,
+            connector,
+            eos,
+            head,
+            decoder,
+            speech_scaling,
+            speech_bias,
+            device,
+            dtype,
+        })
+    }
+
+    /// The checkpoint's configuration.
+    pub fn config(&self) -> &VibeVoiceConfig {
+        &self.cfg
+    }
+
+    /// Device of every component.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Compute dtype of the LMs, connector, classifier and decoder.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Output sample rate (24 kHz).
+    pub fn sample_rate(&self) -> u32 {
+        24_000
+    }
+
+    /// Audio samples per latent frame.
+    pub fn frame_samples(&self) -> usize {
+        self.cfg.acoustic_tokenizer_config.hop_length()
+    }
+
+    /// `z / speech_scaling_factor - speech_bias_factor`: the decoder's input.
+    pub(crate) fn denormalize(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(((z / self.speech_scaling as f64)? - self.speech_bias as f64)?)
+    }
+
+    /// The text LM (lower layers).
+    pub fn text_lm(&self) -> &TextLm {
+        &self.text_lm
+    }
+
+    /// The TTS LM (upper layers, final norm, type embeddings).
+    pub fn tts_lm(&self) -> &TtsLm {
+        &self.tts_lm
+    }
+
+    /// The acoustic connector.
+    pub fn connector(&self) -> &AcousticConnector {
+        &self.connector
+    }
+
+    /// The end-of-speech classifier.
+    pub fn eos(&self) -> &EosClassifier {
+        &self.eos
+    }
+
+    /// The diffusion head (f32).
+    pub fn head(&self) -> &DiffusionHead {
+        &self.head
+    }
+
+    /// The acoustic decoder.
+    pub fn decoder(&self) -> &AcousticDecoder {
+        &self.decoder
+    }
+}

@@ -1,0 +1,186 @@
+//! Device gauges: memory used/free/total per backend, GPU utilisation and temperature where
+//! known, process RSS and system memory. Refreshed at every scrape from
+//! [`BackendOps::memory_stats`]; a value that cannot be read is not exported (never an error).
+
+use std::sync::Arc;
+
+use candle_core::Device;
+use prometheus::{GaugeVec, Opts, Registry};
+use vv_device::{BackendOps, CandleOps, MemoryStats};
+
+use super::families::register;
+
+/// The device whose statistics are exported, and the operations that read them.
+#[derive(Clone)]
+pub struct DeviceMonitor {
+    device: Device,
+    ops: Arc<dyn BackendOps>,
+}
+
+impl DeviceMonitor {
+    /// Reads `device` through candle and the drivers.
+    pub fn new(device: Device) -> Self {
+        Self::with_ops(device, Arc::new(CandleOps))
+    }
+
+    /// Reads `device` through `ops` (tests pass a recording implementation).
+    pub fn with_ops(device: Device, ops: Arc<dyn BackendOps>) -> Self {
+        Self { device, ops }
+    }
+
+    /// Current statistics; unreadable values are `None`.
+    pub fn stats(&self) -> MemoryStats {
+        self.ops.memory_stats(&self.device)
+    }
+}
+
+/// Gauges labelled `{backend, device}` (host gauges carry no labels).
+#[derive(Clone)]
+pub struct DeviceGauges {
+    memory_used_bytes: GaugeVec,
+    memory_free_bytes: GaugeVec,
+    memory_total_bytes: GaugeVec,
+    utilization_percent: GaugeVec,
+    temperature_celsius: GaugeVec,
+    process_resident_memory_bytes: GaugeVec,
+    system_memory_total_bytes: GaugeVec,
+    system_memory_available_bytes: GaugeVec,
+}
+
+const DEVICE_LABELS: &[&str] = &["backend", "device"];
+
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec, prometheus::Error> {
+    register(registry, GaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+impl DeviceGauges {
+    pub(super) fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let l = DEVICE_LABELS;
+        Ok(Self {
+            memory_used_bytes: gauge(r, "device_memory_used_bytes", "Device memory in use", l)?,
+            memory_free_bytes: gauge(r, "device_memory_free_bytes", "Device memory free", l)?,
+            memory_total_bytes: gauge(
+                r,
+                "device_memory_total_bytes",
+                "Device memory in all (Metal: recommended working set; CPU: system memory)",
+                l,
+            )?,
+            utilization_percent: gauge(
+                r,
+                "device_utilization_percent",
+                "GPU utilisation in percent",
+                l,
+            )?,
+            temperature_celsius: gauge(
+                r,
+                "device_temperature_celsius",
+                "GPU temperature in degrees Celsius",
+                l,
+            )?,
+            process_resident_memory_bytes: gauge(
+                r,
+                "process_resident_memory_bytes",
+                "Resident set size of the service",
+                &[],
+            )?,
+            system_memory_total_bytes: gauge(
+                r,
+                "system_memory_total_bytes",
+                "Host memory in all",
+                &[],
+            )?,
+            system_memory_available_bytes: gauge(
+                r,
+                "system_memory_available_bytes",
+                "Host memory available",
+                &[],
+            )?,
+        })
+    }
+
+    /// Replaces every series with the values of `stats`; absent values are not exported.
+    pub fn update(&self, stats: &MemoryStats) {
+        let labels = [stats.backend.as_str(), stats.device.as_str()];
+        let as_f64 = |v: Option<u32>| v.map(f64::from);
+        let bytes = |v: Option<u64>| v.map(|b| b as f64);
+        let labelled = [
+            (&self.memory_used_bytes, bytes(stats.used_bytes)),
+            (&self.memory_free_bytes, bytes(stats.free_bytes)),
+            (&self.memory_total_bytes, bytes(stats.total_bytes)),
+            (&self.utilization_percent, as_f64(stats.utilization_percent)),
+            (&self.temperature_celsius, as_f64(stats.temperature_celsius)),
+        ];
+        for (family, value) in labelled {
+            set_or_clear(family, &labels, value);
+        }
+        let host = [
+            (&self.process_resident_memory_bytes, bytes(stats.process_rss_bytes)),
+            (&self.system_memory_total_bytes, bytes(stats.system_total_bytes)),
+            (
+                &self.system_memory_available_bytes,
+                bytes(stats.system_available_bytes),
+            ),
+        ];
+        for (family, value) in host {
+            set_or_clear(family, &[], value);
+        }
+    }
+}
+
+fn set_or_clear(family: &GaugeVec, labels: &[&str], value: Option<f64>) {
+    family.reset();
+    if let Some(v) = value {
+        family.with_label_values(labels).set(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use vv_device::{Backend, RecordingOps};
+
+    #[test]
+    fn available_values_are_exported_and_missing_ones_are_not() {
+        let m = Metrics::new().unwrap();
+        let stats = MemoryStats {
+            used_bytes: Some(1_000),
+            total_bytes: Some(8_000),
+            utilization_percent: Some(42),
+            ..MemoryStats::unavailable(Backend::Cuda, 1)
+        };
+        let monitor =
+            DeviceMonitor::with_ops(Device::Cpu, Arc::new(RecordingOps::new(Backend::Cuda).with_stats(stats)));
+        m.device.update(&monitor.stats());
+        let text = m.render().unwrap();
+        let l = "{backend=\"cuda\",device=\"cuda:1\"}";
+        assert!(text.contains(&format!("vibevoice_device_memory_used_bytes{l} 1000")), "{text}");
+        assert!(text.contains(&format!("vibevoice_device_memory_total_bytes{l} 8000")));
+        assert!(text.contains(&format!("vibevoice_device_utilization_percent{l} 42")));
+        assert!(!text.contains("vibevoice_device_temperature_celsius{"));
+        assert!(!text.contains("vibevoice_device_memory_free_bytes{"));
+
+        m.device
+            .update(&MemoryStats::unavailable(Backend::Cuda, 1));
+        let text = m.render().unwrap();
+        assert!(!text.contains("vibevoice_device_memory_used_bytes{"), "{text}");
+    }
+
+    #[test]
+    fn cpu_stats_come_from_the_host() {
+        let stats = DeviceMonitor::new(Device::Cpu).stats();
+        assert_eq!(stats.backend, Backend::Cpu);
+        assert_eq!(stats.device, "cpu");
+        let m = Metrics::new().unwrap();
+        m.device.update(&stats);
+        let text = m.render().unwrap();
+        if stats.total_bytes.is_some() {
+            assert!(text.contains("vibevoice_device_memory_total_bytes{backend=\"cpu\",device=\"cpu\"}"));
+        }
+    }
+}

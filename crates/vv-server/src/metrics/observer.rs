@@ -1,0 +1,46 @@
+//! The engine observer: turns the model thread's measurements into metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vv_engine::EngineObserver;
+
+use super::families::Metrics;
+
+/// Records engine steps, batch sizes, queue waits and text starvation.
+pub struct MetricsObserver(pub Arc<Metrics>);
+
+impl EngineObserver for MetricsObserver {
+    fn step(&self, elapsed: Duration, batch_size: usize) {
+        self.0.engine_step_seconds.observe(elapsed.as_secs_f64());
+        self.0.engine_batch_size.observe(batch_size as f64);
+    }
+
+    fn queue_wait(&self, wait: Duration) {
+        self.0.queue_wait_seconds.observe(wait.as_secs_f64());
+    }
+
+    fn text_starved(&self) {
+        self.0.text_starved_steps_total.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_the_families() {
+        let m = Arc::new(Metrics::new().unwrap());
+        let obs = MetricsObserver(Arc::clone(&m));
+        obs.step(Duration::from_millis(40), 3);
+        obs.queue_wait(Duration::from_millis(2));
+        obs.text_starved();
+        obs.text_starved();
+        assert_eq!(m.engine_step_seconds.get_sample_count(), 1);
+        assert!((m.engine_step_seconds.get_sample_sum() - 0.04).abs() < 1e-9);
+        assert!((m.engine_batch_size.get_sample_sum() - 3.0).abs() < 1e-12);
+        assert_eq!(m.queue_wait_seconds.get_sample_count(), 1);
+        assert_eq!(m.text_starved_steps_total.get(), 2);
+    }
+}

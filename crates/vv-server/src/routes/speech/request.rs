@@ -1,0 +1,278 @@
+//! The body of `POST /v1/audio/speech`: OpenAI's fields plus the extensions `cfg_scale`,
+//! `diffusion_steps`, `seed` and `sample_rate`, each type-checked on its own so that an error
+//! names the offending field.
+//!
+//! Defaults that differ from OpenAI: `response_format` defaults to `wav` (OpenAI's `mp3` is
+//! not produced); `model` and `voice` may be left out (native model, default voice).
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tracing::debug;
+use vv_audio::{OutputFormat, NATIVE_SAMPLE_RATE};
+use vv_engine::{EngineInfo, SynthesisParams};
+
+use crate::config::Settings;
+use crate::engine_options::solver_kind;
+use crate::error::ApiError;
+use crate::routes::models::is_known_model;
+use crate::voice_alias::resolve_voice;
+
+/// How the audio is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFormat {
+    /// The audio bytes as a chunked body.
+    Audio,
+    /// Server-sent events with base64 audio deltas.
+    Sse,
+}
+
+/// A validated request, not yet bound to the installed voices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechRequest {
+    /// Text to speak (non-empty, within `max_text_chars`).
+    pub input: String,
+    /// Requested voice (installed name or OpenAI alias), if any.
+    pub voice: Option<String>,
+    /// Output container or encoding.
+    pub format: OutputFormat,
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Delivery.
+    pub stream_format: StreamFormat,
+    /// Guidance scale.
+    pub cfg_scale: f64,
+    /// Diffusion steps per frame.
+    pub diffusion_steps: usize,
+    /// Noise seed.
+    pub seed: Option<u64>,
+}
+
+/// A request bound to an installed voice: what the engine and the encoder are given.
+#[derive(Debug, Clone)]
+pub struct SpeechPlan {
+    /// Text to speak.
+    pub input: String,
+    /// Engine parameters (voice resolved).
+    pub params: SynthesisParams,
+    /// Output container or encoding.
+    pub format: OutputFormat,
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Delivery.
+    pub stream_format: StreamFormat,
+}
+
+/// Formats accepted in `response_format`: OpenAI's and the raw encodings of the protocol.
+const FORMATS: [&str; 7] = ["wav", "pcm", "flac", "opus", "pcm_f32le", "mulaw", "alaw"];
+
+/// One optional field, type-checked; `null` counts as absent.
+fn field<T: DeserializeOwned>(obj: &Map<String, Value>, name: &'static str) -> Result<Option<T>, ApiError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => T::deserialize(v)
+            .map(Some)
+            .map_err(|e| ApiError::invalid(name, format!("`{name}`: {e}"))),
+    }
+}
+
+impl SpeechRequest {
+    /// Parses and validates a JSON body against the service settings.
+    pub fn parse(body: &[u8], settings: &Settings) -> Result<Self, ApiError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        let Value::Object(obj) = value else {
+            return Err(ApiError::InvalidRequest {
+                message: "the request body must be a JSON object".to_string(),
+                param: None,
+            });
+        };
+
+        if let Some(model) = field::<String>(&obj, "model")? {
+            if !is_known_model(&model) {
+                return Err(ApiError::UnknownModel(model));
+            }
+        }
+        let input: String = field(&obj, "input")?
+            .ok_or_else(|| ApiError::invalid("input", "`input` is required"))?;
+        if input.trim().is_empty() {
+            return Err(ApiError::EmptyInput);
+        }
+        let chars = input.chars().count();
+        let max = settings.limits.max_text_chars;
+        if chars > max {
+            return Err(ApiError::InputTooLong { chars, max });
+        }
+        let voice: Option<String> = field(&obj, "voice")?;
+        if let Some(speed) = field::<f64>(&obj, "speed")? {
+            if speed != 1.0 {
+                return Err(ApiError::UnsupportedSpeed(speed));
+            }
+        }
+        if field::<String>(&obj, "instructions")?.is_some() {
+            debug!("`instructions` is accepted and ignored");
+        }
+        let format = match field::<String>(&obj, "response_format")? {
+            None => OutputFormat::Wav,
+            Some(name) if FORMATS.contains(&name.as_str()) => name.parse()?,
+            Some(name) => return Err(ApiError::UnsupportedFormat(name)),
+        };
+        let stream_format = match field::<String>(&obj, "stream_format")?.as_deref() {
+            None | Some("audio") => StreamFormat::Audio,
+            Some("sse") => StreamFormat::Sse,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "stream_format",
+                    format!("unsupported stream_format {other:?}; use \"audio\" or \"sse\""),
+                ))
+            }
+        };
+        Ok(Self {
+            input,
+            voice,
+            format,
+            sample_rate: field(&obj, "sample_rate")?.unwrap_or(NATIVE_SAMPLE_RATE),
+            stream_format,
+            cfg_scale: field(&obj, "cfg_scale")?.unwrap_or(f64::from(settings.cfg_scale)),
+            diffusion_steps: field(&obj, "diffusion_steps")?.unwrap_or(settings.diffusion_steps),
+            seed: field(&obj, "seed")?.or(settings.seed),
+        })
+    }
+
+    /// Binds the request to the installed voices of a running engine and checks the engine's
+    /// parameter ranges.
+    pub fn plan(self, settings: &Settings, info: &EngineInfo) -> Result<SpeechPlan, ApiError> {
+        let voice = resolve_voice(info, self.voice.as_deref())?;
+        let params = SynthesisParams {
+            voice: Some(voice),
+            cfg_scale: self.cfg_scale,
+            diffusion_steps: self.diffusion_steps,
+            solver: solver_kind(settings.solver),
+            seed: self.seed,
+        };
+        params.validate()?;
+        Ok(SpeechPlan {
+            input: self.input,
+            params,
+            format: self.format,
+            sample_rate: self.sample_rate,
+            stream_format: self.stream_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::test_support::engine_info;
+    use proptest::prelude::*;
+
+    fn parse(json: &str) -> Result<SpeechRequest, ApiError> {
+        SpeechRequest::parse(json.as_bytes(), &Settings::default())
+    }
+
+    fn code(json: &str) -> (&'static str, Option<&'static str>) {
+        let e = parse(json).unwrap_err();
+        (e.code(), e.param())
+    }
+
+    #[test]
+    fn defaults_and_extensions() {
+        let r = parse(r#"{"model":"tts-1","input":"Hello there","voice":"alloy"}"#).unwrap();
+        assert_eq!(r.format, OutputFormat::Wav);
+        assert_eq!(r.sample_rate, 24_000);
+        assert_eq!(r.stream_format, StreamFormat::Audio);
+        assert_eq!(r.diffusion_steps, 5);
+        assert!((r.cfg_scale - 1.5).abs() < 1e-9);
+        let r = parse(
+            r#"{"input":"x y z w","response_format":"flac","stream_format":"sse","speed":1.0,
+               "cfg_scale":2.0,"diffusion_steps":7,"seed":9,"sample_rate":16000,"instructions":"calm"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.format, OutputFormat::Flac);
+        assert_eq!(r.stream_format, StreamFormat::Sse);
+        assert_eq!((r.diffusion_steps, r.seed, r.sample_rate), (7, Some(9), 16_000));
+    }
+
+    #[test]
+    fn every_bad_input_has_its_code() {
+        assert_eq!(code("{"), ("invalid_json", None));
+        assert_eq!(code("[1]"), ("invalid_request", None));
+        assert_eq!(code(r#"{"voice":"alloy"}"#), ("invalid_request", Some("input")));
+        assert_eq!(code(r#"{"input":5}"#), ("invalid_request", Some("input")));
+        assert_eq!(code(r#"{"input":"  \n"}"#), ("empty_input", Some("input")));
+        assert_eq!(code(r#"{"input":"hi","speed":1.5}"#), ("unsupported_speed", Some("speed")));
+        assert_eq!(code(r#"{"input":"hi","speed":"fast"}"#), ("invalid_request", Some("speed")));
+        assert_eq!(
+            code(r#"{"input":"hi","response_format":"mp3"}"#),
+            ("unsupported_format", Some("response_format"))
+        );
+        assert_eq!(
+            code(r#"{"input":"hi","response_format":"WAV"}"#),
+            ("unsupported_format", Some("response_format"))
+        );
+        assert_eq!(
+            code(r#"{"input":"hi","stream_format":"ws"}"#),
+            ("invalid_request", Some("stream_format"))
+        );
+        assert_eq!(code(r#"{"input":"hi","model":"gpt-4"}"#), ("model_not_found", Some("model")));
+        assert_eq!(
+            code(r#"{"input":"hi","diffusion_steps":-1}"#),
+            ("invalid_request", Some("diffusion_steps"))
+        );
+        assert_eq!(code(r#"{"input":"hi","voice":7}"#), ("invalid_request", Some("voice")));
+        let long = format!(r#"{{"input":"{}"}}"#, "a".repeat(5001));
+        assert_eq!(code(&long), ("input_too_long", Some("input")));
+        let max = format!(r#"{{"input":"{}"}}"#, "é".repeat(5000));
+        assert!(parse(&max).is_ok(), "the limit counts characters, not bytes");
+    }
+
+    #[test]
+    fn plan_resolves_voices_and_ranges() {
+        let info = engine_info(&["en-Davis_man", "tiny"]);
+        let s = Settings::default();
+        let plan = parse(r#"{"input":"hi","voice":"ash"}"#).unwrap().plan(&s, &info).unwrap();
+        assert_eq!(plan.params.voice.as_deref(), Some("tiny"));
+        let plan = parse(r#"{"input":"hi"}"#).unwrap().plan(&s, &info).unwrap();
+        assert_eq!(plan.params.voice.as_deref(), Some("en-Davis_man"));
+        for (json, want) in [
+            (r#"{"input":"hi","voice":"nobody"}"#, ("unknown_voice", Some("voice"))),
+            (r#"{"input":"hi","voice":"../tiny"}"#, ("unknown_voice", Some("voice"))),
+            (r#"{"input":"hi","diffusion_steps":0}"#, ("invalid_request", Some("diffusion_steps"))),
+            (r#"{"input":"hi","cfg_scale":0}"#, ("invalid_request", Some("cfg_scale"))),
+        ] {
+            let e = parse(json).unwrap().plan(&s, &info).unwrap_err();
+            assert_eq!((e.code(), e.param()), want, "{json}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Arbitrary bytes never panic and any rejection is a 4xx.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Err(e) = SpeechRequest::parse(&body, &Settings::default()) {
+                prop_assert!(e.status().is_client_error());
+            }
+        }
+
+        /// Arbitrary JSON objects with the known keys never panic; rejections are 4xx.
+        #[test]
+        fn arbitrary_fields_never_panic(
+            input in prop::option::of(".{0,20}"),
+            speed in prop::option::of(-5.0f64..5.0),
+            steps in prop::option::of(-3i64..200),
+            format in prop::option::of("[a-z0-9_]{0,8}"),
+        ) {
+            let mut obj = serde_json::Map::new();
+            if let Some(i) = input { obj.insert("input".into(), i.into()); }
+            if let Some(s) = speed { obj.insert("speed".into(), s.into()); }
+            if let Some(s) = steps { obj.insert("diffusion_steps".into(), s.into()); }
+            if let Some(f) = format { obj.insert("response_format".into(), f.into()); }
+            let body = serde_json::to_vec(&Value::Object(obj)).unwrap();
+            match SpeechRequest::parse(&body, &Settings::default()) {
+                Ok(r) => prop_assert!(!r.input.trim().is_empty()),
+                Err(e) => prop_assert!(e.status().is_client_error()),
+            }
+        }
+    }
+}
