@@ -115,8 +115,8 @@ mod tests {
 
     #[test]
     fn switches_take_an_optional_value() {
-        let cli = Cli::try_parse_from(["vibevoice-rt", "devices", "--warmup=false", "--json"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["vibevoice-rt", "devices", "--warmup=false", "--json"]).unwrap();
         let Command::Devices(args) = &cli.command else {
             panic!("not devices");
         };

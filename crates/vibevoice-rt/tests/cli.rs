@@ -21,7 +21,10 @@ fn text(bytes: &[u8]) -> String {
 
 fn assert_no_panic(out: &Output) {
     let stderr = text(&out.stderr);
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -29,7 +32,10 @@ fn help_lists_the_subcommands_and_the_environment_twins() {
     let out = vibevoice_rt(&["--help"], &[]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    assert!(help.contains("devices") && help.contains("config"), "{help}");
+    assert!(
+        help.contains("devices") && help.contains("config"),
+        "{help}"
+    );
 
     let out = vibevoice_rt(&["devices", "--help"], &[]);
     assert!(out.status.success());
@@ -73,8 +79,16 @@ fn devices_prints_a_table_with_the_request_from_the_environment() {
     assert_no_panic(&out);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
-    assert!(table.contains("BACKEND") && table.contains("cpu"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("request") && l.contains("cpu")), "{table}");
+    assert!(
+        table.contains("BACKEND") && table.contains("cpu"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("request") && l.contains("cpu")),
+        "{table}"
+    );
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -84,7 +98,10 @@ fn devices_with_an_unavailable_cuda_request_fails_naming_the_feature() {
     assert_no_panic(&out);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("error: device cuda:0 is not available"), "{stderr}");
+    assert!(
+        stderr.contains("error: device cuda:0 is not available"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--features cuda"), "{stderr}");
 }
 
@@ -94,10 +111,19 @@ fn devices_with_an_invalid_device_lists_the_valid_forms() {
     assert_no_panic(&out);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("--device gpu: invalid device \"gpu\""), "{stderr}");
-    assert!(stderr.contains(vv_device::request::VALID_DEVICE_FORMS), "{stderr}");
+    assert!(
+        stderr.contains("--device gpu: invalid device \"gpu\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(vv_device::request::VALID_DEVICE_FORMS),
+        "{stderr}"
+    );
     assert!(stderr.contains("\"auto\""), "{stderr}");
-    assert!(out.stdout.is_empty(), "no report for an invalid configuration");
+    assert!(
+        out.stdout.is_empty(),
+        "no report for an invalid configuration"
+    );
 }
 
 #[test]
@@ -120,7 +146,10 @@ fn config_validate_lists_every_bad_environment_value() {
         "TTS_CFG_SCALE=11: 11 is out of range",
         "--diffusion-steps 0: 0 is out of range",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in\n{stderr}"
+        );
     }
 
     let out = vibevoice_rt(&["config", "validate", "--json"], &env);
@@ -133,7 +162,15 @@ fn config_validate_lists_every_bad_environment_value() {
         .iter()
         .map(|e| e["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, ["invalid_device", "invalid_value", "out_of_range", "out_of_range"]);
+    assert_eq!(
+        codes,
+        [
+            "invalid_device",
+            "invalid_value",
+            "out_of_range",
+            "out_of_range"
+        ]
+    );
 }
 
 #[test]
@@ -166,6 +203,9 @@ fn config_validate_shows_each_value_with_its_source() {
         .find(|e| e["name"] == "device")
         .unwrap();
     assert_eq!(device["value"], "cuda:0");
-    assert_eq!(device["source"], serde_json::json!({"kind": "env", "name": "TTS_DEVICE"}));
+    assert_eq!(
+        device["source"],
+        serde_json::json!({"kind": "env", "name": "TTS_DEVICE"})
+    );
     assert!(!text(&out.stdout).contains("top-secret"));
 }

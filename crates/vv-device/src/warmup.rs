@@ -35,7 +35,7 @@ pub fn device_self_test(device: &Device) -> Result<Duration, DeviceError> {
     };
     let error = matmul_max_error(device, DType::F32).map_err(|e| fail(e.to_string()))?;
     device.synchronize().map_err(|e| fail(e.to_string()))?;
-    if !(error <= F32_TOLERANCE) {
+    if error > F32_TOLERANCE {
         return Err(fail(format!(
             "f32 matmul error {error} exceeds {F32_TOLERANCE}"
         )));

@@ -2,23 +2,10 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::error::EngineError;
 
-/// Why an utterance ended normally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// The end-of-speech classifier fired.
-    Eos,
-    /// The 8192-position context limit was reached.
-    MaxLength,
-    /// The safety cap on frames per text token was reached.
-    FrameCap,
-    /// The input was closed without any text.
-    Empty,
-}
+/// Why an utterance ended normally (the model's stop reason).
+pub use vv_model::generation::StopReason as FinishReason;
 
 /// One event of an utterance.
 #[derive(Debug, Clone)]

@@ -6,6 +6,8 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
+use candle_core::Device;
+
 use crate::command::{Command, UtteranceId};
 use crate::error::EngineError;
 use crate::events::UtteranceEvent;
@@ -29,6 +31,7 @@ pub struct EngineHandle {
     commands: SyncSender<Command>,
     slots: Arc<Slots>,
     info: Arc<EngineInfo>,
+    device: Device,
     next_id: Arc<AtomicU64>,
     max_buffered_frames: usize,
 }
@@ -38,12 +41,14 @@ impl EngineHandle {
         commands: SyncSender<Command>,
         slots: Arc<Slots>,
         info: Arc<EngineInfo>,
+        device: Device,
         max_buffered_frames: usize,
     ) -> Self {
         Self {
             commands,
             slots,
             info,
+            device,
             next_id: Arc::new(AtomicU64::new(1)),
             max_buffered_frames,
         }
@@ -52,6 +57,11 @@ impl EngineHandle {
     /// What the engine runs: model, device, dtype, voices, limits.
     pub fn info(&self) -> &Arc<EngineInfo> {
         &self.info
+    }
+
+    /// The candle device the model runs on (for memory statistics).
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Utterance slots in use.

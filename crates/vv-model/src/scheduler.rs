@@ -376,21 +376,52 @@ mod tests {
         DpmSolver::from_schedule(&NoiseSchedule::cosine(1000), n, kind).unwrap()
     }
 
-    /// Spec 3.7 table, N = 5: (t, sigma~, order, ODE a, b, SDE a, b, c).
-    const TABLE5: [(usize, f64, usize, f64, f64, f64, f64, f64); 5] = [
-        (
-            999, 20291.3, 1, 0.951816, 0.306622, 1.456e-4, 0.306669, 0.951816,
-        ),
-        (
-            799, 3.10373, 2, 0.853006, 0.322199, 0.382224, 0.466573, 0.725834,
-        ),
-        (
-            599, 1.39075, 2, 0.732830, 0.375915, 0.390077, 0.576011, 0.503696,
-        ),
-        (
-            400, 0.740281, 2, 0.537397, 0.515580, 0.244975, 0.750609, 0.284591,
-        ),
-        (200, 0.337461, 1, 0.0, 1.0, 0.0, 1.0, 0.0),
+    /// One row of the spec 3.7 table: timestep, sigma~, order, ODE (a, b), SDE (a, b, c).
+    struct Row {
+        t: usize,
+        sigma: f64,
+        order: usize,
+        ode: [f64; 2],
+        sde: [f64; 3],
+    }
+
+    /// Spec 3.7 table, N = 5.
+    const TABLE5: [Row; 5] = [
+        Row {
+            t: 999,
+            sigma: 20291.3,
+            order: 1,
+            ode: [0.951816, 0.306622],
+            sde: [1.456e-4, 0.306669, 0.951816],
+        },
+        Row {
+            t: 799,
+            sigma: 3.10373,
+            order: 2,
+            ode: [0.853006, 0.322199],
+            sde: [0.382224, 0.466573, 0.725834],
+        },
+        Row {
+            t: 599,
+            sigma: 1.39075,
+            order: 2,
+            ode: [0.732830, 0.375915],
+            sde: [0.390077, 0.576011, 0.503696],
+        },
+        Row {
+            t: 400,
+            sigma: 0.740281,
+            order: 2,
+            ode: [0.537397, 0.515580],
+            sde: [0.244975, 0.750609, 0.284591],
+        },
+        Row {
+            t: 200,
+            sigma: 0.337461,
+            order: 1,
+            ode: [0.0, 1.0],
+            sde: [0.0, 1.0, 0.0],
+        },
     ];
 
     #[test]
@@ -405,17 +436,17 @@ mod tests {
                 "got {got}, want {want}"
             )
         };
-        for (k, &(t, sig, order, oa, ob, sa, sb, sc)) in TABLE5.iter().enumerate() {
+        for (k, row) in TABLE5.iter().enumerate() {
             let (o, s) = (ode.coefficients()[k], sde.coefficients()[k]);
-            assert_eq!((o.timestep, o.order), (t, order));
+            assert_eq!((o.timestep, o.order), (row.t, row.order));
             // sigma~ to the table's 6 significant digits
-            close(ode.sigmas()[k], sig, sig * 5e-6);
-            close(o.sample_coef, oa, 1e-5);
-            close(o.x0_coef, ob, 1e-5);
+            close(ode.sigmas()[k], row.sigma, row.sigma * 5e-6);
+            close(o.sample_coef, row.ode[0], 1e-5);
+            close(o.x0_coef, row.ode[1], 1e-5);
             assert_eq!(o.noise_coef, 0.0);
-            close(s.sample_coef, sa, 1e-5);
-            close(s.x0_coef, sb, 1e-5);
-            close(s.noise_coef, sc, 1e-5);
+            close(s.sample_coef, row.sde[0], 1e-5);
+            close(s.x0_coef, row.sde[1], 1e-5);
+            close(s.noise_coef, row.sde[2], 1e-5);
         }
         let c1 = ode.coefficients()[1];
         close(c1.alpha_s, 0.306669, 1e-5);

@@ -61,6 +61,7 @@ fn ids(seed: usize, n: usize, vocab: usize) -> Vec<u32> {
 fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
     let rel = relative_error(got, want).unwrap();
+    println!("{what}: relative error {rel:.3e}");
     assert!(rel <= CONSISTENCY_TOL, "{what}: relative error {rel:.3e}");
 }
 

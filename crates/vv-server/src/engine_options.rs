@@ -1,8 +1,11 @@
 //! From service settings to what the engine is built and asked with.
 
+use std::io::IsTerminal;
+
+use vv_engine::EngineOptions;
 use vv_model::scheduler::SolverKind;
 
-use crate::config::Solver;
+use crate::config::{Settings, Solver};
 
 /// The engine's solver for a configured solver.
 pub fn solver_kind(solver: Solver) -> SolverKind {
@@ -12,9 +15,47 @@ pub fn solver_kind(solver: Solver) -> SolverKind {
     }
 }
 
+/// Engine construction options from the settings. Download progress bars are shown only when
+/// stderr is a terminal.
+pub fn engine_options(settings: &Settings) -> EngineOptions {
+    let limits = &settings.limits;
+    EngineOptions {
+        model: settings.model.clone(),
+        model_revision: Some(settings.model_revision.clone()).filter(|r| !r.is_empty()),
+        tokenizer: settings.tokenizer.clone(),
+        cache_dir: settings.cache_dir.clone(),
+        voices_dir: settings.voices_dir.clone(),
+        default_voice: settings.default_voice.clone(),
+        device: settings.device,
+        dtype: settings.dtype,
+        slots: limits.max_slots,
+        max_buffered_frames: limits.max_buffered_frames,
+        max_frames_per_token: limits.max_frames_per_token,
+        warmup: settings.warmup,
+        diffusion_steps: settings.diffusion_steps,
+        cfg_scale: f64::from(settings.cfg_scale),
+        solver: solver_kind(settings.solver),
+        progress: std::io::stderr().is_terminal(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_carry_over() {
+        let mut s = Settings::default();
+        s.limits.max_slots = 3;
+        s.solver = Solver::Sde;
+        s.model_revision = String::new();
+        let o = engine_options(&s);
+        assert_eq!(o.slots, 3);
+        assert_eq!(o.solver, SolverKind::Sde);
+        assert_eq!(o.model_revision, None);
+        assert_eq!(o.diffusion_steps, 5);
+        assert!((o.cfg_scale - 1.5).abs() < 1e-9);
+    }
 
     #[test]
     fn solvers_map() {

@@ -7,10 +7,12 @@ pub mod engine_options;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod shutdown;
 pub mod state;
 pub mod voice_alias;
 
 pub use app::app;
 pub use error::ApiError;
+pub use serve::{serve, serve_with_shutdown, ServeError, Server};
 pub use state::AppState;

@@ -32,14 +32,24 @@ fn nothing_set_gives_the_documented_defaults() {
     assert_eq!(s.model_revision, "main");
     assert_eq!(s.tokenizer, "Qwen/Qwen2.5-0.5B");
     assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8000));
-    assert_eq!((s.diffusion_steps, s.cfg_scale, s.solver), (5, 1.5, Solver::Ode));
+    assert_eq!(
+        (s.diffusion_steps, s.cfg_scale, s.solver),
+        (5, 1.5, Solver::Ode)
+    );
     assert!(s.warmup && s.seed.is_none() && s.api_keys.is_empty());
     assert_eq!(s.log_format, LogFormat::Text);
     let l = s.limits;
-    assert_eq!((l.max_slots, l.max_text_chars, l.max_message_bytes), (4, 5000, 65536));
+    assert_eq!(
+        (l.max_slots, l.max_text_chars, l.max_message_bytes),
+        (4, 5000, 65536)
+    );
     assert_eq!((l.max_frames_per_token, l.max_buffered_frames), (10, 64));
     assert_eq!(
-        (l.session_idle_timeout_secs, l.context_idle_timeout_secs, l.shutdown_grace_secs),
+        (
+            l.session_idle_timeout_secs,
+            l.context_idle_timeout_secs,
+            l.shutdown_grace_secs
+        ),
         (60, 30, 30)
     );
     assert!(loaded.entries().iter().all(|e| e.source == Source::Default));
@@ -69,7 +79,10 @@ fn each_layer_overrides_the_previous_one() {
     assert_eq!(s.cfg_scale, 1.5);
     assert_eq!(loaded.config_file.as_deref(), Some(file.as_path()));
     assert_eq!(loaded.source_of("port"), Some(Source::Flag("port")));
-    assert_eq!(loaded.source_of("diffusion_steps"), Some(Source::Env("TTS_DIFFUSION_STEPS")));
+    assert_eq!(
+        loaded.source_of("diffusion_steps"),
+        Some(Source::Env("TTS_DIFFUSION_STEPS"))
+    );
     assert_eq!(loaded.source_of("dtype"), Some(Source::File(file.clone())));
     assert_eq!(loaded.source_of("cfg_scale"), Some(Source::Default));
     assert_eq!(loaded.source_of("no_such_setting"), None);
@@ -122,22 +135,52 @@ fn every_problem_of_every_layer_is_reported_at_once() {
     let errors = LoadedSettings::load(&cli, &lookup(&env)).unwrap_err();
     let f = file.display();
     let expected = [
-        ("out_of_range", format!("{f}: cfg_scale = 0: 0 is out of range")),
-        ("invalid_value", format!("{f}: port = 70000: expected a port number")),
-        ("unknown_key", format!("{f}: unknown key \"prot\" (did you mean \"port\"?)")),
-        ("path_not_found", format!("{f}: voices_dir = \"/no/such/voices\": voices directory")),
-        ("invalid_device", "TTS_DEVICE=gpu: invalid device \"gpu\": valid forms are".into()),
-        ("path_not_found", "TTS_MODEL=/no/such/model/dir: model directory".into()),
-        ("invalid_value", "TTS_PORT=http: expected a port number (0-65535), got \"http\"".into()),
-        ("invalid_value", "TTS_LOG_FORMAT=xml: expected one of text, json".into()),
-        ("out_of_range", "--diffusion-steps 0: 0 is out of range: must be between 1 and 100".into()),
+        (
+            "out_of_range",
+            format!("{f}: cfg_scale = 0: 0 is out of range"),
+        ),
+        (
+            "invalid_value",
+            format!("{f}: port = 70000: expected a port number"),
+        ),
+        (
+            "unknown_key",
+            format!("{f}: unknown key \"prot\" (did you mean \"port\"?)"),
+        ),
+        (
+            "path_not_found",
+            format!("{f}: voices_dir = \"/no/such/voices\": voices directory"),
+        ),
+        (
+            "invalid_device",
+            "TTS_DEVICE=gpu: invalid device \"gpu\": valid forms are".into(),
+        ),
+        (
+            "path_not_found",
+            "TTS_MODEL=/no/such/model/dir: model directory".into(),
+        ),
+        (
+            "invalid_value",
+            "TTS_PORT=http: expected a port number (0-65535), got \"http\"".into(),
+        ),
+        (
+            "invalid_value",
+            "TTS_LOG_FORMAT=xml: expected one of text, json".into(),
+        ),
+        (
+            "out_of_range",
+            "--diffusion-steps 0: 0 is out of range: must be between 1 and 100".into(),
+        ),
         ("invalid_value", "--warmup maybe: expected a boolean".into()),
     ];
     let text = errors.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{text}");
     for (_, start) in &expected {
-        assert!(lines.iter().any(|l| l.starts_with(start.as_str())), "missing {start:?} in\n{text}");
+        assert!(
+            lines.iter().any(|l| l.starts_with(start.as_str())),
+            "missing {start:?} in\n{text}"
+        );
     }
     let mut got = codes(&errors);
     let mut want: Vec<&str> = expected.iter().map(|(c, _)| *c).collect();
@@ -149,7 +192,10 @@ fn every_problem_of_every_layer_is_reported_at_once() {
 
 #[test]
 fn unknown_toml_keys_and_nested_tables_are_rejected() {
-    let file = write_file("config.toml", "port = 9000\nvoice_dir = \"x\"\n[limits]\nmax_slots = 2\n");
+    let file = write_file(
+        "config.toml",
+        "port = 9000\nvoice_dir = \"x\"\n[limits]\nmax_slots = 2\n",
+    );
     let cli = CommandLine {
         config_file: Some(file.clone()),
         ..CommandLine::default()
@@ -183,7 +229,10 @@ fn a_broken_or_missing_file_is_reported_with_the_other_problems() {
     let errors = LoadedSettings::load(&cli, &lookup(&env)).unwrap_err();
     assert_eq!(codes(&errors), ["invalid_toml", "out_of_range"], "{errors}");
     let first = errors.errors()[0].to_string();
-    assert!(first.starts_with(&format!("{}:2:", broken.display())), "{first}");
+    assert!(
+        first.starts_with(&format!("{}:2:", broken.display())),
+        "{first}"
+    );
 
     let missing = scratch_dir("missing").join("nope.toml");
     let env = env_of(&[("TTS_CONFIG", missing.to_str().unwrap())]);
@@ -224,7 +273,12 @@ fn local_paths_are_checked_and_empty_optional_values_unset() {
     let errors = Settings::load(&CommandLine::default(), &lookup(&bad_env)).unwrap_err();
     assert_eq!(
         codes(&errors),
-        ["path_not_found", "wrong_path_kind", "wrong_path_kind", "wrong_path_kind"],
+        [
+            "path_not_found",
+            "wrong_path_kind",
+            "wrong_path_kind",
+            "wrong_path_kind"
+        ],
         "{errors}"
     );
 }

@@ -22,9 +22,32 @@ fn is_valid_device_form(s: &str) -> bool {
 }
 
 const NEAR_MISSES: &[&str] = &[
-    "", " ", "gpu", "GPU", "mps0", "mps:0", "metal:0", "cuda:", "cuda:-1", "cuda:+1", "cuda: 1",
-    "cuda::0", "cuda:1.0", "cuda:0x1", "cuda-0", "cuda0", "cuda 0", "cpu0", "auto1", "autos",
-    "nvidia", "rocm", "cpu,cuda", "cuda:99999999999999999999999", "cuda:٣", "ｃｕｄａ",
+    "",
+    " ",
+    "gpu",
+    "GPU",
+    "mps0",
+    "mps:0",
+    "metal:0",
+    "cuda:",
+    "cuda:-1",
+    "cuda:+1",
+    "cuda: 1",
+    "cuda::0",
+    "cuda:1.0",
+    "cuda:0x1",
+    "cuda-0",
+    "cuda0",
+    "cuda 0",
+    "cpu0",
+    "auto1",
+    "autos",
+    "nvidia",
+    "rocm",
+    "cpu,cuda",
+    "cuda:99999999999999999999999",
+    "cuda:٣",
+    "ｃｕｄａ",
 ];
 
 const VALID_BASES: &[&str] = &["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps", "metal"];
@@ -43,9 +66,8 @@ fn invalid_device() -> impl Strategy<Value = String> {
             format!("{}{junk}{}", &base[..at], &base[at..])
         });
     let arbitrary = any::<String>();
-    prop_oneof![near_miss, mutated, arbitrary].prop_filter("must be invalid", |s| {
-        !is_valid_device_form(s)
-    })
+    prop_oneof![near_miss, mutated, arbitrary]
+        .prop_filter("must be invalid", |s| !is_valid_device_form(s))
 }
 
 /// Valid device strings with random case and surrounding whitespace, and what they mean.
@@ -58,7 +80,10 @@ fn valid_device() -> impl Strategy<Value = (String, DeviceRequest)> {
         Just(("metal".to_string(), DeviceRequest::Metal)),
         (any::<u32>(), 0usize..3).prop_map(|(n, zeros)| {
             let n = n as usize;
-            (format!("cuda:{}{n}", "0".repeat(zeros)), DeviceRequest::Cuda(n))
+            (
+                format!("cuda:{}{n}", "0".repeat(zeros)),
+                DeviceRequest::Cuda(n),
+            )
         }),
     ];
     let upper = proptest::collection::vec(any::<bool>(), 32);
@@ -80,7 +105,10 @@ enum Layer {
     File,
 }
 
-fn load_device_from(layer: Layer, device: &str) -> Result<LoadedSettings, vv_server::config::ConfigErrors> {
+fn load_device_from(
+    layer: Layer,
+    device: &str,
+) -> Result<LoadedSettings, vv_server::config::ConfigErrors> {
     // A hub id that does not exist: loading must not try to fetch it (no model work).
     let mut env = env_of(&[("TTS_MODEL", "nobody/no-such-model-for-tests")]);
     let mut cli = CommandLine::default();

@@ -32,11 +32,9 @@ impl Args for ServiceArgs {
             .value_parser(clap::value_parser!(PathBuf))
             .help(format!("TOML configuration file [env: {CONFIG_ENV}]"))
             .help_heading(HEADING);
-        FIELDS
-            .iter()
-            .fold(cmd.arg(config), |cmd, field| {
-                cmd.arg(field_arg(field, defaults.get(field.name)))
-            })
+        FIELDS.iter().fold(cmd.arg(config), |cmd, field| {
+            cmd.arg(field_arg(field, defaults.get(field.name)))
+        })
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -49,7 +47,9 @@ fn field_arg(field: &'static FieldSpec, default: Option<&serde_json::Value>) -> 
     let default = match default {
         _ if field.secret => None,
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Some(v.to_string()),
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+            Some(v.to_string())
+        }
         _ => None,
     };
     let help = match default {

@@ -54,13 +54,21 @@ fn render_settings(loaded: &LoadedSettings) -> String {
     let rows: Vec<(String, String, String)> = loaded
         .entries()
         .into_iter()
-        .map(|e| (e.name.to_string(), show_value(&e.value), e.source.to_string()))
+        .map(|e| {
+            (
+                e.name.to_string(),
+                show_value(&e.value),
+                e.source.to_string(),
+            )
+        })
         .collect();
     let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let value_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let mut out = format!("configuration is valid (config file: {file})\n\n");
     for (name, value, source) in rows {
-        out.push_str(&format!("{name:<name_width$}  {value:<value_width$}  {source}\n"));
+        out.push_str(&format!(
+            "{name:<name_width$}  {value:<value_width$}  {source}\n"
+        ));
     }
     out
 }

@@ -17,8 +17,12 @@ pub fn run(
         Ok(loaded) => loaded.settings,
         Err(code) => return Ok(code),
     };
-    let report =
-        DevicesReport::collect(settings.device, settings.dtype, &SystemProbe::new(), &CandleOps);
+    let report = DevicesReport::collect(
+        settings.device,
+        settings.dtype,
+        &SystemProbe::new(),
+        &CandleOps,
+    );
     if args.json {
         let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
         println!("{json}");

@@ -11,8 +11,9 @@ use vv_server::config::{ConfigErrors, LoadedSettings, LogFormat};
 /// Exit status for an invalid configuration (the status clap uses for usage errors too).
 pub const EXIT_INVALID_CONFIG: u8 = 2;
 
-/// Log filter when `RUST_LOG` is unset: these commands print reports, not progress.
-const DEFAULT_LOG_FILTER: &str = "warn";
+/// Log filter when `RUST_LOG` is unset: these commands print reports that already hold what
+/// the device layer would log (set `RUST_LOG` to see the logs too).
+const DEFAULT_LOG_FILTER: &str = "error";
 
 /// Loads the settings from the real environment, sets up logging and runs the subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

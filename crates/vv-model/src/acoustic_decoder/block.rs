@@ -85,31 +85,20 @@ impl Block1D {
 
     /// `[T, C] -> [T, C]`, consuming and updating the mixer's normed-input history.
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
-        let prof = std::env::var("VVPROF").is_ok();
-        let mut t = std::time::Instant::now();
-        let mut lap = |name: &str| { if prof { eprintln!("  OP {name} {:?} {:.3}", x.dims(), t.elapsed().as_secs_f64()*1e3); } t = std::time::Instant::now(); };
         let normed = candle_nn::ops::rms_norm(x, &self.norm, self.eps)?;
-        lap("norm");
         let window = extend_history(history, &normed)?;
-        lap("hist");
-        let acc = x.broadcast_add(&self.mixer_bias)?;
-        lap("biasadd");
-        let x = shifted_multiply_add(&window, &self.mixer_taps, acc)?;
-        lap("dwconv");
+        let x = shifted_multiply_add(
+            &window,
+            &self.mixer_taps,
+            x.broadcast_add(&self.mixer_bias)?,
+        )?;
         let normed = candle_nn::ops::rms_norm(&x, &self.ffn_norm, self.eps)?;
-        lap("norm2");
-        let h = normed.matmul(&self.linear1)?;
-        lap("mm1");
-        let h = h.broadcast_add(&self.linear1_bias)?;
-        lap("b1");
-        let hidden = h.gelu_erf()?;
-        lap("gelu");
-        let y = hidden.matmul(&self.linear2)?;
-        lap("mm2");
-        let y = y.broadcast_add(&self.linear2_bias)?;
-        lap("b2");
-        let r = x + y;
-        lap("res");
-        r
+        let hidden = normed
+            .matmul(&self.linear1)?
+            .broadcast_add(&self.linear1_bias)?
+            .gelu_erf()?;
+        x + hidden
+            .matmul(&self.linear2)?
+            .broadcast_add(&self.linear2_bias)?
     }
 }

@@ -85,15 +85,11 @@ impl PresetSummary {
             "entry", "tokens", "layers", "dtype", "last_hidden_state"
         );
         for e in &self.entries {
+            let hidden = format!("{:?}", e.last_hidden_state);
             let _ = writeln!(
                 out,
-                "{:<11} {:>6} {:>6}  {:<5}  {:<18}  {}",
-                e.name,
-                e.seen_tokens,
-                e.num_layers,
-                e.dtype,
-                format!("{:?}", e.last_hidden_state),
-                format!("{:?}", e.key_value),
+                "{:<11} {:>6} {:>6}  {:<5}  {hidden:<18}  {:?}",
+                e.name, e.seen_tokens, e.num_layers, e.dtype, e.key_value,
             );
         }
         out

@@ -89,7 +89,10 @@ mod tests {
         let keys = ApiKeys::new(["s3cret"]);
         let debug = format!("{keys:?}");
         let json = serde_json::to_string(&keys).unwrap();
-        assert!(!debug.contains("s3cret") && debug.contains(REDACTED), "{debug}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains(REDACTED),
+            "{debug}"
+        );
         assert_eq!(json, format!("[\"{REDACTED}\"]"));
     }
 }

@@ -73,7 +73,11 @@ impl FieldSpec {
     }
 
     /// Converts `raw` and stores it in `settings`; on error `settings` is unchanged.
-    pub(crate) fn apply(&self, settings: &mut Settings, raw: RawValue<'_>) -> Result<(), ValueProblem> {
+    pub(crate) fn apply(
+        &self,
+        settings: &mut Settings,
+        raw: RawValue<'_>,
+    ) -> Result<(), ValueProblem> {
         (self.apply)(settings, raw)
     }
 
@@ -173,7 +177,10 @@ pub static FIELDS: &[FieldSpec] = &[
         "Hugging Face cache directory (default: the hub's own)",
         |s, v| {
             let dir = v.optional_path();
-            set(&mut s.cache_dir, dir.and_then(|d| paths::creatable_directory("cache directory", d)))
+            set(
+                &mut s.cache_dir,
+                dir.and_then(|d| paths::creatable_directory("cache directory", d)),
+            )
         },
     ),
     FieldSpec::new(
@@ -184,7 +191,10 @@ pub static FIELDS: &[FieldSpec] = &[
         "Directory of voice presets",
         |s, v| {
             let dir = v.optional_path();
-            set(&mut s.voices_dir, dir.and_then(|d| paths::existing_directory("voices directory", d)))
+            set(
+                &mut s.voices_dir,
+                dir.and_then(|d| paths::existing_directory("voices directory", d)),
+            )
         },
     ),
     FieldSpec::new(
@@ -217,7 +227,12 @@ pub static FIELDS: &[FieldSpec] = &[
         "TTS_DIFFUSION_STEPS",
         "N",
         "Diffusion steps per speech frame (1-100)",
-        |s, v| set(&mut s.diffusion_steps, v.integer_in(1..=100, "between 1 and 100")),
+        |s, v| {
+            set(
+                &mut s.diffusion_steps,
+                v.integer_in(1..=100, "between 1 and 100"),
+            )
+        },
     )
     .aliases(&["steps"]),
     FieldSpec::new(
@@ -260,7 +275,12 @@ pub static FIELDS: &[FieldSpec] = &[
         "TTS_MAX_SLOTS",
         "N",
         "Utterances synthesised concurrently (1-1024)",
-        |s, v| set(&mut s.limits.max_slots, v.integer_in(1..=1024, "between 1 and 1024")),
+        |s, v| {
+            set(
+                &mut s.limits.max_slots,
+                v.integer_in(1..=1024, "between 1 and 1024"),
+            )
+        },
     ),
     FieldSpec::new(
         "max_text_chars",
@@ -369,7 +389,12 @@ mod tests {
             assert_eq!(f.env, format!("TTS_{}", f.name.to_ascii_uppercase()));
         }
         let json = serde_json::to_value(Settings::default()).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
         names.sort_unstable();
         let mut keys_sorted = keys.clone();
@@ -390,6 +415,9 @@ mod tests {
     #[test]
     fn secrets_are_not_shown() {
         let keys = field_spec("api_keys").unwrap();
-        assert_eq!(keys.shown(RawValue::Text("k1,k2")), super::super::api_keys::REDACTED);
+        assert_eq!(
+            keys.shown(RawValue::Text("k1,k2")),
+            super::super::api_keys::REDACTED
+        );
     }
 }

@@ -49,13 +49,24 @@ mod tests {
 
     #[test]
     fn classifies_hub_ids_and_paths() {
-        for hub in ["microsoft/VibeVoice-Realtime-0.5B", "Qwen/Qwen2.5-0.5B", "gpt2"] {
+        for hub in [
+            "microsoft/VibeVoice-Realtime-0.5B",
+            "Qwen/Qwen2.5-0.5B",
+            "gpt2",
+        ] {
             assert_eq!(
                 ResourceLocation::classify(hub),
                 ResourceLocation::Hub(hub.into())
             );
         }
-        for local in ["/no/such/model", "./model", "../m", "a/b/c", "C:\\models\\vv", ""] {
+        for local in [
+            "/no/such/model",
+            "./model",
+            "../m",
+            "a/b/c",
+            "C:\\models\\vv",
+            "",
+        ] {
             assert_eq!(
                 ResourceLocation::classify(local),
                 ResourceLocation::Local(local.into()),

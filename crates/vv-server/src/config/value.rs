@@ -57,11 +57,13 @@ impl<'a> RawValue<'a> {
         T::Err: Display,
     {
         let text = self.text()?;
-        text.trim().parse::<T>().map_err(|e| ValueProblem::Unparsable {
-            expected: expected.to_string(),
-            input: text.to_string(),
-            reason: Some(e.to_string()),
-        })
+        text.trim()
+            .parse::<T>()
+            .map_err(|e| ValueProblem::Unparsable {
+                expected: expected.to_string(),
+                input: text.to_string(),
+                reason: Some(e.to_string()),
+            })
     }
 
     /// An integer within `range` (`range_text` describes it in errors).
@@ -110,7 +112,11 @@ impl<'a> RawValue<'a> {
             .ok_or_else(|| ValueProblem::Unparsable {
                 expected: format!(
                     "one of {}",
-                    T::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                    T::ALL
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 input: text.to_string(),
                 reason: None,
@@ -200,10 +206,16 @@ mod tests {
         assert_eq!(r("x").unwrap_err().code(), "invalid_value");
         assert!(!RawValue::Text("Off").boolean().unwrap());
         assert!(RawValue::Text("maybe").boolean().is_err());
-        assert_eq!(RawValue::Text("SDE").choice::<Solver>().unwrap(), Solver::Sde);
+        assert_eq!(
+            RawValue::Text("SDE").choice::<Solver>().unwrap(),
+            Solver::Sde
+        );
         let msg = RawValue::Text("euler").choice::<Solver>().unwrap_err();
         assert!(msg.to_string().contains("one of ode, sde"), "{msg}");
         assert_eq!(RawValue::Text("a,b").string_list().unwrap(), ["a", "b"]);
-        assert_eq!(RawValue::Text("  ").optional_number::<u64>("n").unwrap(), None);
+        assert_eq!(
+            RawValue::Text("  ").optional_number::<u64>("n").unwrap(),
+            None
+        );
     }
 }

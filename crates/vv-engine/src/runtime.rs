@@ -1,0 +1,205 @@
+//! Loading everything an engine needs: device resolution and dtype policy, checkpoint (hub id or
+//! directory), tokenizer, voices (prepared on the device), and the warmup generation.
+//! `vibevoice-rt say` uses a [`Runtime`] directly; `serve` hands it to the model thread.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use tracing::{info, warn};
+use vv_device::dtype::select_dtype;
+use vv_device::info::ModelInfo;
+use vv_device::probe::DeviceProbe;
+use vv_device::resolve::resolve_device;
+use vv_model::generation::{warmup, PreparedVoice};
+use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
+use vv_model::text::TextTokenizer;
+use vv_model::voice_preset::{VoiceLibrary, VoicePreset};
+use vv_model::VibeVoiceModel;
+
+use crate::info::{EngineInfo, ModelSummary};
+use crate::options::EngineOptions;
+
+/// Voices directory used when none is configured and it exists (the repository ships one).
+pub const DEFAULT_VOICES_DIR: &str = "voices";
+
+/// Why an engine could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The device request cannot be honoured.
+    #[error(transparent)]
+    Device(#[from] vv_device::error::DeviceError),
+    /// Model, tokenizer or voice files are missing or broken.
+    #[error(transparent)]
+    Model(#[from] vv_model::ModelError),
+    /// No usable voice preset was found.
+    #[error("no voice presets: {0}")]
+    NoVoices(String),
+}
+
+impl LoadError {
+    /// Stable snake_case label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Device(e) => e.code(),
+            LoadError::Model(e) => e.code(),
+            LoadError::NoVoices(_) => "no_voices",
+        }
+    }
+}
+
+/// A loaded model with its tokenizer and prepared voices.
+pub struct Runtime {
+    pub(crate) model: VibeVoiceModel,
+    pub(crate) tokenizer: TextTokenizer,
+    pub(crate) voices: BTreeMap<String, PreparedVoice>,
+    pub(crate) info: EngineInfo,
+    pub(crate) device: Device,
+}
+
+fn voices_dir(opts: &EngineOptions) -> Result<PathBuf, LoadError> {
+    match &opts.voices_dir {
+        Some(dir) => Ok(dir.clone()),
+        None if Path::new(DEFAULT_VOICES_DIR).is_dir() => Ok(PathBuf::from(DEFAULT_VOICES_DIR)),
+        None => Err(LoadError::NoVoices(format!(
+            "set --voices-dir (TTS_VOICES_DIR) to a directory of .pt or .safetensors presets \
+             (no ./{DEFAULT_VOICES_DIR} directory here)"
+        ))),
+    }
+}
+
+/// Loads and prepares every readable preset of the voices directory (broken ones are skipped
+/// with a warning naming the file).
+fn load_voices(
+    model: &VibeVoiceModel,
+    opts: &EngineOptions,
+) -> Result<BTreeMap<String, PreparedVoice>, LoadError> {
+    let dir = voices_dir(opts)?;
+    let library = VoiceLibrary::scan(&dir)?;
+    let mut voices = BTreeMap::new();
+    for name in library.names() {
+        let prepared = library
+            .path(name)
+            .and_then(VoicePreset::load)
+            .and_then(|preset| PreparedVoice::new(model, &preset));
+        match prepared {
+            Ok(v) => {
+                voices.insert(name.to_string(), v);
+            }
+            Err(e) => warn!(voice = name, error = %e, "skipping voice preset"),
+        }
+    }
+    if voices.is_empty() {
+        return Err(LoadError::NoVoices(format!(
+            "{} holds no preset usable with this model",
+            dir.display()
+        )));
+    }
+    info!(count = voices.len(), dir = %dir.display(), "voices loaded");
+    Ok(voices)
+}
+
+fn default_voice(
+    voices: &BTreeMap<String, PreparedVoice>,
+    requested: Option<&str>,
+) -> Result<String, LoadError> {
+    match requested {
+        Some(name) if voices.contains_key(name) => Ok(name.to_string()),
+        Some(name) => Err(LoadError::NoVoices(format!(
+            "default voice {name:?} is not installed (installed: {})",
+            voices.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+        None => voices
+            .keys()
+            .next()
+            .cloned()
+            .ok_or_else(|| LoadError::NoVoices("no voices".into())),
+    }
+}
+
+impl Runtime {
+    /// Resolves the device, loads model, tokenizer and voices, and warms up if asked.
+    pub fn load(opts: &EngineOptions, probe: &dyn DeviceProbe) -> Result<Self, LoadError> {
+        let resolution = resolve_device(opts.device, probe)?;
+        let dtype = select_dtype(resolution.device.backend, opts.dtype, probe);
+        let device_info = ModelInfo::new(&resolution, &dtype);
+        let device = resolution.device.to_candle_device()?;
+        let hub = HubOptions {
+            revision: opts.model_revision.clone(),
+            cache_dir: opts.cache_dir.clone(),
+            progress: opts.progress,
+        };
+        let started = Instant::now();
+        let files = resolve_checkpoint(&opts.model, &hub)?;
+        let tokenizer = TextTokenizer::from_file(&resolve_tokenizer(&opts.tokenizer, &hub)?)?;
+        let model = VibeVoiceModel::load(&files, &device, dtype.dtype)?;
+        let voices = load_voices(&model, opts)?;
+        let default_voice = default_voice(&voices, opts.default_voice.as_deref())?;
+        let load_seconds = started.elapsed().as_secs_f64();
+        info!(
+            model = %opts.model,
+            device = %resolution.device.label(),
+            dtype = ?dtype.dtype,
+            seconds = load_seconds,
+            "model loaded"
+        );
+        let warmup_seconds = if opts.warmup {
+            let took = warmup(&model, &voices[&default_voice])?;
+            info!(seconds = took.as_secs_f64(), device = %resolution.device.label(), "warmup done");
+            Some(took.as_secs_f64())
+        } else {
+            None
+        };
+        let cfg = model.config();
+        let info = EngineInfo {
+            model: ModelSummary {
+                source: opts.model.clone(),
+                sample_rate: model.sample_rate(),
+                frame_samples: model.frame_samples(),
+                text_window: vv_model::generation::TEXT_WINDOW,
+                speech_window: vv_model::generation::SPEECH_WINDOW,
+                max_positions: cfg.decoder_config.max_position_embeddings,
+                load_seconds,
+                warmup_seconds,
+            },
+            device: device_info,
+            voices: voices.keys().cloned().collect(),
+            default_voice,
+            slots_total: opts.slots.max(1),
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            voices,
+            info,
+            device,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &VibeVoiceModel {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// A prepared voice by installed name.
+    pub fn voice(&self, name: &str) -> Option<&PreparedVoice> {
+        self.voices.get(name)
+    }
+
+    /// What this runtime serves.
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// The candle device everything runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
