@@ -180,6 +180,14 @@ impl VibeVoiceConfig {
         Ok(cfg)
     }
 
+    /// The configuration of `microsoft/VibeVoice-Realtime-0.5B` (reconstructed and checked
+    /// against the published parameter count; see testdata/FIXTURES.md), for building the real
+    /// architecture without downloading it (benchmarks with random weights).
+    pub fn realtime_0_5b() -> Self {
+        Self::from_json(include_str!("realtime_0_5b_config.json"))
+            .unwrap_or_else(|e| unreachable!("the built-in config is valid: {e}"))
+    }
+
     /// Number of layers of the lower (text-only) LM.
     pub fn lower_layers(&self) -> usize {
         self.decoder_config.num_hidden_layers - self.tts_backbone_num_hidden_layers
@@ -192,19 +200,19 @@ impl VibeVoiceConfig {
         if d.num_attention_heads == 0 || d.num_key_value_heads == 0 {
             return bad("attention head counts must be positive".into());
         }
-        if d.num_attention_heads % d.num_key_value_heads != 0 {
+        if !d.num_attention_heads.is_multiple_of(d.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 d.num_attention_heads, d.num_key_value_heads
             ));
         }
-        if d.head_dim.is_none() && d.hidden_size % d.num_attention_heads != 0 {
+        if d.head_dim.is_none() && !d.hidden_size.is_multiple_of(d.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 d.hidden_size, d.num_attention_heads
             ));
         }
-        if d.head_dim() % 2 != 0 {
+        if !d.head_dim().is_multiple_of(2) {
             return bad(format!("head_dim {} must be even for RoPE", d.head_dim()));
         }
         if self.tts_backbone_num_hidden_layers > d.num_hidden_layers {
@@ -269,6 +277,13 @@ mod tests {
             vec![2048, 1024, 512, 256, 128, 64, 32]
         );
         assert_eq!(a.hop_length(), 3200);
+    }
+
+    #[test]
+    fn built_in_real_config_equals_the_fixture() {
+        let built_in = VibeVoiceConfig::realtime_0_5b();
+        let fixture = VibeVoiceConfig::from_json(&read("real-config.json")).unwrap();
+        assert_eq!(format!("{built_in:?}"), format!("{fixture:?}"));
     }
 
     #[test]

@@ -8,21 +8,33 @@ use candle_nn::var_builder::SimpleBackend;
 /// Random weights of whatever shape is asked for.
 pub struct RandomInit;
 
+/// How one tensor is filled.
+enum Fill {
+    Constant(f32),
+    Normal(f32),
+}
+
 impl RandomInit {
-    fn std_for(name: &str, shape: &Shape) -> Option<f64> {
+    fn fill_for(name: &str, shape: &Shape) -> Fill {
+        if name.ends_with("speech_scaling_factor") {
+            return Fill::Constant(0.2334);
+        }
+        if name.ends_with("speech_bias_factor") {
+            return Fill::Constant(-0.0703);
+        }
+        if name.ends_with("gamma") {
+            return Fill::Constant(0.01);
+        }
+        if name.contains("norm") {
+            return Fill::Constant(1.0);
+        }
         let dims = shape.dims();
-        if name.ends_with("speech_scaling_factor") || name.ends_with("speech_bias_factor") {
-            return None;
-        }
-        if name.contains("norm") || name.ends_with("gamma") {
-            return Some(0.0);
-        }
         let fan_in = match dims {
             [_, fan_in] => *fan_in,
             [_, c, k] => c * k,
             _ => dims.last().copied().unwrap_or(1),
         };
-        Some(1.0 / (fan_in.max(1) as f64).sqrt())
+        Fill::Normal(1.0 / (fan_in.max(1) as f32).sqrt())
     }
 }
 
@@ -35,12 +47,9 @@ impl SimpleBackend for RandomInit {
         dtype: DType,
         dev: &Device,
     ) -> Result<Tensor> {
-        let t = match Self::std_for(name, &s) {
-            None if name.ends_with("speech_scaling_factor") => Tensor::full(0.2334f32, s, dev)?,
-            None => Tensor::full(-0.0703f32, s, dev)?,
-            Some(std) if std == 0.0 && name.ends_with("gamma") => Tensor::full(0.01f32, s, dev)?,
-            Some(std) if std == 0.0 => Tensor::ones(s, DType::F32, dev)?,
-            Some(std) => Tensor::randn(0f32, std as f32, s, dev)?,
+        let t = match Self::fill_for(name, &s) {
+            Fill::Constant(v) => Tensor::full(v, s, dev)?,
+            Fill::Normal(std) => Tensor::randn(0f32, std, s, dev)?,
         };
         t.to_dtype(dtype)
     }

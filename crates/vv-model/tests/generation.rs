@@ -126,7 +126,7 @@ proptest! {
             chunks.push(ids[last..p].to_vec());
             last = p;
         }
-        let (whole, r1) = generate(model, voice, &[ids.clone()], seed);
+        let (whole, r1) = generate(model, voice, std::slice::from_ref(&ids), seed);
         let (streamed, r2) = generate(model, voice, &chunks, seed);
         prop_assert_eq!(r1, r2);
         prop_assert_eq!(whole, streamed);

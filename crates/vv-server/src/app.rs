@@ -32,9 +32,15 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), require_api_key))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ))
         .layer(middleware::from_fn(catch_panic))
-        .layer(middleware::from_fn_with_state(state.clone(), record_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_request,
+        ))
         .with_state(state)
 }
 
@@ -114,8 +120,14 @@ mod tests {
             assert_eq!(json_body(response).await["error"]["code"], "internal_error");
         }
         let m = state.metrics();
-        assert_eq!(m.errors_total.with_label_values(&["internal_error"]).get(), 2);
-        assert_eq!(m.requests_total.with_label_values(&["/boom", "500"]).get(), 2);
+        assert_eq!(
+            m.errors_total.with_label_values(&["internal_error"]).get(),
+            2
+        );
+        assert_eq!(
+            m.requests_total.with_label_values(&["/boom", "500"]).get(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -129,7 +141,9 @@ mod tests {
         assert_eq!(json_body(response).await["error"]["code"], "not_found");
         let m = state.metrics();
         assert_eq!(
-            m.requests_total.with_label_values(&[UNMATCHED_ROUTE, "404"]).get(),
+            m.requests_total
+                .with_label_values(&[UNMATCHED_ROUTE, "404"])
+                .get(),
             1
         );
     }
@@ -144,7 +158,9 @@ mod tests {
         let router = app(state.clone());
         let call = |req: Request| router.clone().oneshot(req);
 
-        let r = call(Request::get("/v1/models").body(Body::empty()).unwrap()).await.unwrap();
+        let r = call(Request::get("/v1/models").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
         assert_eq!(json_body(r).await["error"]["code"], "invalid_api_key");
@@ -153,7 +169,10 @@ mod tests {
             .header(header::AUTHORIZATION, "Bearer nope")
             .body(Body::empty())
             .unwrap();
-        assert_eq!(call(wrong).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            call(wrong).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
 
         let good = Request::get("/v1/models")
             .header(header::AUTHORIZATION, "Bearer k2")
@@ -162,17 +181,30 @@ mod tests {
         assert_eq!(call(good).await.unwrap().status(), StatusCode::OK);
 
         // The query parameter only counts for WebSocket upgrades.
-        let query = Request::get("/v1/models?api_key=k1").body(Body::empty()).unwrap();
-        assert_eq!(call(query).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        let query = Request::get("/v1/models?api_key=k1")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            call(query).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
 
         for path in ["/health", "/metrics"] {
-            let r = call(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            let r = call(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
             assert_eq!(r.status(), StatusCode::OK, "{path}");
         }
-        let r = call(Request::get("/ready").body(Body::empty()).unwrap()).await.unwrap();
+        let r = call(Request::get("/ready").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            state.metrics().errors_total.with_label_values(&["invalid_api_key"]).get(),
+            state
+                .metrics()
+                .errors_total
+                .with_label_values(&["invalid_api_key"])
+                .get(),
             3
         );
     }

@@ -19,7 +19,11 @@ pub const PUBLIC_PATHS: [&str; 4] = ["/health", "/ready", "/metrics", "/"];
 
 /// Middleware: lets the request through when keys are off, the path is public or a
 /// configured key is presented; else answers 401.
-pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let keys = &state.settings().api_keys;
     if keys.is_empty() || PUBLIC_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
@@ -66,7 +70,10 @@ mod tests {
     fn bearer_parsing() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer_token(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  k1 "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer  k1 "),
+        );
         assert_eq!(bearer_token(&h).as_deref(), Some("k1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer k2"));
         assert_eq!(bearer_token(&h).as_deref(), Some("k2"));

@@ -254,9 +254,7 @@ impl From<EngineError> for ApiError {
             EngineError::Draining => ApiError::ShuttingDown,
             EngineError::UnknownVoice(v) => ApiError::UnknownVoice(v),
             EngineError::InvalidRequest(message) => ApiError::InvalidRequest {
-                param: ENGINE_PARAMS
-                    .into_iter()
-                    .find(|p| message.starts_with(p)),
+                param: ENGINE_PARAMS.into_iter().find(|p| message.starts_with(p)),
                 message,
             },
             EngineError::SlowConsumer => ApiError::SlowConsumer,
@@ -299,7 +297,9 @@ mod tests {
             response.extensions().get::<ErrorCode>(),
             Some(&ErrorCode("overloaded"))
         );
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "overloaded");
         assert_eq!(v["error"]["type"], "service_unavailable_error");
@@ -310,10 +310,25 @@ mod tests {
     #[test]
     fn statuses_params_and_codes() {
         let cases = [
-            (ApiError::UnsupportedSpeed(2.0), 400, "unsupported_speed", Some("speed")),
+            (
+                ApiError::UnsupportedSpeed(2.0),
+                400,
+                "unsupported_speed",
+                Some("speed"),
+            ),
             (ApiError::EmptyInput, 400, "empty_input", Some("input")),
-            (ApiError::UnknownVoice("x".into()), 400, "unknown_voice", Some("voice")),
-            (ApiError::BodyTooLarge { limit: 1 }, 413, "request_too_large", None),
+            (
+                ApiError::UnknownVoice("x".into()),
+                400,
+                "unknown_voice",
+                Some("voice"),
+            ),
+            (
+                ApiError::BodyTooLarge { limit: 1 },
+                413,
+                "request_too_large",
+                None,
+            ),
             (ApiError::Unauthorized, 401, "invalid_api_key", None),
             (ApiError::Internal, 500, "internal_error", None),
         ];
@@ -342,7 +357,9 @@ mod tests {
         assert_eq!(steps.status(), StatusCode::BAD_REQUEST);
         let rate = "mp3".parse::<vv_audio::OutputFormat>().unwrap_err();
         assert_eq!(ApiError::from(rate).code(), "unsupported_format");
-        let rate = vv_audio::new_encoder(vv_audio::OutputFormat::Opus, 44_100).err().unwrap();
+        let rate = vv_audio::new_encoder(vv_audio::OutputFormat::Opus, 44_100)
+            .err()
+            .unwrap();
         assert_eq!(ApiError::from(rate).code(), "unsupported_sample_rate");
     }
 }

@@ -55,7 +55,11 @@ pub enum Drained {
 pub async fn drain(state: &AppState, grace: Duration) -> Drained {
     state.start_draining();
     let in_flight = state.in_flight();
-    info!(in_flight, grace_secs = grace.as_secs_f64(), "draining before shutdown");
+    info!(
+        in_flight,
+        grace_secs = grace.as_secs_f64(),
+        "draining before shutdown"
+    );
     let deadline = Instant::now() + grace;
     loop {
         let in_flight = state.in_flight();
@@ -64,7 +68,10 @@ pub async fn drain(state: &AppState, grace: Duration) -> Drained {
             return Drained::Idle;
         }
         if Instant::now() >= deadline {
-            warn!(in_flight, "grace period over; stopping with utterances in flight");
+            warn!(
+                in_flight,
+                "grace period over; stopping with utterances in flight"
+            );
             return Drained::GraceExpired(in_flight);
         }
         sleep(DRAIN_POLL).await;

@@ -62,10 +62,22 @@ mod tests {
     #[test]
     fn installed_names_and_aliases() {
         let v = voices(&["en-Davis_man", "en-Emma_woman"]);
-        assert_eq!(resolve_voice_name(&v, "en-Emma_woman").as_deref(), Some("en-Emma_woman"));
-        assert_eq!(resolve_voice_name(&v, "alloy").as_deref(), Some("en-Davis_man"));
-        assert_eq!(resolve_voice_name(&v, "ash").as_deref(), Some("en-Emma_woman"));
-        assert_eq!(resolve_voice_name(&v, "Ballad").as_deref(), Some("en-Davis_man"));
+        assert_eq!(
+            resolve_voice_name(&v, "en-Emma_woman").as_deref(),
+            Some("en-Emma_woman")
+        );
+        assert_eq!(
+            resolve_voice_name(&v, "alloy").as_deref(),
+            Some("en-Davis_man")
+        );
+        assert_eq!(
+            resolve_voice_name(&v, "ash").as_deref(),
+            Some("en-Emma_woman")
+        );
+        assert_eq!(
+            resolve_voice_name(&v, "Ballad").as_deref(),
+            Some("en-Davis_man")
+        );
         assert_eq!(resolve_voice_name(&v, "nobody"), None);
         assert_eq!(resolve_voice_name(&v, "../en-Davis_man"), None);
         assert_eq!(resolve_voice_name(&v, "a/b"), None);

@@ -220,6 +220,7 @@ fn unknown_toml_keys_and_nested_tables_are_rejected() {
 
 #[test]
 fn a_broken_or_missing_file_is_reported_with_the_other_problems() {
+    // "host = " makes the parser explain itself over two lines: the error stays on one.
     let broken = write_file("broken.toml", "port = 9000\nhost = \n");
     let env = env_of(&[("TTS_MAX_SLOTS", "0")]);
     let cli = CommandLine {

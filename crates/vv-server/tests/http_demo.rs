@@ -25,11 +25,19 @@ struct Session {
 
 impl Session {
     fn events(&self) -> Vec<&str> {
-        self.logs.iter().map(|(_, v)| v["event"].as_str().unwrap()).collect()
+        self.logs
+            .iter()
+            .map(|(_, v)| v["event"].as_str().unwrap())
+            .collect()
     }
 
     fn event(&self, name: &str) -> &Value {
-        &self.logs.iter().find(|(_, v)| v["event"] == name).unwrap().1
+        &self
+            .logs
+            .iter()
+            .find(|(_, v)| v["event"] == name)
+            .unwrap()
+            .1
     }
 }
 
@@ -56,9 +64,10 @@ async fn read_session(ws: &mut Ws) -> Session {
 }
 
 async fn connect(server: &TestServer, query: &str) -> Ws {
-    let (ws, response) = tokio_tungstenite::connect_async(server.ws_url(&format!("/stream?{query}")))
-        .await
-        .unwrap();
+    let (ws, response) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/stream?{query}")))
+            .await
+            .unwrap();
     assert_eq!(response.status(), 101);
     ws
 }
@@ -66,11 +75,18 @@ async fn connect(server: &TestServer, query: &str) -> Ws {
 #[tokio::test]
 async fn stream_sends_pcm16_frames_and_log_events_then_closes_normally() {
     let server = TestServer::ready(|_| {}).await;
-    let mut ws = connect(&server, &format!("text=Hello%20from%20the%20demo%20page.&cfg=2.0&steps=4&voice={VOICE}")).await;
+    let mut ws = connect(
+        &server,
+        &format!("text=Hello%20from%20the%20demo%20page.&cfg=2.0&steps=4&voice={VOICE}"),
+    )
+    .await;
     let s = read_session(&mut ws).await;
     assert_eq!(s.close, Some(CloseCode::Normal));
     assert!(!s.frames.is_empty());
-    assert!(s.frames.iter().all(|f| f.len() == 6400), "3200 PCM16 samples per frame");
+    assert!(
+        s.frames.iter().all(|f| f.len() == 6400),
+        "3200 PCM16 samples per frame"
+    );
 
     let events = s.events();
     assert_eq!(events.first(), Some(&"backend_request_received"));
@@ -80,10 +96,23 @@ async fn stream_sends_pcm16_frames_and_log_events_then_closes_normally() {
     assert_eq!(received["cfg_scale"], 2.0);
     assert_eq!(received["inference_steps"], 4);
     assert_eq!(received["voice"], VOICE);
-    let first_sent = s.logs.iter().find(|(_, v)| v["event"] == "backend_first_chunk_sent").unwrap();
+    let first_sent = s
+        .logs
+        .iter()
+        .find(|(_, v)| v["event"] == "backend_first_chunk_sent")
+        .unwrap();
     assert_eq!(first_sent.0, 1, "logged right after the first binary frame");
-    let progress: Vec<&Value> = s.logs.iter().filter(|(_, v)| v["event"] == "model_progress").map(|(_, v)| v).collect();
-    assert_eq!(progress.len(), s.frames.len(), "one progress event per chunk");
+    let progress: Vec<&Value> = s
+        .logs
+        .iter()
+        .filter(|(_, v)| v["event"] == "model_progress")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        progress.len(),
+        s.frames.len(),
+        "one progress event per chunk"
+    );
     let last = &progress[progress.len() - 1]["data"];
     let expected = s.frames.len() as f64 * 3200.0 / 24_000.0;
     assert!((last["generated_sec"].as_f64().unwrap() - expected).abs() < 1e-9);
@@ -95,7 +124,11 @@ async fn stream_sends_pcm16_frames_and_log_events_then_closes_normally() {
 #[tokio::test]
 async fn bad_parameters_fall_back_like_the_demo() {
     let server = TestServer::ready(|_| {}).await;
-    let mut ws = connect(&server, "text=Fallbacks%20all%20round.&cfg=-3&steps=abc&voice=nobody").await;
+    let mut ws = connect(
+        &server,
+        "text=Fallbacks%20all%20round.&cfg=-3&steps=abc&voice=nobody",
+    )
+    .await;
     let s = read_session(&mut ws).await;
     assert_eq!(s.close, Some(CloseCode::Normal));
     let data = &s.event("backend_request_received")["data"];
@@ -111,7 +144,10 @@ async fn empty_text_gives_no_audio() {
     let server = TestServer::ready(|_| {}).await;
     let mut ws = connect(&server, "text=%20%20").await;
     let s = read_session(&mut ws).await;
-    assert_eq!(s.events(), ["backend_request_received", "backend_stream_complete"]);
+    assert_eq!(
+        s.events(),
+        ["backend_request_received", "backend_stream_complete"]
+    );
     assert!(s.frames.is_empty());
     assert_eq!(s.close, Some(CloseCode::Normal));
     server.stop().await.unwrap();
@@ -121,7 +157,11 @@ async fn empty_text_gives_no_audio() {
 async fn a_second_client_gets_backend_busy_and_1013() {
     let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
     let long = "A long demo utterance that keeps the only slot busy for a good while. ".repeat(8);
-    let mut first = connect(&server, &format!("text={}&steps=100", long.replace(' ', "%20"))).await;
+    let mut first = connect(
+        &server,
+        &format!("text={}&steps=100", long.replace(' ', "%20")),
+    )
+    .await;
     match first.next().await.unwrap().unwrap() {
         Message::Text(t) => assert!(t.contains("backend_request_received")),
         other => panic!("unexpected {other:?}"),

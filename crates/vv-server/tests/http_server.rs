@@ -25,12 +25,22 @@ async fn health_at_once_ready_after_warmup() {
     let (status, _, _) = server.get("/health").await;
     assert_eq!(status, StatusCode::OK);
     let (first, body) = server.get_json("/ready").await;
-    assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE, "ready before the model loaded: {body}");
+    assert_eq!(
+        first,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ready before the model loaded: {body}"
+    );
     assert_eq!(body["status"], "loading");
     server.wait_ready().await;
     let (status, body) = server.get_json("/ready").await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
-    assert!(server.state.metrics().warmup_seconds.get() > 0.0, "warmup ran");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+    assert!(
+        server.state.metrics().warmup_seconds.get() > 0.0,
+        "warmup ran"
+    );
     server.stop().await.unwrap();
 }
 
@@ -56,7 +66,12 @@ async fn info_voices_models_and_config() {
     assert_eq!(voices["default_voice"], VOICE);
 
     let (_, models) = server.get_json("/v1/models").await;
-    let ids: Vec<_> = models["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+    let ids: Vec<_> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
     assert!(ids.contains(&json!("tts-1")) && ids.contains(&json!("vibevoice-realtime-0.5b")));
 
     let (status, config) = server.get_json("/config").await;
@@ -71,7 +86,9 @@ async fn auto_device_serves_audio() {
     server.wait_ready().await;
     let (_, info) = server.get_json("/api/info").await;
     assert_eq!(info["device"]["request"], "auto");
-    let (status, _, body) = server.post_json("/v1/audio/speech", &speech("Auto device check.")).await;
+    let (status, _, body) = server
+        .post_json("/v1/audio/speech", &speech("Auto device check."))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let wav = parse_wav(&body);
     assert_eq!(wav.sample_rate, 24_000);
@@ -82,14 +99,21 @@ async fn auto_device_serves_audio() {
 #[tokio::test]
 async fn metrics_scrape_parses_and_has_every_family() {
     let server = TestServer::ready(|_| {}).await;
-    let (status, _, _) = server.post_json("/v1/audio/speech", &speech("Metrics, please.")).await;
+    let (status, _, _) = server
+        .post_json("/v1/audio/speech", &speech("Metrics, please."))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = server.post_json("/v1/audio/speech", &json!({"input": ""})).await;
+    let (status, _, _) = server
+        .post_json("/v1/audio/speech", &json!({"input": ""}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (status, headers, body) = server.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let prom = PromText::parse(std::str::from_utf8(&body).unwrap());
     let families = [
         ("vibevoice_requests_total", "counter"),
@@ -113,12 +137,22 @@ async fn metrics_scrape_parses_and_has_every_family() {
         ("vibevoice_build_info", "gauge"),
     ];
     for (family, kind) in families {
-        assert_eq!(prom.types.get(family).map(String::as_str), Some(kind), "{family}");
+        assert_eq!(
+            prom.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}"
+        );
     }
     let ok = [("route", "/v1/audio/speech"), ("status", "200")];
     assert_eq!(prom.value("vibevoice_requests_total", &ok), 1.0);
-    assert_eq!(prom.value("vibevoice_errors_total", &[("code", "empty_input")]), 1.0);
-    assert_eq!(prom.value("vibevoice_contexts_total", &[("outcome", "done")]), 1.0);
+    assert_eq!(
+        prom.value("vibevoice_errors_total", &[("code", "empty_input")]),
+        1.0
+    );
+    assert_eq!(
+        prom.value("vibevoice_contexts_total", &[("outcome", "done")]),
+        1.0
+    );
     assert_eq!(prom.value("vibevoice_contexts_active", &[]), 0.0);
     assert_eq!(prom.value("vibevoice_ttfa_seconds_count", &[]), 1.0);
     assert_eq!(prom.value("vibevoice_rtf_count", &[]), 1.0);
@@ -126,12 +160,20 @@ async fn metrics_scrape_parses_and_has_every_family() {
     assert!(prom.value("vibevoice_engine_step_seconds_count", &[]) > 0.0);
     assert_eq!(prom.value("vibevoice_slots_total", &[]), 4.0);
     assert_eq!(prom.value("vibevoice_slots_used", &[]), 0.0);
-    let build = [("version", env!("CARGO_PKG_VERSION")), ("device", "cpu"), ("dtype", "f32")];
+    let build = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("device", "cpu"),
+        ("dtype", "f32"),
+    ];
     assert_eq!(prom.value("vibevoice_build_info", &build), 1.0);
     let cpu = [("backend", "cpu"), ("device", "cpu")];
     assert!(prom.value("vibevoice_device_memory_total_bytes", &cpu) > 0.0);
     assert!(prom.value("vibevoice_device_memory_used_bytes", &cpu) > 0.0);
-    assert!(prom.find("vibevoice_device_utilization_percent", &[]).is_empty(), "no CPU utilisation is exported");
+    assert!(
+        prom.find("vibevoice_device_utilization_percent", &[])
+            .is_empty(),
+        "no CPU utilisation is exported"
+    );
     server.stop().await.unwrap();
 }
 
@@ -141,7 +183,8 @@ async fn api_keys_are_enforced() {
     let with_key = |key: Option<&str>| {
         let mut req = json_request("/v1/audio/speech", &speech("Key check."));
         if let Some(key) = key {
-            req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {key}").parse().unwrap());
         }
         req
     };
@@ -150,7 +193,10 @@ async fn api_keys_are_enforced() {
     assert_eq!(headers["www-authenticate"], "Bearer");
     assert_eq!(error_code(&body), "invalid_api_key");
     let (status, _, body) = collect(send(server.addr, with_key(Some("wrong"))).await).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "invalid_api_key".into()));
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNAUTHORIZED, "invalid_api_key".into())
+    );
     let (status, _, body) = collect(send(server.addr, with_key(Some("s3cret"))).await).await;
     assert_eq!(status, StatusCode::OK);
     parse_wav(&body);
@@ -170,7 +216,9 @@ async fn api_keys_are_enforced() {
         other => panic!("expected a 401 before the upgrade, got {other:?}"),
     }
     let mut bearer = url.as_str().into_client_request().unwrap();
-    bearer.headers_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
+    bearer
+        .headers_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(bearer).await.unwrap();
     drop(ws);
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}&api_key=s3cret"))
@@ -196,7 +244,11 @@ async fn a_model_that_fails_to_load_stops_the_server_with_an_error() {
 async fn shutdown_drains_in_flight_speech_then_exits_cleanly() {
     let mut server = TestServer::ready(|s| s.limits.shutdown_grace_secs = 60).await;
     let long = "This utterance is in flight while the service is asked to stop. ".repeat(4);
-    let response = send(server.addr, json_request("/v1/audio/speech", &speech(&long))).await;
+    let response = send(
+        server.addr,
+        json_request("/v1/audio/speech", &speech(&long)),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -210,16 +262,25 @@ async fn shutdown_drains_in_flight_speech_then_exits_cleanly() {
             assert_eq!(ready["status"], "draining");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "/ready stayed 200 while draining");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready stayed 200 while draining"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, headers, refused) = server.post_json("/v1/audio/speech", &speech("Too late.")).await;
+    let (status, headers, refused) = server
+        .post_json("/v1/audio/speech", &speech("Too late."))
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(headers.contains_key("retry-after"));
     assert_eq!(error_code(&refused), "shutting_down");
 
     // The in-flight response still completes normally.
-    let rest = body.collect().await.expect("the in-flight body completes").to_bytes();
+    let rest = body
+        .collect()
+        .await
+        .expect("the in-flight body completes")
+        .to_bytes();
     let whole = [first, rest].concat();
     let wav = parse_wav(&whole);
     assert_eq!((whole.len() - wav.data_offset) % 2, 0);
@@ -235,7 +296,9 @@ async fn bodies_over_the_limit_get_413() {
     })
     .await;
     let big = Bytes::from(vec![b' '; 70_000]);
-    let req = Request::post("/v1/audio/speech").body(Full::new(big)).unwrap();
+    let req = Request::post("/v1/audio/speech")
+        .body(Full::new(big))
+        .unwrap();
     let (status, _, body) = collect(send(server.addr, req).await).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(&body), "request_too_large");

@@ -15,7 +15,9 @@ const TEXT: &str = "Streaming speech from a tiny model.";
 
 fn speech(extra: Value) -> Value {
     let mut body = json!({"model": "tts-1", "input": TEXT, "voice": VOICE, "seed": 11});
-    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     body
 }
 
@@ -31,40 +33,84 @@ fn long_speech() -> Value {
 #[tokio::test]
 async fn every_format_is_valid_audio() {
     let server = TestServer::ready(|_| {}).await;
-    let (status, headers, wav) = server.post_json("/v1/audio/speech", &speech(json!({"response_format": "wav"}))).await;
+    let (status, headers, wav) = server
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "wav"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "audio/wav");
     let info = parse_wav(&wav);
-    assert_eq!((info.format_tag, info.channels, info.bits, info.sample_rate), (1, 1, 16, 24_000));
-    assert_eq!((info.riff_size, info.data_size), (u32::MAX, u32::MAX), "streaming sizes");
+    assert_eq!(
+        (info.format_tag, info.channels, info.bits, info.sample_rate),
+        (1, 1, 16, 24_000)
+    );
+    assert_eq!(
+        (info.riff_size, info.data_size),
+        (u32::MAX, u32::MAX),
+        "streaming sizes"
+    );
     let wav_samples = (wav.len() - info.data_offset) / 2;
     assert_eq!((wav.len() - info.data_offset) % 2, 0);
     assert!(wav_samples >= 3200, "at least one frame: {wav_samples}");
     assert_eq!(wav_samples % 3200, 0, "whole 3200-sample frames at 24 kHz");
 
-    let (status, headers, pcm) = server.post_json("/v1/audio/speech", &speech(json!({"response_format": "pcm"}))).await;
+    let (status, headers, pcm) = server
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "pcm"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "audio/pcm");
     assert_eq!(pcm.len() % 2, 0);
-    assert_eq!(&pcm[..], &wav[info.data_offset..], "same seed: pcm == wav payload");
+    assert_eq!(
+        &pcm[..],
+        &wav[info.data_offset..],
+        "same seed: pcm == wav payload"
+    );
 
-    let (status, headers, flac) = server.post_json("/v1/audio/speech", &speech(json!({"response_format": "flac"}))).await;
-    assert_eq!((status, &headers["content-type"]), (StatusCode::OK, &"audio/flac".parse().unwrap()));
+    let (status, headers, flac) = server
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "flac"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (StatusCode::OK, &"audio/flac".parse().unwrap())
+    );
     assert_eq!(&flac[..4], b"fLaC");
 
-    let (status, headers, opus) = server.post_json("/v1/audio/speech", &speech(json!({"response_format": "opus"}))).await;
-    assert_eq!((status, &headers["content-type"]), (StatusCode::OK, &"audio/ogg".parse().unwrap()));
+    let (status, headers, opus) = server
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "opus"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (StatusCode::OK, &"audio/ogg".parse().unwrap())
+    );
     assert_eq!(&opus[..4], b"OggS");
     assert!(opus.windows(8).take(100).any(|w| w == b"OpusHead"));
 
     let (status, _, wav16) = server
-        .post_json("/v1/audio/speech", &speech(json!({"response_format": "wav", "sample_rate": 16000})))
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "wav", "sample_rate": 16000})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let info16 = parse_wav(&wav16);
     assert_eq!(info16.sample_rate, 16_000);
     let samples16 = (wav16.len() - info16.data_offset) / 2;
-    assert_eq!(samples16, wav_samples * 2 / 3, "resampled length");
+    let expected = vv_audio::resample::resampled_len(wav_samples as u64, 16_000);
+    assert_eq!(
+        samples16 as u64, expected,
+        "ceil(n * 16000 / 24000) samples"
+    );
     server.stop().await.unwrap();
 }
 
@@ -90,10 +136,18 @@ async fn audio_arrives_in_several_chunks() {
 #[tokio::test]
 async fn sse_stream_carries_base64_deltas_then_done() {
     let server = TestServer::ready(|_| {}).await;
-    let (status, _, pcm) = server.post_json("/v1/audio/speech", &speech(json!({"response_format": "pcm"}))).await;
+    let (status, _, pcm) = server
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "pcm"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, headers, body) = server
-        .post_json("/v1/audio/speech", &speech(json!({"response_format": "pcm", "stream_format": "sse"})))
+        .post_json(
+            "/v1/audio/speech",
+            &speech(json!({"response_format": "pcm", "stream_format": "sse"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "text/event-stream");
@@ -109,7 +163,11 @@ async fn sse_stream_carries_base64_deltas_then_done() {
     let mut audio = Vec::new();
     for d in deltas {
         assert_eq!(d["type"], "speech.audio.delta");
-        audio.extend(base64::engine::general_purpose::STANDARD.decode(d["audio"].as_str().unwrap()).unwrap());
+        audio.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(d["audio"].as_str().unwrap())
+                .unwrap(),
+        );
     }
     assert_eq!(audio, pcm.to_vec(), "same seed: sse audio == pcm body");
     server.stop().await.unwrap();
@@ -127,43 +185,128 @@ async fn bad_inputs_get_typed_4xx_and_the_service_keeps_serving() {
         ("{\"input\": \"hi\"", "invalid_json"),
         ("not json at all", "invalid_json"),
         ("{\"input\": [1, 2]}", "invalid_request"),
-        ("{\"input\": \"hi\", \"speed\": \"fast\"}", "invalid_request"),
+        (
+            "{\"input\": \"hi\", \"speed\": \"fast\"}",
+            "invalid_request",
+        ),
     ] {
         let (status, _, resp) = collect(send(server.addr, raw(body)).await).await;
-        assert_eq!((status, error_code(&resp)), (StatusCode::BAD_REQUEST, code.to_string()), "{body}");
+        assert_eq!(
+            (status, error_code(&resp)),
+            (StatusCode::BAD_REQUEST, code.to_string()),
+            "{body}"
+        );
     }
     let cases = [
         (json!({"input": ""}), StatusCode::BAD_REQUEST, "empty_input"),
-        (json!({"input": "   "}), StatusCode::BAD_REQUEST, "empty_input"),
-        (json!({"input": "x".repeat(41)}), StatusCode::BAD_REQUEST, "input_too_long"),
-        (json!({"voice": "nobody"}), StatusCode::BAD_REQUEST, "unknown_voice"),
-        (json!({"voice": "../tiny"}), StatusCode::BAD_REQUEST, "unknown_voice"),
-        (json!({"voice": "voices/tiny"}), StatusCode::BAD_REQUEST, "unknown_voice"),
-        (json!({"response_format": "mp3"}), StatusCode::BAD_REQUEST, "unsupported_format"),
-        (json!({"response_format": "aac"}), StatusCode::BAD_REQUEST, "unsupported_format"),
-        (json!({"sample_rate": 11025}), StatusCode::BAD_REQUEST, "unsupported_sample_rate"),
-        (json!({"response_format": "opus", "sample_rate": 44100}), StatusCode::BAD_REQUEST, "unsupported_sample_rate"),
-        (json!({"speed": 1.25}), StatusCode::BAD_REQUEST, "unsupported_speed"),
-        (json!({"stream_format": "chunks"}), StatusCode::BAD_REQUEST, "invalid_request"),
-        (json!({"diffusion_steps": 0}), StatusCode::BAD_REQUEST, "invalid_request"),
-        (json!({"cfg_scale": -1.0}), StatusCode::BAD_REQUEST, "invalid_request"),
-        (json!({"seed": -5}), StatusCode::BAD_REQUEST, "invalid_request"),
-        (json!({"model": "whisper-1"}), StatusCode::NOT_FOUND, "model_not_found"),
+        (
+            json!({"input": "   "}),
+            StatusCode::BAD_REQUEST,
+            "empty_input",
+        ),
+        (
+            json!({"input": "x".repeat(41)}),
+            StatusCode::BAD_REQUEST,
+            "input_too_long",
+        ),
+        (
+            json!({"voice": "nobody"}),
+            StatusCode::BAD_REQUEST,
+            "unknown_voice",
+        ),
+        (
+            json!({"voice": "../tiny"}),
+            StatusCode::BAD_REQUEST,
+            "unknown_voice",
+        ),
+        (
+            json!({"voice": "voices/tiny"}),
+            StatusCode::BAD_REQUEST,
+            "unknown_voice",
+        ),
+        (
+            json!({"response_format": "mp3"}),
+            StatusCode::BAD_REQUEST,
+            "unsupported_format",
+        ),
+        (
+            json!({"response_format": "aac"}),
+            StatusCode::BAD_REQUEST,
+            "unsupported_format",
+        ),
+        (
+            json!({"sample_rate": 11025}),
+            StatusCode::BAD_REQUEST,
+            "unsupported_sample_rate",
+        ),
+        (
+            json!({"response_format": "opus", "sample_rate": 44100}),
+            StatusCode::BAD_REQUEST,
+            "unsupported_sample_rate",
+        ),
+        (
+            json!({"speed": 1.25}),
+            StatusCode::BAD_REQUEST,
+            "unsupported_speed",
+        ),
+        (
+            json!({"stream_format": "chunks"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"diffusion_steps": 0}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"cfg_scale": -1.0}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"seed": -5}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"model": "whisper-1"}),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+        ),
     ];
     for (extra, status, code) in cases {
-        let (got, _, body) = server.post_json("/v1/audio/speech", &speech(extra.clone())).await;
-        assert_eq!((got, error_code(&body)), (status, code.to_string()), "{extra}");
+        let (got, _, body) = server
+            .post_json("/v1/audio/speech", &speech(extra.clone()))
+            .await;
+        assert_eq!(
+            (got, error_code(&body)),
+            (status, code.to_string()),
+            "{extra}"
+        );
         let v: Value = serde_json::from_slice(&body).unwrap();
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let (_, _, body) = server.post_json("/v1/audio/speech", &speech(json!({"speed": 2.0}))).await;
+    let (_, _, body) = server
+        .post_json("/v1/audio/speech", &speech(json!({"speed": 2.0})))
+        .await;
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["param"], "speed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("1.0"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1.0"),
+        "{v}"
+    );
 
     // Still serving, with aliases and installed names alike.
     for voice in ["alloy", "shimmer", VOICE] {
-        let (status, _, wav) = server.post_json("/v1/audio/speech", &speech(json!({"voice": voice, "input": "Fine."}))).await;
+        let (status, _, wav) = server
+            .post_json(
+                "/v1/audio/speech",
+                &speech(json!({"voice": voice, "input": "Fine."})),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{voice}");
         parse_wav(&wav);
     }
@@ -176,15 +319,33 @@ async fn bad_inputs_get_typed_4xx_and_the_service_keeps_serving() {
 #[tokio::test]
 async fn a_full_server_answers_503_overloaded_with_retry_after() {
     let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
-    let held = send(server.addr, json_request("/v1/audio/speech", &long_speech())).await;
+    let held = send(
+        server.addr,
+        json_request("/v1/audio/speech", &long_speech()),
+    )
+    .await;
     assert_eq!(held.status(), StatusCode::OK);
-    assert_eq!(server.state.in_flight(), 1, "the first request holds the only slot");
+    assert_eq!(
+        server.state.in_flight(),
+        1,
+        "the first request holds the only slot"
+    );
 
-    let (status, headers, body) = server.post_json("/v1/audio/speech", &speech(json!({}))).await;
+    let (status, headers, body) = server
+        .post_json("/v1/audio/speech", &speech(json!({})))
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(error_code(&body), "overloaded");
-    assert_eq!(server.state.metrics().errors_total.with_label_values(&["overloaded"]).get(), 1);
+    assert_eq!(
+        server
+            .state
+            .metrics()
+            .errors_total
+            .with_label_values(&["overloaded"])
+            .get(),
+        1
+    );
     drop(held);
     server.stop().await.unwrap();
 }
@@ -192,7 +353,11 @@ async fn a_full_server_answers_503_overloaded_with_retry_after() {
 #[tokio::test]
 async fn a_client_disconnect_cancels_the_utterance_and_frees_the_slot() {
     let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
-    let response = send(server.addr, json_request("/v1/audio/speech", &long_speech())).await;
+    let response = send(
+        server.addr,
+        json_request("/v1/audio/speech", &long_speech()),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     body.frame().await.unwrap().unwrap();
@@ -201,17 +366,30 @@ async fn a_client_disconnect_cancels_the_utterance_and_frees_the_slot() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.state.in_flight() != 0 {
-        assert!(Instant::now() < deadline, "slot still held after the client left");
+        assert!(
+            Instant::now() < deadline,
+            "slot still held after the client left"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let metrics = server.state.metrics();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metrics.contexts_total.with_label_values(&["cancelled"]).get() != 1 {
-        assert!(Instant::now() < deadline, "the utterance was not recorded as cancelled");
+    while metrics
+        .contexts_total
+        .with_label_values(&["cancelled"])
+        .get()
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the utterance was not recorded as cancelled"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(metrics.contexts_active.get(), 0);
-    let (status, _, wav) = server.post_json("/v1/audio/speech", &speech(json!({}))).await;
+    let (status, _, wav) = server
+        .post_json("/v1/audio/speech", &speech(json!({})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     parse_wav(&wav);
     server.stop().await.unwrap();

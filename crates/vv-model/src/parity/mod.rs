@@ -5,6 +5,7 @@
 //! `vibevoice-rt check-fixture` prints them, so both use exactly the same comparison.
 
 pub mod acoustic_decoder;
+mod all;
 mod compare;
 pub mod connector_eos;
 pub mod diffusion_head;
@@ -14,6 +15,7 @@ mod golden;
 pub mod lm;
 pub mod scheduler;
 
+pub use all::check_all;
 pub use compare::{max_abs_diff, relative_error, TensorReport};
 pub use fixture_dir::FixtureDir;
 pub use golden::GoldenFile;

@@ -42,7 +42,7 @@ impl StreamBlock {
             let data: Vec<f32> = (0..len)
                 .flat_map(|i| {
                     (0..total).map(move |j| {
-                        if j <= i {
+                        if j <= position + i {
                             0.0
                         } else {
                             f32::NEG_INFINITY

@@ -171,7 +171,7 @@ impl Layers {
                     file: path.to_path_buf(),
                     line,
                     column,
-                    reason: e.message().to_string(),
+                    reason: e.message().trim().replace('\n', "; "),
                 });
             }
         };

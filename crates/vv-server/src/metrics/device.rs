@@ -119,8 +119,14 @@ impl DeviceGauges {
             set_or_clear(family, &labels, value);
         }
         let host = [
-            (&self.process_resident_memory_bytes, bytes(stats.process_rss_bytes)),
-            (&self.system_memory_total_bytes, bytes(stats.system_total_bytes)),
+            (
+                &self.process_resident_memory_bytes,
+                bytes(stats.process_rss_bytes),
+            ),
+            (
+                &self.system_memory_total_bytes,
+                bytes(stats.system_total_bytes),
+            ),
             (
                 &self.system_memory_available_bytes,
                 bytes(stats.system_available_bytes),
@@ -154,21 +160,28 @@ mod tests {
             utilization_percent: Some(42),
             ..MemoryStats::unavailable(Backend::Cuda, 1)
         };
-        let monitor =
-            DeviceMonitor::with_ops(Device::Cpu, Arc::new(RecordingOps::new(Backend::Cuda).with_stats(stats)));
+        let monitor = DeviceMonitor::with_ops(
+            Device::Cpu,
+            Arc::new(RecordingOps::new(Backend::Cuda).with_stats(stats)),
+        );
         m.device.update(&monitor.stats());
         let text = m.render().unwrap();
         let l = "{backend=\"cuda\",device=\"cuda:1\"}";
-        assert!(text.contains(&format!("vibevoice_device_memory_used_bytes{l} 1000")), "{text}");
+        assert!(
+            text.contains(&format!("vibevoice_device_memory_used_bytes{l} 1000")),
+            "{text}"
+        );
         assert!(text.contains(&format!("vibevoice_device_memory_total_bytes{l} 8000")));
         assert!(text.contains(&format!("vibevoice_device_utilization_percent{l} 42")));
         assert!(!text.contains("vibevoice_device_temperature_celsius{"));
         assert!(!text.contains("vibevoice_device_memory_free_bytes{"));
 
-        m.device
-            .update(&MemoryStats::unavailable(Backend::Cuda, 1));
+        m.device.update(&MemoryStats::unavailable(Backend::Cuda, 1));
         let text = m.render().unwrap();
-        assert!(!text.contains("vibevoice_device_memory_used_bytes{"), "{text}");
+        assert!(
+            !text.contains("vibevoice_device_memory_used_bytes{"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -180,7 +193,8 @@ mod tests {
         m.device.update(&stats);
         let text = m.render().unwrap();
         if stats.total_bytes.is_some() {
-            assert!(text.contains("vibevoice_device_memory_total_bytes{backend=\"cpu\",device=\"cpu\"}"));
+            assert!(text
+                .contains("vibevoice_device_memory_total_bytes{backend=\"cpu\",device=\"cpu\"}"));
         }
     }
 }

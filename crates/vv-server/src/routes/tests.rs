@@ -19,7 +19,9 @@ async fn get(state: &AppState, path: &str) -> Response {
 }
 
 async fn body_text(response: Response) -> String {
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
@@ -62,9 +64,25 @@ async fn models_list_and_retrieve() {
     let state = loading();
     let v = json(get(&state, "/v1/models").await).await;
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["vibevoice-realtime-0.5b", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]);
-    assert_eq!(json(get(&state, "/v1/models/tts-1").await).await["object"], "model");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "vibevoice-realtime-0.5b",
+            "tts-1",
+            "tts-1-hd",
+            "gpt-4o-mini-tts"
+        ]
+    );
+    assert_eq!(
+        json(get(&state, "/v1/models/tts-1").await).await["object"],
+        "model"
+    );
     let r = get(&state, "/v1/models/whisper-1").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(json(r).await["error"]["code"], "model_not_found");
@@ -81,7 +99,9 @@ async fn engine_routes_answer_503_with_retry_after_while_loading() {
     }
     let speech = Request::post("/v1/audio/speech")
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(r#"{"model":"tts-1","input":"Hello","voice":"alloy"}"#))
+        .body(Body::from(
+            r#"{"model":"tts-1","input":"Hello","voice":"alloy"}"#,
+        ))
         .unwrap();
     let r = call(&state, speech).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -93,13 +113,27 @@ async fn bad_speech_bodies_are_rejected_before_the_engine_is_needed() {
     let state = loading();
     let cases = [
         ("{not json", StatusCode::BAD_REQUEST, "invalid_json"),
-        (r#"{"input": 3}"#, StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            r#"{"input": 3}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         (r#"{"input": ""}"#, StatusCode::BAD_REQUEST, "empty_input"),
-        (r#"{"input": "hi", "response_format": "mp3"}"#, StatusCode::BAD_REQUEST, "unsupported_format"),
-        (r#"{"input": "hi", "speed": 2}"#, StatusCode::BAD_REQUEST, "unsupported_speed"),
+        (
+            r#"{"input": "hi", "response_format": "mp3"}"#,
+            StatusCode::BAD_REQUEST,
+            "unsupported_format",
+        ),
+        (
+            r#"{"input": "hi", "speed": 2}"#,
+            StatusCode::BAD_REQUEST,
+            "unsupported_speed",
+        ),
     ];
     for (body, status, code) in cases {
-        let req = Request::post("/v1/audio/speech").body(Body::from(body)).unwrap();
+        let req = Request::post("/v1/audio/speech")
+            .body(Body::from(body))
+            .unwrap();
         let r = call(&state, req).await;
         assert_eq!(r.status(), status, "{body}");
         let v = json(r).await;
@@ -107,8 +141,18 @@ async fn bad_speech_bodies_are_rejected_before_the_engine_is_needed() {
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
     let m = state.metrics();
-    assert_eq!(m.errors_total.with_label_values(&["unsupported_speed"]).get(), 1);
-    assert_eq!(m.requests_total.with_label_values(&["/v1/audio/speech", "400"]).get(), 5);
+    assert_eq!(
+        m.errors_total
+            .with_label_values(&["unsupported_speed"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        m.requests_total
+            .with_label_values(&["/v1/audio/speech", "400"])
+            .get(),
+        5
+    );
 }
 
 #[tokio::test]
@@ -124,9 +168,15 @@ async fn metrics_scrape_is_prometheus_text() {
     get(&state, "/health").await;
     let r = get(&state, "/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = body_text(r).await;
-    assert!(text.contains("vibevoice_requests_total{route=\"/health\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("vibevoice_requests_total{route=\"/health\",status=\"200\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("# TYPE vibevoice_ttfa_seconds histogram"));
     // CPU statistics exist only once an engine (and its device) is installed.
     assert!(!text.contains("vibevoice_device_memory_total_bytes{"));

@@ -131,7 +131,11 @@ impl TestServer {
     }
 
     /// POST a JSON body to `path`, whole body.
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> (StatusCode, hyper::HeaderMap, Bytes) {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (StatusCode, hyper::HeaderMap, Bytes) {
         collect(send(self.addr, json_request(path, body)).await).await
     }
 
@@ -201,18 +205,28 @@ pub struct WavInfo {
 
 /// Parses the RIFF/WAVE header of `bytes` (panics on anything malformed).
 pub fn parse_wav(bytes: &[u8]) -> WavInfo {
-    assert!(bytes.len() >= 44, "WAV shorter than a header: {}", bytes.len());
+    assert!(
+        bytes.len() >= 44,
+        "WAV shorter than a header: {}",
+        bytes.len()
+    );
     assert_eq!(&bytes[0..4], b"RIFF");
     assert_eq!(&bytes[8..12], b"WAVE");
     let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let mut pos = 12;
     let mut fmt = None;
     loop {
         let id = &bytes[pos..pos + 4];
         let size = u32_at(pos + 4);
         if id == b"fmt " {
-            fmt = Some((u16_at(pos + 8), u16_at(pos + 10), u32_at(pos + 12), u16_at(pos + 22)));
+            fmt = Some((
+                u16_at(pos + 8),
+                u16_at(pos + 10),
+                u32_at(pos + 12),
+                u16_at(pos + 22),
+            ));
         }
         if id == b"data" {
             let (format_tag, channels, sample_rate, bits) = fmt.expect("fmt before data");
@@ -251,7 +265,9 @@ impl PromText {
         let mut out = PromText::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE: {line}"));
+                let (name, kind) = rest
+                    .split_once(' ')
+                    .unwrap_or_else(|| panic!("bad TYPE: {line}"));
                 assert!(
                     ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
                     "bad type: {line}"
@@ -268,9 +284,17 @@ impl PromText {
         for s in &out.samples {
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
-                .find_map(|suffix| s.name.strip_suffix(suffix).filter(|f| out.types.contains_key(*f)))
+                .find_map(|suffix| {
+                    s.name
+                        .strip_suffix(suffix)
+                        .filter(|f| out.types.contains_key(*f))
+                })
                 .unwrap_or(&s.name);
-            assert!(out.types.contains_key(family), "sample without TYPE: {}", s.name);
+            assert!(
+                out.types.contains_key(family),
+                "sample without TYPE: {}",
+                s.name
+            );
         }
         out
     }
@@ -279,7 +303,12 @@ impl PromText {
     pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&PromSample> {
         self.samples
             .iter()
-            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
             .collect()
     }
 
@@ -356,5 +385,9 @@ fn parse_sample(line: &str) -> PromSample {
         "NaN" => f64::NAN,
         v => v.parse().unwrap_or_else(|_| bad()),
     };
-    PromSample { name, labels, value }
+    PromSample {
+        name,
+        labels,
+        value,
+    }
 }

@@ -30,8 +30,14 @@ pub struct DemoRequest {
 
 impl DemoRequest {
     /// Interprets the query parameters.
-    pub fn from_query(query: &HashMap<String, String>, settings: &Settings, info: &EngineInfo) -> Self {
-        let text = query.get("text").map_or_else(String::new, |t| t.replace('\u{2019}', "'"));
+    pub fn from_query(
+        query: &HashMap<String, String>,
+        settings: &Settings,
+        info: &EngineInfo,
+    ) -> Self {
+        let text = query
+            .get("text")
+            .map_or_else(String::new, |t| t.replace('\u{2019}', "'"));
         let cfg_scale = query
             .get("cfg")
             .and_then(|c| c.trim().parse::<f64>().ok())
@@ -41,7 +47,11 @@ impl DemoRequest {
             .get("steps")
             .and_then(|s| s.trim().parse::<i64>().ok())
             .filter(|s| *s > 0)
-            .map(|s| usize::try_from(s).unwrap_or(STEPS_RANGE.1).min(STEPS_RANGE.1));
+            .map(|s| {
+                usize::try_from(s)
+                    .unwrap_or(STEPS_RANGE.1)
+                    .min(STEPS_RANGE.1)
+            });
         let voice_param = query.get("voice").cloned();
         let voice = voice_param
             .as_deref()
@@ -68,7 +78,10 @@ mod tests {
     use crate::routes::test_support::engine_info;
 
     fn req(pairs: &[(&str, &str)]) -> DemoRequest {
-        let q = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let q = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         DemoRequest::from_query(&q, &Settings::default(), &engine_info(&["a", "b"]))
     }
 
@@ -86,14 +99,24 @@ mod tests {
         assert_eq!(req(&[("cfg", "99")]).params.cfg_scale, CFG_RANGE.1);
         for bad in ["0", "-1", "x", "1.5"] {
             let r = req(&[("steps", bad)]);
-            assert_eq!((r.steps_param, r.params.diffusion_steps), (None, 5), "{bad}");
+            assert_eq!(
+                (r.steps_param, r.params.diffusion_steps),
+                (None, 5),
+                "{bad}"
+            );
         }
         assert_eq!(req(&[("steps", "12")]).params.diffusion_steps, 12);
-        assert_eq!(req(&[("steps", "100000")]).params.diffusion_steps, STEPS_RANGE.1);
+        assert_eq!(
+            req(&[("steps", "100000")]).params.diffusion_steps,
+            STEPS_RANGE.1
+        );
         assert_eq!(req(&[("voice", "b")]).params.voice.as_deref(), Some("b"));
         assert_eq!(req(&[("voice", "zzz")]).params.voice.as_deref(), Some("a"));
         assert_eq!(req(&[("voice", "../b")]).params.voice.as_deref(), Some("a"));
         assert_eq!(req(&[("text", "it\u{2019}s")]).text, "it's");
-        assert!(req(&[("cfg", "3"), ("steps", "7")]).params.validate().is_ok());
+        assert!(req(&[("cfg", "3"), ("steps", "7")])
+            .params
+            .validate()
+            .is_ok());
     }
 }

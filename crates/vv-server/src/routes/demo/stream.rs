@@ -37,14 +37,14 @@ pub async fn stream(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|e| {
-        ApiError::InvalidRequest {
-            message: format!("/stream needs a WebSocket upgrade: {e}"),
-            param: None,
-        }
+    let upgrade = upgrade.map_err(|e| ApiError::InvalidRequest {
+        message: format!("/stream needs a WebSocket upgrade: {e}"),
+        param: None,
     })?;
-    let Query(query) =
-        query.map_err(|e| ApiError::InvalidRequest { message: e.body_text(), param: None })?;
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest {
+        message: e.body_text(),
+        param: None,
+    })?;
     let engine = state.engine()?.clone();
     let request = DemoRequest::from_query(&query, state.settings(), engine.info());
     Ok(upgrade.on_upgrade(move |socket| session(socket, state, engine, request)))
@@ -75,12 +75,18 @@ async fn session(socket: WebSocket, state: AppState, engine: EngineHandle, reque
         "inference_steps": request.steps_param,
         "voice": request.voice_param,
     });
-    if send_log(&mut sink, "backend_request_received", received_log).await.is_err() {
+    if send_log(&mut sink, "backend_request_received", received_log)
+        .await
+        .is_err()
+    {
         return;
     }
     let max = state.settings().limits.max_text_chars;
     if text.chars().count() > max {
-        let e = ApiError::InputTooLong { chars: text.chars().count(), max };
+        let e = ApiError::InputTooLong {
+            chars: text.chars().count(),
+            max,
+        };
         fail(&state, &mut sink, e, CLOSE_TOO_BIG).await;
         return;
     }
@@ -94,7 +100,12 @@ async fn session(socket: WebSocket, state: AppState, engine: EngineHandle, reque
             Ok(Finish::ClientGone) => return,
             Err(e) => {
                 state.metrics().record_error(e.code());
-                let _ = send_log(&mut sink, "backend_error", json!({"message": e.to_string()})).await;
+                let _ = send_log(
+                    &mut sink,
+                    "backend_error",
+                    json!({"message": e.to_string()}),
+                )
+                .await;
             }
         }
     }
@@ -139,12 +150,20 @@ async fn generate(
                 recorder.audio(samples.len());
                 let chunk_sec = samples.len() as f64 / f64::from(recorder.sample_rate());
                 generated += chunk_sec;
-                if sink.send(Message::Binary(demo_pcm16(&samples).into())).await.is_err() {
+                if sink
+                    .send(Message::Binary(demo_pcm16(&samples).into()))
+                    .await
+                    .is_err()
+                {
                     return Ok(Finish::ClientGone);
                 }
                 recorder.audio_written();
                 let first = !std::mem::replace(&mut first_sent, true);
-                if first && send_log(sink, "backend_first_chunk_sent", json!({})).await.is_err() {
+                if first
+                    && send_log(sink, "backend_first_chunk_sent", json!({}))
+                        .await
+                        .is_err()
+                {
                     return Ok(Finish::ClientGone);
                 }
                 let progress = json!({"generated_sec": generated, "chunk_sec": chunk_sec});
@@ -175,7 +194,8 @@ async fn generate(
 
 /// Sends one log event; an error means the client is gone.
 async fn send_log(sink: &mut Sink, event: &str, data: Value) -> Result<(), axum::Error> {
-    sink.send(Message::Text(log_event(event, data).into())).await
+    sink.send(Message::Text(log_event(event, data).into()))
+        .await
 }
 
 /// Reports `error` as `backend_error`, then closes with `code`.

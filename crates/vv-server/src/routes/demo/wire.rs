@@ -36,10 +36,7 @@ pub fn log_event(event: &str, data: Value) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` in UTC+8, the demo's timestamp format.
 pub fn demo_timestamp(at: SystemTime) -> String {
-    let millis = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-        + 8 * 3_600_000;
+    let millis = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()) + 8 * 3_600_000;
     let (days, ms_of_day) = (millis / 86_400_000, millis % 86_400_000);
     let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
     let secs = ms_of_day / 1000;
@@ -81,9 +78,15 @@ mod tests {
 
     #[test]
     fn pcm16_truncates_and_normalises() {
-        assert_eq!(samples(&demo_pcm16(&[0.0, 0.5, -0.5, 1.0, -1.0])), [0, 16383, -16383, 32767, -32767]);
+        assert_eq!(
+            samples(&demo_pcm16(&[0.0, 0.5, -0.5, 1.0, -1.0])),
+            [0, 16383, -16383, 32767, -32767]
+        );
         // Peak 2.0: the whole chunk is halved.
-        assert_eq!(samples(&demo_pcm16(&[2.0, 1.0, -0.5])), [32767, 16383, -8191]);
+        assert_eq!(
+            samples(&demo_pcm16(&[2.0, 1.0, -0.5])),
+            [32767, 16383, -8191]
+        );
         assert_eq!(samples(&demo_pcm16(&[f32::NAN, 0.25])), [0, 8191]);
     }
 
@@ -99,7 +102,8 @@ mod tests {
 
     #[test]
     fn log_events_have_the_demo_shape() {
-        let v: Value = serde_json::from_str(&log_event("backend_busy", json!({"message": "x"}))).unwrap();
+        let v: Value =
+            serde_json::from_str(&log_event("backend_busy", json!({"message": "x"}))).unwrap();
         assert_eq!(v["type"], "log");
         assert_eq!(v["event"], "backend_busy");
         assert_eq!(v["data"]["message"], "x");

@@ -66,7 +66,10 @@ pub struct SpeechPlan {
 const FORMATS: [&str; 7] = ["wav", "pcm", "flac", "opus", "pcm_f32le", "mulaw", "alaw"];
 
 /// One optional field, type-checked; `null` counts as absent.
-fn field<T: DeserializeOwned>(obj: &Map<String, Value>, name: &'static str) -> Result<Option<T>, ApiError> {
+fn field<T: DeserializeOwned>(
+    obj: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<T>, ApiError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => T::deserialize(v)
@@ -190,18 +193,30 @@ mod tests {
         .unwrap();
         assert_eq!(r.format, OutputFormat::Flac);
         assert_eq!(r.stream_format, StreamFormat::Sse);
-        assert_eq!((r.diffusion_steps, r.seed, r.sample_rate), (7, Some(9), 16_000));
+        assert_eq!(
+            (r.diffusion_steps, r.seed, r.sample_rate),
+            (7, Some(9), 16_000)
+        );
     }
 
     #[test]
     fn every_bad_input_has_its_code() {
         assert_eq!(code("{"), ("invalid_json", None));
         assert_eq!(code("[1]"), ("invalid_request", None));
-        assert_eq!(code(r#"{"voice":"alloy"}"#), ("invalid_request", Some("input")));
+        assert_eq!(
+            code(r#"{"voice":"alloy"}"#),
+            ("invalid_request", Some("input"))
+        );
         assert_eq!(code(r#"{"input":5}"#), ("invalid_request", Some("input")));
         assert_eq!(code(r#"{"input":"  \n"}"#), ("empty_input", Some("input")));
-        assert_eq!(code(r#"{"input":"hi","speed":1.5}"#), ("unsupported_speed", Some("speed")));
-        assert_eq!(code(r#"{"input":"hi","speed":"fast"}"#), ("invalid_request", Some("speed")));
+        assert_eq!(
+            code(r#"{"input":"hi","speed":1.5}"#),
+            ("unsupported_speed", Some("speed"))
+        );
+        assert_eq!(
+            code(r#"{"input":"hi","speed":"fast"}"#),
+            ("invalid_request", Some("speed"))
+        );
         assert_eq!(
             code(r#"{"input":"hi","response_format":"mp3"}"#),
             ("unsupported_format", Some("response_format"))
@@ -214,31 +229,55 @@ mod tests {
             code(r#"{"input":"hi","stream_format":"ws"}"#),
             ("invalid_request", Some("stream_format"))
         );
-        assert_eq!(code(r#"{"input":"hi","model":"gpt-4"}"#), ("model_not_found", Some("model")));
+        assert_eq!(
+            code(r#"{"input":"hi","model":"gpt-4"}"#),
+            ("model_not_found", Some("model"))
+        );
         assert_eq!(
             code(r#"{"input":"hi","diffusion_steps":-1}"#),
             ("invalid_request", Some("diffusion_steps"))
         );
-        assert_eq!(code(r#"{"input":"hi","voice":7}"#), ("invalid_request", Some("voice")));
+        assert_eq!(
+            code(r#"{"input":"hi","voice":7}"#),
+            ("invalid_request", Some("voice"))
+        );
         let long = format!(r#"{{"input":"{}"}}"#, "a".repeat(5001));
         assert_eq!(code(&long), ("input_too_long", Some("input")));
         let max = format!(r#"{{"input":"{}"}}"#, "é".repeat(5000));
-        assert!(parse(&max).is_ok(), "the limit counts characters, not bytes");
+        assert!(
+            parse(&max).is_ok(),
+            "the limit counts characters, not bytes"
+        );
     }
 
     #[test]
     fn plan_resolves_voices_and_ranges() {
         let info = engine_info(&["en-Davis_man", "tiny"]);
         let s = Settings::default();
-        let plan = parse(r#"{"input":"hi","voice":"ash"}"#).unwrap().plan(&s, &info).unwrap();
+        let plan = parse(r#"{"input":"hi","voice":"ash"}"#)
+            .unwrap()
+            .plan(&s, &info)
+            .unwrap();
         assert_eq!(plan.params.voice.as_deref(), Some("tiny"));
         let plan = parse(r#"{"input":"hi"}"#).unwrap().plan(&s, &info).unwrap();
         assert_eq!(plan.params.voice.as_deref(), Some("en-Davis_man"));
         for (json, want) in [
-            (r#"{"input":"hi","voice":"nobody"}"#, ("unknown_voice", Some("voice"))),
-            (r#"{"input":"hi","voice":"../tiny"}"#, ("unknown_voice", Some("voice"))),
-            (r#"{"input":"hi","diffusion_steps":0}"#, ("invalid_request", Some("diffusion_steps"))),
-            (r#"{"input":"hi","cfg_scale":0}"#, ("invalid_request", Some("cfg_scale"))),
+            (
+                r#"{"input":"hi","voice":"nobody"}"#,
+                ("unknown_voice", Some("voice")),
+            ),
+            (
+                r#"{"input":"hi","voice":"../tiny"}"#,
+                ("unknown_voice", Some("voice")),
+            ),
+            (
+                r#"{"input":"hi","diffusion_steps":0}"#,
+                ("invalid_request", Some("diffusion_steps")),
+            ),
+            (
+                r#"{"input":"hi","cfg_scale":0}"#,
+                ("invalid_request", Some("cfg_scale")),
+            ),
         ] {
             let e = parse(json).unwrap().plan(&s, &info).unwrap_err();
             assert_eq!((e.code(), e.param()), want, "{json}");

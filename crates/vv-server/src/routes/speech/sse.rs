@@ -65,7 +65,8 @@ mod tests {
 
     #[tokio::test]
     async fn deltas_then_done() {
-        let chunks = futures::stream::iter([Ok(Bytes::from_static(b"ab")), Ok(Bytes::from_static(b"c"))]);
+        let chunks =
+            futures::stream::iter([Ok(Bytes::from_static(b"ab")), Ok(Bytes::from_static(b"c"))]);
         let all: Vec<u8> = sse_events(chunks)
             .map(|r| r.unwrap().to_vec())
             .concat()
@@ -73,8 +74,18 @@ mod tests {
         let events = parse_events(&all);
         assert_eq!(events.len(), 3);
         assert_eq!(events[0]["type"], "speech.audio.delta");
-        assert_eq!(STANDARD.decode(events[0]["audio"].as_str().unwrap()).unwrap(), b"ab");
-        assert_eq!(STANDARD.decode(events[1]["audio"].as_str().unwrap()).unwrap(), b"c");
+        assert_eq!(
+            STANDARD
+                .decode(events[0]["audio"].as_str().unwrap())
+                .unwrap(),
+            b"ab"
+        );
+        assert_eq!(
+            STANDARD
+                .decode(events[1]["audio"].as_str().unwrap())
+                .unwrap(),
+            b"c"
+        );
         assert_eq!(events[2]["type"], "speech.audio.done");
     }
 

@@ -1,0 +1,70 @@
+//! Fused f32 kernels for the decoder on the CPU, where candle's op-by-op execution (an
+//! allocation and a thread barrier per elementwise op, single-threaded GEMV, slow small-m GEMM)
+//! dominates the frame time. Other devices and dtypes use plain candle ops (see `super::ops`).
+
+mod gelu;
+mod matmul;
+mod pointwise;
+
+use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
+
+pub(super) use matmul::skinny_matmul;
+pub(super) use pointwise::{depthwise_causal, epilogue, Epilogue};
+
+/// Largest row count (time steps) sent to the skinny matmul; taller inputs go to candle's GEMM.
+pub(super) const SKINNY_MAX_ROWS: usize = 16;
+
+/// Whether every tensor is an f32 tensor on the CPU (the fused kernels' domain).
+pub(super) fn eligible(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// Read access to the contiguous f32 data of a CPU tensor.
+pub(super) struct CpuSlice<'a> {
+    storage: StorageRef<'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> CpuSlice<'a> {
+    /// Borrows `t`, which must be contiguous (call `.contiguous()` first).
+    pub(super) fn new(t: &'a Tensor) -> Result<Self> {
+        let (storage, layout): (StorageRef<'a>, &Layout) = t.storage_and_layout();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("decoder CPU kernel: tensor {:?} is not contiguous", t.dims())
+        };
+        Ok(Self {
+            storage,
+            range: start..end,
+        })
+    }
+
+    /// The tensor's values in row-major order.
+    pub(super) fn get(&self) -> Result<&[f32]> {
+        match &*self.storage {
+            Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[self.range.clone()]),
+            _ => bail!("decoder CPU kernel: tensor is not on the CPU"),
+        }
+    }
+}
+
+/// Runs `f` with AVX2 code generation when the CPU has it (x86-64), otherwise as compiled.
+/// The kernels called inside are `#[inline(always)]`, so they are vectorised for AVX2.
+#[inline(always)]
+pub(super) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was checked just above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
