@@ -8,6 +8,8 @@ Exits non-zero with a message on the first failed check.
 """
 
 import argparse
+import base64
+import json
 import os
 import struct
 import sys
@@ -110,7 +112,22 @@ def main() -> None:
                 fail("opus: no OpusHead in the first page")
             print(f"ok  {fmt}: {len(data)} bytes")
 
-    # 5. Errors come back as the SDK's typed exceptions with OpenAI's envelope.
+    # 5. Server-sent events: base64 deltas, then a done event.
+    raw = client.audio.speech.create(
+        model="tts-1", voice=args.voice, input=TEXT, response_format="pcm", stream_format="sse"
+    ).content
+    events = [json.loads(block[len("data: "):]) for block in raw.decode().split("\n\n") if block]
+    if not events or events[-1].get("type") != "speech.audio.done":
+        fail(f"sse: last event is not speech.audio.done: {events[-1:]}")
+    deltas = events[:-1]
+    if not deltas or any(e.get("type") != "speech.audio.delta" for e in deltas):
+        fail(f"sse: expected speech.audio.delta events, got {[e.get('type') for e in deltas]}")
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    if not pcm or len(pcm) % 2:
+        fail(f"sse: bad decoded PCM length {len(pcm)}")
+    print(f"ok  stream_format=sse: {len(deltas)} deltas, {len(pcm) // 2} samples")
+
+    # 6. Errors come back as the SDK's typed exceptions with OpenAI's envelope.
     for kwargs, status, code in (
         (dict(voice="no-such-voice"), 400, "unknown_voice"),
         (dict(voice=args.voice, response_format="mp3"), 400, "unsupported_format"),

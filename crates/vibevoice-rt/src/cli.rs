@@ -5,6 +5,11 @@ mod service_args;
 use clap::{Args, Parser, Subcommand};
 pub use service_args::ServiceArgs;
 
+use crate::commands::bench::BenchArgs;
+use crate::commands::check_fixture::CheckFixtureArgs;
+use crate::commands::say::SayArgs;
+use crate::commands::voices::VoicesCommand;
+
 /// Real-time text-to-speech service for VibeVoice-Realtime-0.5B.
 ///
 /// Every service option can also be set with its TTS_* environment variable or in a TOML file
@@ -20,6 +25,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Load model, tokenizer and voices, pick the device, warm up, and serve HTTP + WebSocket.
+    Serve(ServeArgs),
+    /// Synthesise a text to a 24 kHz mono 16-bit WAV file.
+    Say(SayArgs),
+    /// Measure time to first audio and time per frame (medians over several runs).
+    Bench(BenchArgs),
+    /// Inspect, convert or list voice presets.
+    #[command(subcommand)]
+    Voices(VoicesCommand),
+    /// Compare the implementation with a golden fixture directory, tensor by tensor.
+    CheckFixture(CheckFixtureArgs),
     /// Show every compute backend (compiled in, present, devices, memory), the device request
     /// in force, what it resolves to and the dtype with its reason.
     Devices(DevicesArgs),
@@ -29,13 +45,25 @@ pub enum Command {
 }
 
 impl Command {
-    /// The service options of the subcommand.
-    pub fn service(&self) -> &ServiceArgs {
+    /// The service options of the subcommand, for those that take them.
+    pub fn service(&self) -> Option<&ServiceArgs> {
         match self {
-            Self::Devices(args) => &args.service,
-            Self::Config(ConfigCommand::Validate(args)) => &args.service,
+            Self::Serve(args) => Some(&args.service),
+            Self::Say(args) => Some(&args.service),
+            Self::Bench(args) => Some(&args.service),
+            Self::Devices(args) => Some(&args.service),
+            Self::Config(ConfigCommand::Validate(args)) => Some(&args.service),
+            Self::Voices(_) | Self::CheckFixture(_) => None,
         }
     }
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Service options.
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 /// Options of `devices`.
@@ -95,7 +123,7 @@ mod tests {
             "x.toml",
         ])
         .unwrap();
-        let line = &cli.command.service().0;
+        let line = &cli.command.service().unwrap().0;
         let given: Vec<(&str, &str)> = line
             .flags
             .iter()

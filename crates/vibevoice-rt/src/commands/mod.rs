@@ -1,7 +1,12 @@
 //! The subcommands, and what they share: loading the settings and reporting their problems.
 
+pub mod bench;
+pub mod check_fixture;
 pub mod config_validate;
 pub mod devices;
+pub mod say;
+pub mod serve;
+pub mod voices;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::logging;
@@ -11,20 +16,46 @@ use vv_server::config::{ConfigErrors, LoadedSettings, LogFormat};
 /// Exit status for an invalid configuration (the status clap uses for usage errors too).
 pub const EXIT_INVALID_CONFIG: u8 = 2;
 
-/// Log filter when `RUST_LOG` is unset: these commands print reports that already hold what
-/// the device layer would log (set `RUST_LOG` to see the logs too).
-const DEFAULT_LOG_FILTER: &str = "error";
+/// Log filter when `RUST_LOG` is unset for the report commands: their reports already hold
+/// what the device layer would log (set `RUST_LOG` to see the logs too).
+const REPORT_LOG_FILTER: &str = "error";
+/// Log filter when `RUST_LOG` is unset for the commands that run the model.
+const RUN_LOG_FILTER: &str = "info";
 
 /// Loads the settings from the real environment, sets up logging and runs the subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let loaded = cli.command.service().load(&process_env);
-    let log_format = loaded
-        .as_ref()
-        .map_or(LogFormat::default(), |l| l.settings.log_format);
-    logging::init(log_format, DEFAULT_LOG_FILTER);
-    match &cli.command {
-        Command::Devices(args) => devices::run(args, loaded),
-        Command::Config(ConfigCommand::Validate(args)) => config_validate::run(args, loaded),
+    let loaded = cli.command.service().map(|s| s.load(&process_env));
+    let log_format = match &loaded {
+        Some(Ok(l)) => l.settings.log_format,
+        _ => LogFormat::default(),
+    };
+    let filter = match cli.command {
+        Command::Serve(_) | Command::Say(_) | Command::Bench(_) => RUN_LOG_FILTER,
+        _ => REPORT_LOG_FILTER,
+    };
+    logging::init(log_format, filter);
+    match (&cli.command, loaded) {
+        (Command::Voices(cmd), _) => voices::run(cmd),
+        (Command::CheckFixture(args), _) => check_fixture::run(args),
+        (_, None) => unreachable!("every other command takes the service options"),
+        (Command::Devices(args), Some(loaded)) => devices::run(args, loaded),
+        (Command::Config(ConfigCommand::Validate(args)), Some(loaded)) => {
+            config_validate::run(args, loaded)
+        }
+        (Command::Serve(_), Some(loaded)) => with_settings(loaded, serve::run),
+        (Command::Say(args), Some(loaded)) => with_settings(loaded, |l| say::run(args, l)),
+        (Command::Bench(args), Some(loaded)) => with_settings(loaded, |l| bench::run(args, l)),
+    }
+}
+
+/// Runs `f` with valid settings, or reports the configuration problems.
+fn with_settings(
+    loaded: Result<LoadedSettings, ConfigErrors>,
+    f: impl FnOnce(LoadedSettings) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    match settings_or_exit(loaded) {
+        Ok(loaded) => f(loaded),
+        Err(code) => Ok(code),
     }
 }
 

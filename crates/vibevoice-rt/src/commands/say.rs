@@ -28,10 +28,7 @@ pub struct SayArgs {
     /// Voice name (a preset of the voices directory); the default voice when unset.
     #[arg(long)]
     pub voice: Option<String>,
-    /// Noise seed (random when unset).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Service options (model, tokenizer, device, steps, cfg, ...).
+    /// Service options (model, tokenizer, device, steps, cfg, seed, ...).
     #[command(flatten)]
     pub service: ServiceArgs,
 }
@@ -58,7 +55,7 @@ pub fn run(args: &SayArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode> {
         max_frames_per_token: s.limits.max_frames_per_token,
         ..GenerationParams::default()
     };
-    let seed = args.seed.unwrap_or_else(rand_seed);
+    let seed = s.seed.unwrap_or_else(rand_seed);
     let start = Instant::now();
     let mut text = IncrementalTokenizer::new();
     let mut ids = text.push(runtime.tokenizer(), &args.text)?;

@@ -1,5 +1,5 @@
-//! Block1D of the σ-VAE decoder: RMSNorm → depthwise causal conv → ·gamma → residual, then
-//! RMSNorm → Linear(4C) → GELU(erf) → Linear → ·ffn_gamma → residual, on time-major `[T, C]`.
+//! Block1D of the σ-VAE decoder on time-major `[T, C]`: RMSNorm → depthwise causal conv →
+//! ·gamma → residual, then RMSNorm → Linear(4C) → GELU(erf) → Linear → ·ffn_gamma → residual.
 //!
 //! The layer scales are folded into the mixer taps/bias and into `linear2` at load time.
 
@@ -7,7 +7,8 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv::KERNEL;
-use super::depthwise::{shifted_multiply_add, split_taps};
+use super::depthwise::depthwise_causal;
+use super::linear::{linear, Epilogue};
 use super::state::extend_history;
 
 /// Expansion factor of the Block1D feed-forward network (hard-coded in the reference).
@@ -17,20 +18,21 @@ const FFN_EXPANSION: usize = 4;
 #[derive(Debug, Clone)]
 pub(super) struct Block1D {
     norm: Tensor,
-    mixer_taps: Vec<Tensor>,
+    /// `[K, C]`, scaled by `gamma`.
+    mixer_taps: Tensor,
     mixer_bias: Tensor,
     ffn_norm: Tensor,
-    /// `[C, 4C]` matmul right-hand side.
+    /// `[4C, C]`.
     linear1: Tensor,
     linear1_bias: Tensor,
-    /// `[4C, C]` matmul right-hand side, rows scaled by `ffn_gamma`.
+    /// `[C, 4C]`, rows scaled by `ffn_gamma`.
     linear2: Tensor,
     linear2_bias: Tensor,
     eps: f32,
 }
 
-/// Multiplies the last dimension of `t` by `scale`, computing in f32 for half-precision weights.
-fn scale_channels(t: &Tensor, scale: &Tensor) -> Result<Tensor> {
+/// `t ⊙ scale` (broadcast), computed in f32 for half-precision weights.
+fn fold_scale(t: &Tensor, scale: &Tensor) -> Result<Tensor> {
     let dtype = t.dtype();
     let compute = match dtype {
         DType::F16 | DType::BF16 => DType::F32,
@@ -48,28 +50,19 @@ impl Block1D {
         let gamma = vb.get(channels, "gamma")?;
         let ffn_gamma = vb.get(channels, "ffn_gamma")?;
         let mixer = vb.pp("mixer").pp("conv").pp("conv").pp("conv");
-        let mixer_taps = split_taps(&mixer.get((channels, 1, KERNEL), "weight")?)?
-            .iter()
-            .map(|tap| scale_channels(tap, &gamma))
-            .collect::<Result<Vec<_>>>()?;
-        let mixer_bias = scale_channels(&mixer.get(channels, "bias")?, &gamma)?;
-        let ffn = vb.pp("ffn");
-        let linear1 = ffn.pp("linear1").get((hidden, channels), "weight")?.t()?;
-        let linear1_bias = ffn.pp("linear1").get(hidden, "bias")?;
-        let linear2 = scale_channels(
-            &ffn.pp("linear2").get((channels, hidden), "weight")?.t()?,
-            &ffn_gamma,
-        )?;
-        let linear2_bias = scale_channels(&ffn.pp("linear2").get(channels, "bias")?, &ffn_gamma)?;
+        let taps = mixer.get((channels, 1, KERNEL), "weight")?.squeeze(1)?.t()?;
+        let linear1 = vb.pp("ffn").pp("linear1");
+        let linear2 = vb.pp("ffn").pp("linear2");
+        let ffn_gamma_rows = ffn_gamma.unsqueeze(1)?;
         Ok(Self {
             norm: vb.pp("norm").get(channels, "weight")?,
-            mixer_taps,
-            mixer_bias,
+            mixer_taps: fold_scale(&taps, &gamma)?.contiguous()?,
+            mixer_bias: fold_scale(&mixer.get(channels, "bias")?, &gamma)?,
             ffn_norm: vb.pp("ffn_norm").get(channels, "weight")?,
-            linear1,
-            linear1_bias,
-            linear2,
-            linear2_bias,
+            linear1: linear1.get((hidden, channels), "weight")?.contiguous()?,
+            linear1_bias: linear1.get(hidden, "bias")?,
+            linear2: fold_scale(&linear2.get((channels, hidden), "weight")?, &ffn_gamma_rows)?,
+            linear2_bias: fold_scale(&linear2.get(channels, "bias")?, &ffn_gamma)?,
             eps: eps as f32,
         })
     }
@@ -87,18 +80,19 @@ impl Block1D {
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
         let normed = candle_nn::ops::rms_norm(x, &self.norm, self.eps)?;
         let window = extend_history(history, &normed)?;
-        let x = shifted_multiply_add(
-            &window,
-            &self.mixer_taps,
-            x.broadcast_add(&self.mixer_bias)?,
-        )?;
+        let x = depthwise_causal(&window, &self.mixer_taps, &self.mixer_bias, x)?;
         let normed = candle_nn::ops::rms_norm(&x, &self.ffn_norm, self.eps)?;
-        let hidden = normed
-            .matmul(&self.linear1)?
-            .broadcast_add(&self.linear1_bias)?
-            .gelu_erf()?;
-        x + hidden
-            .matmul(&self.linear2)?
-            .broadcast_add(&self.linear2_bias)?
+        let up = Epilogue {
+            bias: Some(&self.linear1_bias),
+            gelu: true,
+            residual: None,
+        };
+        let hidden = linear(&normed, &self.linear1, up)?;
+        let down = Epilogue {
+            bias: Some(&self.linear2_bias),
+            gelu: false,
+            residual: Some(&x),
+        };
+        linear(&hidden, &self.linear2, down)
     }
 }

@@ -1,9 +1,10 @@
 //! The dense causal convolution (stem, head) and the causal transposed convolution (upsampling),
-//! both expressed as one matmul on time-major `[T, C]` activations.
+//! both expressed as matmuls on time-major `[T, C]` activations.
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::linear::{linear, Epilogue};
 use super::state::extend_history;
 
 /// Kernel size of the stem, head and mixer convolutions (hard-coded in the reference).
@@ -12,9 +13,10 @@ pub(super) const KERNEL: usize = 7;
 /// Causal `Conv1d` (stride 1, zero left padding of `K - 1`), computed as im2col + matmul.
 #[derive(Debug, Clone)]
 pub(super) struct CausalConv1d {
-    /// Weight rearranged to `[K * C_in, C_out]` (tap-major rows).
+    /// Weight rearranged to `[C_out, K * C_in]` (tap-major columns).
     weight: Tensor,
     bias: Tensor,
+    c_in: usize,
 }
 
 impl CausalConv1d {
@@ -23,17 +25,16 @@ impl CausalConv1d {
         let vb = vb.pp("conv").pp("conv");
         let weight = vb
             .get((c_out, c_in, KERNEL), "weight")?
-            .permute((2, 1, 0))?
-            .reshape((KERNEL * c_in, c_out))?;
+            .transpose(1, 2)?
+            .reshape((c_out, KERNEL * c_in))?;
         let bias = vb.get(c_out, "bias")?;
-        Ok(Self { weight, bias })
+        Ok(Self { weight, bias, c_in })
     }
 
     /// A zero history `[K - 1, C_in]` for streaming.
     pub(super) fn zero_history(&self) -> Result<Tensor> {
-        let c_in = self.weight.dim(0)? / KERNEL;
         Tensor::zeros(
-            (KERNEL - 1, c_in),
+            (KERNEL - 1, self.c_in),
             self.weight.dtype(),
             self.weight.device(),
         )
@@ -47,19 +48,28 @@ impl CausalConv1d {
             .map(|k| window.narrow(0, k, len))
             .collect::<Result<Vec<_>>>()?;
         let columns = Tensor::cat(&taps, 1)?;
-        columns.matmul(&self.weight)?.broadcast_add(&self.bias)
+        let e = Epilogue {
+            bias: Some(&self.bias),
+            ..Epilogue::default()
+        };
+        linear(&columns, &self.weight, e)
     }
 }
 
 /// Causal `ConvTranspose1d` with kernel `2r` and stride `r`, right-trimmed by `r` samples, so
 /// `T` inputs give exactly `T·r` outputs. Output sample `t·r + j` is
-/// `x_t·W[:, :, j] + x_{t-1}·W[:, :, j + r] + b`: only the previous input sample is history.
+/// `x_t·W[:, :, j] + x_{t-1}·W[:, :, j + r] + b`: only the previous input sample is history,
+/// and each half of the kernel is read once per call.
 #[derive(Debug, Clone)]
 pub(super) struct CausalConvTranspose1d {
-    /// Weight rearranged to `[C_in, 2r * C_out]` (tap-major columns).
-    weight: Tensor,
+    /// Taps `0..r` as `[r * C_out, C_in]`: contribution of the current input.
+    current: Tensor,
+    /// Taps `r..2r` as `[r * C_out, C_in]`: contribution of the previous input.
+    carried: Tensor,
+    /// Bias tiled over the `r` output phases, `[r * C_out]`.
     bias: Tensor,
     stride: usize,
+    c_in: usize,
     c_out: usize,
 }
 
@@ -67,39 +77,47 @@ impl CausalConvTranspose1d {
     /// Loads `convtr.convtr.{weight,bias}` with PyTorch layout `[C_in, C_out, 2r]`.
     pub(super) fn new(c_in: usize, c_out: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let vb = vb.pp("convtr").pp("convtr");
-        let kernel = 2 * stride;
-        let weight = vb
-            .get((c_in, c_out, kernel), "weight")?
-            .transpose(1, 2)?
-            .reshape((c_in, kernel * c_out))?;
-        let bias = vb.get(c_out, "bias")?;
+        let weight = vb.get((c_in, c_out, 2 * stride), "weight")?;
+        let half = |first: usize| {
+            weight
+                .narrow(2, first, stride)?
+                .permute((2, 1, 0))?
+                .reshape((stride * c_out, c_in))
+        };
+        let bias = vb
+            .get(c_out, "bias")?
+            .unsqueeze(0)?
+            .broadcast_as((stride, c_out))?
+            .reshape(stride * c_out)?;
         Ok(Self {
-            weight,
+            current: half(0)?,
+            carried: half(stride)?,
             bias,
             stride,
+            c_in,
             c_out,
         })
     }
 
     /// A zero previous input `[1, C_in]` for streaming.
     pub(super) fn zero_history(&self) -> Result<Tensor> {
-        Tensor::zeros(
-            (1, self.weight.dim(0)?),
-            self.weight.dtype(),
-            self.weight.device(),
-        )
+        Tensor::zeros((1, self.c_in), self.current.dtype(), self.current.device())
     }
 
     /// `[T, C_in] -> [T·r, C_out]`, consuming and updating the previous input sample.
     pub(super) fn forward(&self, x: &Tensor, previous: &mut Tensor) -> Result<Tensor> {
         let len = x.dim(0)?;
-        let block = self.stride * self.c_out;
         let window = extend_history(previous, x)?;
-        let taps = window.matmul(&self.weight)?;
-        let current = taps.narrow(0, 1, len)?.narrow(1, 0, block)?;
-        let carried = taps.narrow(0, 0, len)?.narrow(1, block, block)?;
-        (current + carried)?
-            .reshape((len * self.stride, self.c_out))?
-            .broadcast_add(&self.bias)
+        let own = Epilogue {
+            bias: Some(&self.bias),
+            ..Epilogue::default()
+        };
+        let current = linear(x, &self.current, own)?;
+        let carried = Epilogue {
+            residual: Some(&current),
+            ..Epilogue::default()
+        };
+        linear(&window.narrow(0, 0, len)?, &self.carried, carried)?
+            .reshape((len * self.stride, self.c_out))
     }
 }

@@ -1,60 +1,86 @@
-//! Depthwise causal convolution as shifted multiply-adds on time-major `[T, C]` tensors.
+//! Depthwise causal convolution (the Block1D mixer) as shifted multiply-adds on time-major
+//! `[T, C]` tensors: a fused CPU kernel for f32 on the CPU, candle ops elsewhere.
 //!
 //! candle's grouped `conv1d` loops over the groups and is orders of magnitude slower (CPU and
-//! CUDA) than `k` broadcast multiply-adds of shifted time slices.
+//! CUDA) than `K` broadcast multiply-adds of shifted time slices, so it is never used.
 
-use candle_core::{Result, Tensor};
+use candle_core::{bail, Device, Result, Tensor};
 
-/// `acc + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[T + K - 1, C]` (history first),
-/// `taps` K tensors of shape `[C]`, and `acc` `[T, C]` (e.g. residual plus bias).
-pub(super) fn shifted_multiply_add(
+use super::cpu::{self, CpuSlice};
+
+/// `residual + bias + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[K - 1 + T, C]` (history
+/// first), `taps` `[K, C]`, `bias` `[C]` and `residual` `[T, C]`.
+pub(super) fn depthwise_causal(
     window: &Tensor,
-    taps: &[Tensor],
-    acc: Tensor,
+    taps: &Tensor,
+    bias: &Tensor,
+    residual: &Tensor,
 ) -> Result<Tensor> {
-    let len = window.dim(0)? + 1 - taps.len();
-    let mut acc = acc;
-    for (k, tap) in taps.iter().enumerate() {
-        acc = (acc + window.narrow(0, k, len)?.broadcast_mul(tap)?)?;
+    let (kernel, c) = taps.dims2()?;
+    let (len, res_c) = residual.dims2()?;
+    if window.dims() != [len + kernel - 1, c] || bias.dims() != [c] || res_c != c {
+        bail!(
+            "depthwise conv: window {:?}, taps {:?}, bias {:?}, residual {:?}",
+            window.dims(),
+            taps.dims(),
+            bias.dims(),
+            residual.dims()
+        );
+    }
+    if cpu::eligible(&[window, taps, bias, residual]) {
+        let (window, taps) = (window.contiguous()?, taps.contiguous()?);
+        let (bias, residual) = (bias.contiguous()?, residual.contiguous()?);
+        let out = cpu::depthwise_causal(
+            CpuSlice::new(&window)?.get()?,
+            CpuSlice::new(&taps)?.get()?,
+            CpuSlice::new(&bias)?.get()?,
+            CpuSlice::new(&residual)?.get()?,
+            c,
+        );
+        return Tensor::from_vec(out, (len, c), &Device::Cpu);
+    }
+    let mut acc = residual.broadcast_add(bias)?;
+    for k in 0..kernel {
+        acc = (acc + window.narrow(0, k, len)?.broadcast_mul(&taps.get(k)?)?)?;
     }
     Ok(acc)
-}
-
-/// Splits a depthwise weight `[C, 1, K]` into K per-tap vectors `[C]`.
-pub(super) fn split_taps(weight: &Tensor) -> Result<Vec<Tensor>> {
-    let w = weight.squeeze(1)?.t()?.contiguous()?;
-    (0..w.dim(0)?).map(|k| w.get(k)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, D};
+    use candle_core::{DType, D};
 
     #[test]
-    fn shifted_multiply_add_equals_grouped_conv1d() -> Result<()> {
+    fn shifted_multiply_adds_equal_grouped_conv1d_on_both_paths() -> Result<()> {
         let dev = Device::Cpu;
         let (c, t, k) = (12usize, 19usize, 7usize);
         let x = Tensor::randn(0f32, 1., (1, c, t), &dev)?;
         let w = Tensor::randn(0f32, 1., (c, 1, k), &dev)?;
         let b = Tensor::randn(0f32, 1., c, &dev)?;
-        // Reference: candle's grouped conv on the zero left-padded input.
+        let r = Tensor::randn(0f32, 1., (t, c), &dev)?;
+        // Reference: candle's grouped conv on the zero left-padded input, plus bias and residual.
         let padded = x.pad_with_zeros(D::Minus1, k - 1, 0)?;
-        let want = padded
+        let want = (padded
             .conv1d(&w, 0, 1, 1, c)?
             .broadcast_add(&b.reshape((1, c, 1))?)?
             .squeeze(0)?
-            .t()?;
+            .t()?
+            + &r)?;
         // Ours, time-major with the zero history as the first K - 1 rows.
         let window = padded.squeeze(0)?.t()?.contiguous()?;
-        let acc = b.unsqueeze(0)?.broadcast_as((t, c))?.contiguous()?;
-        let got = shifted_multiply_add(&window, &split_taps(&w)?, acc)?;
-        let err = (got - want)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
-        assert!(err < 1e-5, "max abs error {err}");
+        let taps = w.squeeze(1)?.t()?.contiguous()?;
+        // f32 takes the fused CPU kernel, f64 the candle-op path used on other devices.
+        for dtype in [DType::F32, DType::F64] {
+            let cast = |t: &Tensor| t.to_dtype(dtype);
+            let got = depthwise_causal(&cast(&window)?, &cast(&taps)?, &cast(&b)?, &cast(&r)?)?;
+            let err = (got.to_dtype(DType::F32)? - &want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(err < 1e-5, "{dtype:?}: max abs error {err}");
+        }
         Ok(())
     }
 }

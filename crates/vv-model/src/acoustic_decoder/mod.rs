@@ -6,7 +6,9 @@
 
 mod block;
 mod conv;
+mod cpu;
 mod depthwise;
+mod linear;
 mod state;
 
 use candle_core::{DType, Device, Tensor};
@@ -152,19 +154,11 @@ impl AcousticDecoder {
         keep(&mut record, "stem", &x)?;
         for (i, blocks) in self.stages.iter().enumerate() {
             if i > 0 {
-                let t0 = std::time::Instant::now();
                 x = self.upsample[i - 1].forward(&x, &mut state.upsample[i - 1])?;
-                if std::env::var("VVPROF").is_ok() {
-                    eprintln!("PROF up{i} {:.2}", t0.elapsed().as_secs_f64() * 1e3);
-                }
                 keep(&mut record, &format!("upsample{i}"), &x)?;
             }
-            let t0 = std::time::Instant::now();
             for (block, history) in blocks.iter().zip(state.mixers[i].iter_mut()) {
                 x = block.forward(&x, history)?;
-            }
-            if std::env::var("VVPROF").is_ok() {
-                eprintln!("PROF stage{i} {:.2}", t0.elapsed().as_secs_f64() * 1e3);
             }
             keep(&mut record, &format!("stage{i}"), &x)?;
         }

@@ -60,9 +60,9 @@ mod tests {
             let x = i as f32 * 1e-4;
             let want = candle_core::cpu::erf::erf_f64(x as f64 / std::f64::consts::SQRT_2);
             let want = 0.5 * x as f64 * (1.0 + want);
-            worst = worst.max((gelu_erf(x) as f64 - want).abs());
+            worst = worst.max((gelu_erf(x) as f64 - want).abs() / (1.0 + x.abs() as f64));
         }
-        // f32 rounding of values up to 8 is ~5e-7; the approximation adds well under that.
-        assert!(worst < 1e-6, "max abs error {worst}");
+        // A few f32 ulps of the output (the reference is f64).
+        assert!(worst < 3e-7, "max scaled error {worst}");
     }
 }

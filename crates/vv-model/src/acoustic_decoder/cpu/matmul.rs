@@ -1,75 +1,65 @@
 //! Skinny matmul `x [m, k] · w [n, k]ᵀ` for few rows (the decoder's early, weight-bound layers):
 //! every weight row is read once for all `m` input rows, split over threads by output row.
 
-use super::with_simd;
+use super::simd_fn;
 
 /// Accumulator width: two AVX2 registers (four SSE/NEON registers).
 const LANES: usize = 16;
-/// Input rows multiplied together against one weight row.
-const GROUP: usize = 4;
 /// Below this many weight values the call stays on one thread (spawning costs ~20 µs).
 const MIN_PARALLEL_WEIGHTS: usize = 1 << 18;
 
-/// A block of `rows` input rows starting at `first`, interleaved for the kernel: for every
-/// `LANES`-wide column chunk, the rows' chunks one after the other; then each row's tail.
-struct PackedRows {
-    first: usize,
-    rows: usize,
-    data: Vec<f32>,
+/// Sum of an accumulator and the products of the unaligned tails.
+#[inline(always)]
+fn finish(acc: &[f32; LANES], w_tail: &[f32], x_tail: &[f32]) -> f32 {
+    acc.iter().sum::<f32>() + w_tail.iter().zip(x_tail).map(|(a, b)| a * b).sum::<f32>()
 }
 
-fn pack(x: &[f32], k: usize, first: usize, rows: usize) -> PackedRows {
-    let body = k / LANES * LANES;
-    let mut data = Vec::with_capacity(rows * k);
-    for chunk in (0..body).step_by(LANES) {
-        for r in first..first + rows {
-            data.extend_from_slice(&x[r * k + chunk..r * k + chunk + LANES]);
+/// `w · x` for one input row.
+#[inline(always)]
+fn dot1(w: &[f32], x: &[f32]) -> f32 {
+    let (wc, xc) = (w.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (w_tail, x_tail) = (wc.remainder(), xc.remainder());
+    let mut acc = [0f32; LANES];
+    for (a, b) in wc.zip(xc) {
+        for i in 0..LANES {
+            acc[i] += a[i] * b[i];
         }
     }
-    for r in first..first + rows {
-        data.extend_from_slice(&x[r * k + body..(r + 1) * k]);
-    }
-    PackedRows { first, rows, data }
+    finish(&acc, w_tail, x_tail)
 }
 
-/// Dot products of one weight row with `R` packed input rows.
+/// `w · x_r` for four input rows, loading each weight chunk once.
 #[inline(always)]
-fn dot<const R: usize>(w: &[f32], packed: &[f32], k: usize) -> [f32; R] {
-    let body = k / LANES * LANES;
-    let mut acc = [[0f32; LANES]; R];
-    for (wc, xg) in w[..body]
-        .chunks_exact(LANES)
-        .zip(packed.chunks_exact(R * LANES))
-    {
-        for (a, xc) in acc.iter_mut().zip(xg.chunks_exact(LANES)) {
-            for ((a, &wv), &xv) in a.iter_mut().zip(wc).zip(xc) {
-                *a += wv * xv;
+fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+    let wc = w.chunks_exact(LANES);
+    let xc = x.map(|r| r.chunks_exact(LANES));
+    let w_tail = wc.remainder();
+    let tails = [0, 1, 2, 3].map(|r| xc[r].remainder());
+    let [c0, c1, c2, c3] = xc;
+    let mut acc = [[0f32; LANES]; 4];
+    for (((a, b0), b1), (b2, b3)) in wc.zip(c0).zip(c1).zip(c2.zip(c3)) {
+        for i in 0..LANES {
+            acc[0][i] += a[i] * b0[i];
+            acc[1][i] += a[i] * b1[i];
+            acc[2][i] += a[i] * b2[i];
+            acc[3][i] += a[i] * b3[i];
+        }
+    }
+    [0, 1, 2, 3].map(|r| finish(&acc[r], w_tail, tails[r]))
+}
+
+simd_fn! {
+    /// Fills `dst` (`[rows of w, m]`, output-row major) for the weight rows in `w`.
+    fn fill(dst: &mut [f32], w: &[f32], x: &[f32], m: usize, k: usize) {
+        for (out, w_row) in dst.chunks_exact_mut(m).zip(w.chunks_exact(k)) {
+            let mut quads = out.chunks_exact_mut(4).zip(x.chunks_exact(4 * k));
+            for (out, x) in &mut quads {
+                let rows = [&x[..k], &x[k..2 * k], &x[2 * k..3 * k], &x[3 * k..]];
+                out.copy_from_slice(&dot4(w_row, rows));
             }
-        }
-    }
-    let tail = &packed[body * R..];
-    let mut out = [0f32; R];
-    for (r, o) in out.iter_mut().enumerate() {
-        *o = acc[r].iter().sum::<f32>()
-            + w[body..]
-                .iter()
-                .zip(&tail[r * (k - body)..(r + 1) * (k - body)])
-                .map(|(a, b)| a * b)
-                .sum::<f32>();
-    }
-    out
-}
-
-/// Fills `dst` (`[rows of w, m]`, output-row major) for the weight rows in `w`.
-#[inline(always)]
-fn fill(dst: &mut [f32], w: &[f32], groups: &[PackedRows], m: usize, k: usize) {
-    for (out, w_row) in dst.chunks_exact_mut(m).zip(w.chunks_exact(k)) {
-        for g in groups {
-            let out = &mut out[g.first..g.first + g.rows];
-            if g.rows == GROUP {
-                out.copy_from_slice(&dot::<GROUP>(w_row, &g.data, k));
-            } else {
-                out.copy_from_slice(&dot::<1>(w_row, &g.data, k));
+            let done = m / 4 * 4;
+            for (o, x_row) in out[done..].iter_mut().zip(x[done * k..].chunks_exact(k)) {
+                *o = dot1(w_row, x_row);
             }
         }
     }
@@ -83,13 +73,6 @@ pub(in crate::acoustic_decoder) fn skinny_matmul(
     k: usize,
     n: usize,
 ) -> Vec<f32> {
-    let mut groups = Vec::new();
-    let mut first = 0;
-    while first < m {
-        let rows = if m - first >= GROUP { GROUP } else { 1 };
-        groups.push(pack(x, k, first, rows));
-        first += rows;
-    }
     let mut out = vec![0f32; n * m];
     if n == 0 || m == 0 || k == 0 {
         return out;
@@ -100,17 +83,16 @@ pub(in crate::acoustic_decoder) fn skinny_matmul(
         1
     };
     let rows_per_thread = n.div_ceil(threads);
-    let groups = &groups;
     std::thread::scope(|scope| {
         let mut parts = out
             .chunks_mut(rows_per_thread * m)
             .zip(w.chunks(rows_per_thread * k));
         let own = parts.next();
         for (dst, w) in parts {
-            scope.spawn(move || with_simd(|| fill(dst, w, groups, m, k)));
+            scope.spawn(move || fill(dst, w, x, m, k));
         }
         if let Some((dst, w)) = own {
-            with_simd(|| fill(dst, w, groups, m, k));
+            fill(dst, w, x, m, k);
         }
     });
     out

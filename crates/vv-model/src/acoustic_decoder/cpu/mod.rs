@@ -49,22 +49,28 @@ impl<'a> CpuSlice<'a> {
     }
 }
 
-/// Runs `f` with AVX2 code generation when the CPU has it (x86-64), otherwise as compiled.
-/// The kernels called inside are `#[inline(always)]`, so they are vectorised for AVX2.
-#[inline(always)]
-pub(super) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 support was checked just above.
-            return unsafe { avx2(f) };
+/// Defines a kernel function that runs a copy compiled with AVX2 code generation when the CPU
+/// has it (x86-64) and the baseline copy otherwise. Helpers called from the body must be
+/// `#[inline(always)]` to be vectorised with it.
+macro_rules! simd_fn {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 support was checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
         }
-    }
-    f()
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
+use simd_fn;

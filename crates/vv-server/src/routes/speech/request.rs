@@ -2,6 +2,8 @@
 //! `diffusion_steps`, `seed` and `sample_rate`, each type-checked on its own so that an error
 //! names the offending field.
 //!
+//! `response_format` takes OpenAI's `wav`, `pcm` (16-bit, 24 kHz unless `sample_rate` says
+//! otherwise), `flac`, `opus`, and the raw encodings `pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`.
 //! Defaults that differ from OpenAI: `response_format` defaults to `wav` (OpenAI's `mp3` is
 //! not produced); `model` and `voice` may be left out (native model, default voice).
 
@@ -62,9 +64,6 @@ pub struct SpeechPlan {
     pub stream_format: StreamFormat,
 }
 
-/// Formats accepted in `response_format`: OpenAI's and the raw encodings of the protocol.
-const FORMATS: [&str; 7] = ["wav", "pcm", "flac", "opus", "pcm_f32le", "mulaw", "alaw"];
-
 /// One optional field, type-checked; `null` counts as absent.
 fn field<T: DeserializeOwned>(
     obj: &Map<String, Value>,
@@ -116,8 +115,7 @@ impl SpeechRequest {
         }
         let format = match field::<String>(&obj, "response_format")? {
             None => OutputFormat::Wav,
-            Some(name) if FORMATS.contains(&name.as_str()) => name.parse()?,
-            Some(name) => return Err(ApiError::UnsupportedFormat(name)),
+            Some(name) => name.parse()?,
         };
         let stream_format = match field::<String>(&obj, "stream_format")?.as_deref() {
             None | Some("audio") => StreamFormat::Audio,

@@ -1,0 +1,90 @@
+//! Single-pass elementwise kernels: the linear-layer epilogue (bias, GELU, residual) and the
+//! depthwise causal convolution with its bias and residual.
+
+use super::gelu::gelu_erf;
+use super::simd_fn;
+
+/// What follows a matmul: `act(y + bias) + residual`, all optional.
+pub(in crate::acoustic_decoder) struct Epilogue<'a> {
+    /// Per output column, `[n]`.
+    pub bias: Option<&'a [f32]>,
+    /// Apply GELU(erf) after the bias.
+    pub gelu: bool,
+    /// Added last, `[m, n]`.
+    pub residual: Option<&'a [f32]>,
+}
+
+simd_fn! {
+    /// Applies bias, GELU and residual in place to the rows (`n` wide) of `out`.
+    fn finish_rows(out: &mut [f32], n: usize, bias: Option<&[f32]>, gelu: bool, residual: Option<&[f32]>) {
+        for (i, row) in out.chunks_exact_mut(n).enumerate() {
+            if let Some(bias) = bias {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+            if gelu {
+                row.iter_mut().for_each(|v| *v = gelu_erf(*v));
+            }
+            if let Some(residual) = residual {
+                let residual = &residual[i * n..(i + 1) * n];
+                row.iter_mut().zip(residual).for_each(|(v, r)| *v += r);
+            }
+        }
+    }
+}
+
+/// Applies `e` to the matmul result `y` (`[m, n]`, or `[n, m]` when `transposed`), giving `[m, n]`.
+pub(in crate::acoustic_decoder) fn epilogue(
+    y: &[f32],
+    transposed: bool,
+    m: usize,
+    n: usize,
+    e: &Epilogue,
+) -> Vec<f32> {
+    let mut out = if transposed && m > 1 {
+        let mut out = vec![0f32; m * n];
+        for (j, column) in y.chunks_exact(m).enumerate() {
+            for (i, &v) in column.iter().enumerate() {
+                out[i * n + j] = v;
+            }
+        }
+        out
+    } else {
+        y.to_vec()
+    };
+    if n > 0 {
+        finish_rows(&mut out, n, e.bias, e.gelu, e.residual);
+    }
+    out
+}
+
+simd_fn! {
+    /// Adds bias and taps ⊙ shifted window to the residual rows in `out` (`c` channels).
+    fn depthwise_rows(out: &mut [f32], window: &[f32], taps: &[f32], bias: &[f32], c: usize) {
+        for (t, row) in out.chunks_exact_mut(c).enumerate() {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            for (k, tap) in taps.chunks_exact(c).enumerate() {
+                let input = &window[(t + k) * c..(t + k + 1) * c];
+                row.iter_mut()
+                    .zip(tap)
+                    .zip(input)
+                    .for_each(|((v, w), x)| *v += w * x);
+            }
+        }
+    }
+}
+
+/// `residual[t] + bias + Σ_k taps[k] ⊙ window[t + k]` over time-major rows of `c` channels,
+/// with `window` holding `K - 1` history rows before the `T` current ones.
+pub(in crate::acoustic_decoder) fn depthwise_causal(
+    window: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    residual: &[f32],
+    c: usize,
+) -> Vec<f32> {
+    let mut out = residual.to_vec();
+    if c > 0 {
+        depthwise_rows(&mut out, window, taps, bias, c);
+    }
+    out
+}

@@ -1,0 +1,124 @@
+//! `x [m, k] · w [n, k]ᵀ` with an optional bias, GELU(erf) and residual: fused CPU kernels for
+//! f32 on the CPU, plain candle ops on every other device and dtype.
+
+use candle_core::{bail, Device, Result, Tensor};
+
+use super::cpu::{self, CpuSlice};
+
+/// What follows the matmul: `act(x·wᵀ + bias) + residual`.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Epilogue<'a> {
+    /// `[n]`, added to every row.
+    pub bias: Option<&'a Tensor>,
+    /// GELU with the exact erf form, after the bias.
+    pub gelu: bool,
+    /// `[m, n]`, added last.
+    pub residual: Option<&'a Tensor>,
+}
+
+/// `act(x · wᵀ + bias) + residual` for `x [m, k]` and a PyTorch-layout weight `w [n, k]`.
+pub(super) fn linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
+    let mut all = vec![x, w];
+    all.extend(e.bias);
+    all.extend(e.residual);
+    if cpu::eligible(&all) {
+        return cpu_linear(x, w, e);
+    }
+    let mut y = x.matmul(&w.t()?)?;
+    if let Some(bias) = e.bias {
+        y = y.broadcast_add(bias)?;
+    }
+    if e.gelu {
+        y = y.gelu_erf()?;
+    }
+    match e.residual {
+        Some(residual) => y + residual,
+        None => Ok(y),
+    }
+}
+
+fn cpu_linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (n, w_k) = w.dims2()?;
+    let bias = e.bias.map(Tensor::contiguous).transpose()?;
+    let residual = e.residual.map(Tensor::contiguous).transpose()?;
+    let bias_ok = bias.as_ref().is_none_or(|b| b.dims() == [n]);
+    let residual_ok = residual.as_ref().is_none_or(|r| r.dims() == [m, n]);
+    if w_k != k || !bias_ok || !residual_ok {
+        bail!(
+            "linear: x {:?}, w {:?}, bias {:?}, residual {:?}",
+            x.dims(),
+            w.dims(),
+            bias.as_ref().map(Tensor::dims),
+            residual.as_ref().map(Tensor::dims)
+        );
+    }
+    let bias = bias.as_ref().map(CpuSlice::new).transpose()?;
+    let residual = residual.as_ref().map(CpuSlice::new).transpose()?;
+    let ep = cpu::Epilogue {
+        bias: bias.as_ref().map(CpuSlice::get).transpose()?,
+        gelu: e.gelu,
+        residual: residual.as_ref().map(CpuSlice::get).transpose()?,
+    };
+    let out = if m <= cpu::SKINNY_MAX_ROWS {
+        let x = x.contiguous()?;
+        let w = w.contiguous()?;
+        let (xs, ws) = (CpuSlice::new(&x)?, CpuSlice::new(&w)?);
+        let y = cpu::skinny_matmul(xs.get()?, ws.get()?, m, k, n);
+        cpu::epilogue(&y, true, m, n, &ep)
+    } else {
+        let y = x.matmul(&w.t()?)?;
+        let ys = CpuSlice::new(&y)?;
+        cpu::epilogue(ys.get()?, false, m, n, &ep)
+    };
+    Tensor::from_vec(out, (m, n), &Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    /// The candle-op path, as used on GPUs (f64 forces it on the CPU).
+    fn reference(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor, gelu: bool) -> Tensor {
+        let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let (b, r) = (f64(b), f64(r));
+        let e = Epilogue {
+            bias: Some(&b),
+            gelu,
+            residual: Some(&r),
+        };
+        linear(&f64(x), &f64(w), e).unwrap().to_dtype(DType::F32).unwrap()
+    }
+
+    #[test]
+    fn cpu_kernels_match_candle_ops_for_skinny_and_tall_inputs() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [(1, 40, 24), (6, 33, 70), (16, 64, 130), (17, 20, 9), (300, 48, 64)] {
+            let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1., n, &dev).unwrap();
+            let r = Tensor::randn(0f32, 1., (m, n), &dev).unwrap();
+            for gelu in [false, true] {
+                let e = Epilogue {
+                    bias: Some(&b),
+                    gelu,
+                    residual: Some(&r),
+                };
+                let got = linear(&x, &w, e).unwrap();
+                let want = reference(&x, &w, &b, &r, gelu);
+                let err = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(err < 1e-4, "m {m} k {k} n {n} gelu {gelu}: max abs error {err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Binary audio frames of one context: the 16-byte header ([`FrameHeader`]) followed by the
+//! samples in the negotiated encoding at the negotiated rate.
+//!
+//! - One binary frame per decoded engine frame, sent at once (no aggregation).
+//! - `seq` counts the context's frames from 0; `sample_offset` is the position of the frame's
+//!   first sample, in output-rate samples from the context start (modulo 2^32).
+//! - A segment (the audio between flushes) is encoded as one stream: its first frame has the
+//!   FIRST flag, and when the segment ends one more frame with the LAST flag carries the
+//!   encoder's tail (the resampler's held-back samples; no samples at 24 kHz, where nothing
+//!   is held back). A segment that produced no audio sends no frame at all.
+
+use vv_audio::encoder::{new_encoder, AudioEncoder};
+use vv_audio::resample::check_sample_rate;
+use vv_audio::{AudioError, Encoding, FrameHeader, OutputFormat};
+
+/// Frames audio of one context.
+pub struct AudioFramer {
+    context_num: u32,
+    encoding: Encoding,
+    sample_rate: u32,
+    next_seq: u32,
+    samples_sent: u64,
+    /// The encoder of the current segment, created by its first frame.
+    segment: Option<Box<dyn AudioEncoder>>,
+}
+
+impl AudioFramer {
+    /// A framer for context `context_num` producing `encoding` at `sample_rate`.
+    pub fn new(context_num: u32, encoding: Encoding, sample_rate: u32) -> Result<Self, AudioError> {
+        check_sample_rate(sample_rate)?;
+        Ok(Self {
+            context_num,
+            encoding,
+            sample_rate,
+            next_seq: 0,
+            samples_sent: 0,
+            segment: None,
+        })
+    }
+
+    /// The sample encoding of the frames.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The output sample rate of the frames.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Output samples framed so far in this context.
+    pub fn samples_sent(&self) -> u64 {
+        self.samples_sent
+    }
+
+    /// Milliseconds of audio framed so far in this context.
+    pub fn audio_ms(&self) -> u64 {
+        self.samples_sent * 1000 / u64::from(self.sample_rate)
+    }
+
+    /// The binary frame for one decoded frame of native 24 kHz samples.
+    pub fn frame(&mut self, samples: &[f32]) -> Result<Vec<u8>, AudioError> {
+        let first = self.segment.is_none();
+        if first {
+            self.segment = Some(new_encoder(OutputFormat::Raw(self.encoding), self.sample_rate)?);
+        }
+        let Some(encoder) = self.segment.as_mut() else {
+            return Err(AudioError::Finished);
+        };
+        let payload = encoder.push(samples)?;
+        Ok(self.emit(payload, first, false))
+    }
+
+    /// Ends the segment: the LAST frame with the encoder's tail, or `None` when the segment
+    /// produced no frame. The next frame starts a new segment.
+    pub fn end_segment(&mut self) -> Result<Option<Vec<u8>>, AudioError> {
+        let Some(mut encoder) = self.segment.take() else {
+            return Ok(None);
+        };
+        let tail = encoder.finish()?;
+        Ok(Some(self.emit(tail, false, true)))
+    }
+
+    fn emit(&mut self, payload: Vec<u8>, first: bool, last: bool) -> Vec<u8> {
+        let header = FrameHeader {
+            flags: 0,
+            context_num: self.context_num,
+            seq: self.next_seq,
+            // The offset is defined modulo 2^32 (about 25 hours at 48 kHz).
+            sample_offset: (self.samples_sent % (1u64 << 32)) as u32,
+        }
+        .with_first(first)
+        .with_last(last);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.samples_sent += (payload.len() / self.encoding.bytes_per_sample()) as u64;
+        header.frame(&payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use vv_audio::resample::resampled_len;
+    use vv_audio::SUPPORTED_SAMPLE_RATES;
+
+    fn decode(frame: &[u8]) -> (FrameHeader, usize) {
+        let (h, payload) = FrameHeader::decode(frame).unwrap();
+        (h, payload.len())
+    }
+
+    #[test]
+    fn native_rate_frames_and_empty_tail() {
+        let mut f = AudioFramer::new(3, Encoding::PcmS16le, 24_000).unwrap();
+        let (h0, n0) = decode(&f.frame(&[0.1; 3200]).unwrap());
+        let (h1, n1) = decode(&f.frame(&[0.1; 3200]).unwrap());
+        let (h2, n2) = decode(&f.end_segment().unwrap().unwrap());
+        assert_eq!((h0.context_num, h0.seq, h0.sample_offset, n0), (3, 0, 0, 6400));
+        assert!(h0.is_first() && !h0.is_last());
+        assert_eq!((h1.seq, h1.sample_offset, n1, h1.flags), (1, 3200, 6400, 0));
+        assert_eq!((h2.seq, h2.sample_offset, n2), (2, 6400, 0));
+        assert!(h2.is_last() && !h2.is_first());
+        assert_eq!(f.end_segment().unwrap(), None);
+        assert_eq!(f.audio_ms(), 266);
+        let (h3, _) = decode(&f.frame(&[0.0; 10]).unwrap());
+        assert!(h3.is_first());
+        assert_eq!((h3.seq, h3.sample_offset), (3, 6400));
+    }
+
+    #[test]
+    fn rejects_unsupported_rates() {
+        assert!(AudioFramer::new(1, Encoding::Mulaw, 11_025).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        /// Over segments of random frames, at every rate and encoding: seq counts from 0,
+        /// offsets are the running sum of payload samples, FIRST/LAST mark segment bounds and
+        /// every segment yields exactly the resampled length of its input.
+        #[test]
+        fn headers_and_lengths_add_up(
+            rate_i in 0usize..6,
+            enc_i in 0usize..4,
+            segments in prop::collection::vec(prop::collection::vec(1usize..4000, 0..4), 1..4),
+        ) {
+            let rate = SUPPORTED_SAMPLE_RATES[rate_i];
+            let encoding = Encoding::ALL[enc_i];
+            let mut f = AudioFramer::new(9, encoding, rate).unwrap();
+            let (mut seq, mut offset) = (0u32, 0u64);
+            for frames in &segments {
+                let mut seg_samples = 0u64;
+                let mut frames_out = Vec::new();
+                for &n in frames {
+                    frames_out.push(f.frame(&vec![0.25; n]).unwrap());
+                    seg_samples += n as u64;
+                }
+                frames_out.extend(f.end_segment().unwrap());
+                prop_assert_eq!(frames_out.len(), if frames.is_empty() { 0 } else { frames.len() + 1 });
+                let mut payload_samples = 0u64;
+                for (i, frame) in frames_out.iter().enumerate() {
+                    let (h, len) = decode(frame);
+                    prop_assert_eq!(len % encoding.bytes_per_sample(), 0);
+                    prop_assert_eq!(h.context_num, 9);
+                    prop_assert_eq!(h.seq, seq);
+                    prop_assert_eq!(u64::from(h.sample_offset), offset);
+                    prop_assert_eq!(h.is_first(), i == 0);
+                    prop_assert_eq!(h.is_last(), i + 1 == frames_out.len());
+                    let n = (len / encoding.bytes_per_sample()) as u64;
+                    seq += 1;
+                    offset += n;
+                    payload_samples += n;
+                }
+                prop_assert_eq!(payload_samples, resampled_len(seg_samples, rate));
+            }
+            prop_assert_eq!(f.samples_sent(), offset);
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The session's synthesis and output settings: defaults from the service settings and the
+//! upgrade's query (`voice`, `encoding`, `sample_rate`), changed by `session.configure`.
+//!
+//! Out-of-range numbers are clamped when a nearest valid value exists (`cfg_scale` above 10,
+//! `diffusion_steps` outside 1..=100), each clamp reported as a `value_clamped` warning;
+//! values with no sensible nearest value (`cfg_scale` <= 0 or not finite) are rejected with
+//! `invalid_value`. A rejected `session.configure` changes nothing.
+
+use std::collections::HashMap;
+
+use serde::{Serialize, Serializer};
+use vv_audio::{Encoding, NATIVE_SAMPLE_RATE};
+use vv_engine::params::{CFG_RANGE, STEPS_RANGE};
+use vv_engine::{EngineInfo, SynthesisParams};
+use vv_model::scheduler::SolverKind;
+
+use super::error::{supported_rate, WsError};
+use super::messages::Configure;
+use crate::config::Settings;
+use crate::voice_alias::resolve_voice;
+
+/// Code of the warning sent for a clamped value.
+pub const CLAMPED: &str = "value_clamped";
+
+/// What new contexts of a session are synthesised and encoded with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionConfig {
+    /// Installed voice name.
+    pub voice: String,
+    /// Sample encoding of audio frames.
+    #[serde(serialize_with = "encoding_name")]
+    pub encoding: Encoding,
+    /// Output sample rate in Hz.
+    pub sample_rate: u32,
+    /// Classifier-free guidance scale.
+    pub cfg_scale: f64,
+    /// Diffusion steps per frame.
+    pub diffusion_steps: usize,
+    /// Noise seed (`null`: random per segment).
+    pub seed: Option<u64>,
+    /// Diffusion solver (a service setting, not configurable per session).
+    #[serde(skip)]
+    pub solver: SolverKind,
+}
+
+fn encoding_name<S: Serializer>(encoding: &Encoding, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(encoding.as_str())
+}
+
+/// A value that was changed to fit its range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clamped {
+    /// What was changed, for the warning's message.
+    pub message: String,
+}
+
+impl SessionConfig {
+    /// The service defaults: default voice, `pcm_s16le` at 24 kHz, configured steps, guidance
+    /// and seed.
+    pub fn defaults(settings: &Settings, info: &EngineInfo) -> Self {
+        Self {
+            voice: info.default_voice.clone(),
+            encoding: Encoding::PcmS16le,
+            sample_rate: NATIVE_SAMPLE_RATE,
+            cfg_scale: f64::from(settings.cfg_scale),
+            diffusion_steps: settings.diffusion_steps,
+            seed: settings.seed,
+            solver: crate::engine_options::solver_kind(settings.solver),
+        }
+    }
+
+    /// Applies the upgrade's query parameters `voice`, `encoding` and `sample_rate`.
+    pub fn with_query(
+        self,
+        query: &HashMap<String, String>,
+        info: &EngineInfo,
+    ) -> Result<Self, WsError> {
+        let sample_rate = match query.get("sample_rate") {
+            None => None,
+            Some(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+                WsError::InvalidValue(format!("`sample_rate` {text:?} is not an integer"))
+            })?),
+        };
+        let request = Configure {
+            voice: query.get("voice").cloned(),
+            encoding: query.get("encoding").cloned(),
+            sample_rate,
+            ..Configure::default()
+        };
+        let (config, _) = self.configure(&request, info)?;
+        Ok(config)
+    }
+
+    /// The settings after `request`, and the clamps it needed; an error changes nothing.
+    pub fn configure(
+        &self,
+        request: &Configure,
+        info: &EngineInfo,
+    ) -> Result<(Self, Vec<Clamped>), WsError> {
+        let mut next = self.clone();
+        let mut clamped = Vec::new();
+        if let Some(voice) = &request.voice {
+            next.voice = resolve_voice(info, Some(voice))
+                .map_err(|_| WsError::UnknownVoice(voice.clone()))?;
+        }
+        if let Some(name) = &request.encoding {
+            next.encoding = name.parse::<Encoding>()?;
+        }
+        if let Some(rate) = request.sample_rate {
+            next.sample_rate = supported_rate(rate)?;
+        }
+        if let Some(cfg) = request.cfg_scale {
+            next.cfg_scale = clamp_cfg(cfg, &mut clamped)?;
+        }
+        if let Some(steps) = request.diffusion_steps {
+            next.diffusion_steps = clamp_steps(steps, &mut clamped);
+        }
+        if let Some(seed) = request.seed {
+            next.seed = seed;
+        }
+        Ok((next, clamped))
+    }
+
+    /// Engine parameters for a segment.
+    pub fn synthesis_params(&self) -> SynthesisParams {
+        SynthesisParams {
+            voice: Some(self.voice.clone()),
+            cfg_scale: self.cfg_scale,
+            diffusion_steps: self.diffusion_steps,
+            solver: self.solver,
+            seed: self.seed,
+        }
+    }
+}
+
+fn clamp_cfg(cfg: f64, clamped: &mut Vec<Clamped>) -> Result<f64, WsError> {
+    if !cfg.is_finite() || cfg <= CFG_RANGE.0 {
+        return Err(WsError::InvalidValue(format!(
+            "`cfg_scale` must be a number > {} and <= {}, got {cfg}",
+            CFG_RANGE.0, CFG_RANGE.1
+        )));
+    }
+    if cfg > CFG_RANGE.1 {
+        clamped.push(Clamped {
+            message: format!("`cfg_scale` {cfg} is above {}; using {}", CFG_RANGE.1, CFG_RANGE.1),
+        });
+        return Ok(CFG_RANGE.1);
+    }
+    Ok(cfg)
+}
+
+fn clamp_steps(steps: i64, clamped: &mut Vec<Clamped>) -> usize {
+    let (lo, hi) = STEPS_RANGE;
+    let fitted = usize::try_from(steps.max(0)).unwrap_or(hi).clamp(lo, hi);
+    if i64::try_from(fitted).ok() != Some(steps) {
+        clamped.push(Clamped {
+            message: format!("`diffusion_steps` {steps} is outside {lo}..={hi}; using {fitted}"),
+        });
+    }
+    fitted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::test_support::engine_info;
+
+    fn base() -> (SessionConfig, EngineInfo) {
+        let info = engine_info(&["a", "b"]);
+        (SessionConfig::defaults(&Settings::default(), &info), info)
+    }
+
+    #[test]
+    fn defaults_and_query() {
+        let (cfg, info) = base();
+        assert_eq!(cfg.voice, "a");
+        assert_eq!(cfg.encoding, Encoding::PcmS16le);
+        assert_eq!(cfg.sample_rate, 24_000);
+        let q: HashMap<String, String> = [("voice", "b"), ("encoding", "mulaw"), ("sample_rate", "8000")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let got = cfg.clone().with_query(&q, &info).unwrap();
+        assert_eq!((got.voice.as_str(), got.encoding, got.sample_rate), ("b", Encoding::Mulaw, 8000));
+        let bad = |k: &str, v: &str| {
+            let q = HashMap::from([(k.to_string(), v.to_string())]);
+            cfg.clone().with_query(&q, &info).unwrap_err().code()
+        };
+        assert_eq!(bad("voice", "../a"), "unknown_voice");
+        assert_eq!(bad("encoding", "mp3"), "unsupported_encoding");
+        assert_eq!(bad("sample_rate", "11025"), "unsupported_sample_rate");
+        assert_eq!(bad("sample_rate", "fast"), "invalid_value");
+    }
+
+    #[test]
+    fn configure_clamps_rejects_and_is_atomic() {
+        let (cfg, info) = base();
+        let req = Configure {
+            cfg_scale: Some(25.0),
+            diffusion_steps: Some(0),
+            seed: Some(Some(7)),
+            voice: Some("alloy".into()),
+            ..Configure::default()
+        };
+        let (next, clamped) = cfg.configure(&req, &info).unwrap();
+        assert_eq!(next.cfg_scale, CFG_RANGE.1);
+        assert_eq!(next.diffusion_steps, STEPS_RANGE.0);
+        assert_eq!(next.seed, Some(7));
+        assert_eq!(next.voice, "a");
+        assert_eq!(clamped.len(), 2);
+        let (again, none) = next
+            .configure(&Configure { diffusion_steps: Some(1000), seed: Some(None), ..Configure::default() }, &info)
+            .unwrap();
+        assert_eq!((again.diffusion_steps, again.seed, none.len()), (STEPS_RANGE.1, None, 1));
+        for cfg_scale in [0.0, -1.0, f64::NAN] {
+            let req = Configure { cfg_scale: Some(cfg_scale), encoding: Some("alaw".into()), ..Configure::default() };
+            assert_eq!(next.configure(&req, &info).unwrap_err().code(), "invalid_value");
+        }
+        let req = Configure { voice: Some("nobody".into()), ..Configure::default() };
+        assert_eq!(next.configure(&req, &info).unwrap_err().code(), "unknown_voice");
+        assert!(next.synthesis_params().validate().is_ok());
+    }
+}
