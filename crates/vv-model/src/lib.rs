@@ -14,6 +14,7 @@ pub mod kv_cache;
 pub mod language_model;
 pub mod model;
 pub mod parity;
+pub mod placement;
 pub mod qwen2;
 pub mod random_init;
 pub mod rope;

@@ -12,9 +12,15 @@ use crate::connector::AcousticConnector;
 use crate::diffusion_head::DiffusionHead;
 use crate::eos_classifier::EosClassifier;
 use crate::error::{ModelError, Result};
-use crate::language_model::{TextLm, TtsLm};
+use crate::language_model::{TextLm, TtsInput, TtsLm};
+use crate::placement::{Component, Place};
 use crate::random_init::RandomInit;
 use crate::source::CheckpointFiles;
+use vv_device::backend::Backend;
+use vv_device::fallback::FallbackNotice;
+
+/// Builds a CPU var builder in the given dtype (for components that fall back to the CPU).
+type CpuWeights<'a> = &'a dyn Fn(DType) -> Result<VarBuilder<'static>>;
 
 /// All inference components of the checkpoint.
 #[derive(Debug, Clone)]
@@ -30,6 +36,9 @@ pub struct VibeVoiceModel {
     speech_bias: f32,
     device: Device,
     dtype: DType,
+    /// Device and dtype of each component, indexed like [`Component::ALL`].
+    places: [Place; 6],
+    fallbacks: Vec<Component>,
 }
 
 fn open_weights(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
@@ -62,11 +71,15 @@ fn scalar(vb: &VarBuilder, name: &str) -> Result<f32> {
 
 impl VibeVoiceModel {
     /// Loads a checkpoint (`config.json` + `model.safetensors`) onto `device` in `dtype`.
+    /// A component whose operations the device's backend lacks is moved to the CPU (one
+    /// warning per component).
     pub fn load(files: &CheckpointFiles, device: &Device, dtype: DType) -> Result<Self> {
         let cfg = VibeVoiceConfig::from_file(&files.config)?;
         let vb = open_weights(&files.weights, dtype, device)?;
         let head_vb = open_weights(&files.weights, DType::F32, device)?;
-        Self::new(cfg, vb, head_vb)
+        let mut model = Self::new(cfg, vb, head_vb)?;
+        model.fall_back_unsupported(&|dt| open_weights(&files.weights, dt, &Device::Cpu))?;
+        Ok(model)
     }
 
     /// Builds the real architecture of `cfg` with random weights (for benchmarks: speed does not
@@ -74,7 +87,11 @@ impl VibeVoiceModel {
     pub fn random(cfg: VibeVoiceConfig, device: &Device, dtype: DType) -> Result<Self> {
         let vb = VarBuilder::from_backend(Box::new(RandomInit), dtype, device.clone());
         let head_vb = VarBuilder::from_backend(Box::new(RandomInit), DType::F32, device.clone());
-        Self::new(cfg, vb, head_vb)
+        let mut model = Self::new(cfg, vb, head_vb)?;
+        model.fall_back_unsupported(&|dt| {
+            Ok(VarBuilder::from_backend(Box::new(RandomInit), dt, Device::Cpu))
+        })?;
+        Ok(model)
     }
 
     /// Builds every component from a root `vb` (model dtype) and `head_vb` (f32) at the
@@ -104,6 +121,14 @@ impl VibeVoiceModel {
                 reason: format!("unusable latent scaling {speech_scaling} / bias {speech_bias}"),
             });
         }
+        let place = |dtype| Place {
+            device: device.clone(),
+            dtype,
+        };
+        let places = Component::ALL.map(|c| match c {
+            Component::DiffusionHead => place(DType::F32),
+            _ => place(dtype),
+        });
         Ok(Self {
             cfg,
             text_lm,
@@ -116,7 +141,104 @@ impl VibeVoiceModel {
             speech_bias,
             device,
             dtype,
+            places,
+            fallbacks: Vec::new(),
         })
+    }
+
+    /// Runs each component once on a tiny input; a component failing with an operation its
+    /// GPU backend lacks is rebuilt on the CPU in f32. Other errors are returned.
+    fn fall_back_unsupported(&mut self, cpu: CpuWeights) -> Result<()> {
+        if self.device.is_cpu() {
+            return Ok(());
+        }
+        let backend = Backend::of(&self.device);
+        let notice = FallbackNotice::new();
+        for c in Component::ALL {
+            let Err(err) = self.probe(c) else { continue };
+            match &err {
+                ModelError::Candle(e) if notice.falls_back_to_cpu(c.name(), backend, e) => {
+                    self.rebuild_on_cpu(c, cpu)?;
+                    self.probe(c)?;
+                }
+                _ => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// One tiny forward pass of a component.
+    fn probe(&self, c: Component) -> Result<()> {
+        let (h, latent) = (self.cfg.decoder_config.hidden_size, self.cfg.acoustic_vae_dim);
+        let place = self.place(c);
+        let zeros = |shape: &[usize]| -> Result<Tensor> {
+            Ok(Tensor::zeros(shape, place.dtype, &place.device)?)
+        };
+        match c {
+            Component::TextLm => self
+                .text_lm
+                .forward(&[0], &mut self.text_lm.new_cache())
+                .map(drop),
+            Component::TtsLm => self
+                .tts_lm
+                .forward(TtsInput::speech(&zeros(&[1, h])?), &mut self.tts_lm.new_cache())
+                .map(drop),
+            Component::Connector => self.connector.forward(&zeros(&[1, latent])?).map(drop),
+            Component::EosClassifier => self.eos.logit(&zeros(&[1, h])?).map(drop),
+            Component::DiffusionHead => self
+                .head
+                .forward(&zeros(&[1, latent])?, &[999.0], &zeros(&[1, h])?)
+                .map(drop),
+            Component::AcousticDecoder => self
+                .decoder
+                .decode_step(&zeros(&[1, latent, 1])?, &mut self.decoder.new_state()?)
+                .map(drop),
+        }
+    }
+
+    fn rebuild_on_cpu(&mut self, c: Component, cpu: CpuWeights) -> Result<()> {
+        let vb = cpu(DType::F32)?;
+        let m = vb.pp("model");
+        let cfg = &self.cfg;
+        match c {
+            Component::TextLm => self.text_lm = TextLm::new(cfg, m)?,
+            Component::TtsLm => self.tts_lm = TtsLm::new(cfg, m)?,
+            Component::Connector => {
+                self.connector = AcousticConnector::new(cfg, m.pp("acoustic_connector"))?
+            }
+            Component::EosClassifier => {
+                self.eos = EosClassifier::new(cfg, vb.pp("tts_eos_classifier"))?
+            }
+            Component::DiffusionHead => {
+                self.head = DiffusionHead::new(&cfg.diffusion_head_config, m.pp("prediction_head"))?
+            }
+            Component::AcousticDecoder => {
+                self.decoder = AcousticDecoder::new(
+                    &cfg.acoustic_tokenizer_config,
+                    m.pp("acoustic_tokenizer").pp("decoder"),
+                )?
+            }
+        }
+        self.places[Self::index(c)] = Place {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        };
+        self.fallbacks.push(c);
+        Ok(())
+    }
+
+    fn index(c: Component) -> usize {
+        Component::ALL.iter().position(|x| *x == c).unwrap_or(0)
+    }
+
+    /// Device and dtype of a component.
+    pub fn place(&self, c: Component) -> &Place {
+        &self.places[Self::index(c)]
+    }
+
+    /// Components that fell back to the CPU because their backend lacks an operation.
+    pub fn cpu_fallbacks(&self) -> &[Component] {
+        &self.fallbacks
     }
 
     /// The checkpoint's configuration.
@@ -124,7 +246,7 @@ impl VibeVoiceModel {
         &self.cfg
     }
 
-    /// Device of every component.
+    /// The device chosen for the model (components that fell back run on the CPU instead).
     pub fn device(&self) -> &Device {
         &self.device
     }

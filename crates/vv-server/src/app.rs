@@ -20,7 +20,10 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// The whole service as one router.
 pub fn app(state: AppState) -> Router {
-    let routes = Router::new().merge(routes::router());
+    let routes = Router::new()
+        .merge(routes::router())
+        .merge(crate::ws::router())
+        .merge(crate::page::router());
     // Merge point: further route groups (the v1 WebSocket protocol, the web page) join here.
     with_layers(routes, state)
 }
@@ -31,6 +34,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let limit = body_limit(&state);
     routes
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -146,6 +150,17 @@ mod tests {
                 .get(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_get_a_json_405() {
+        let state = state_with(Settings::default());
+        let response = app(state)
+            .oneshot(Request::get("/v1/audio/speech").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(json_body(response).await["error"]["code"], "method_not_allowed");
     }
 
     #[tokio::test]

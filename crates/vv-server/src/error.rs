@@ -67,6 +67,9 @@ pub enum ApiError {
     /// No such route or resource.
     #[error("not found")]
     NotFound,
+    /// The route exists but not for this HTTP method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// The model is still loading or warming up.
     #[error("the model is still loading; retry shortly")]
     NotReady,
@@ -122,6 +125,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "request_too_large",
             ApiError::Unauthorized => "invalid_api_key",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::ShuttingDown => "shutting_down",
@@ -148,6 +152,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound | ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady
             | ApiError::Overloaded { .. }
             | ApiError::ShuttingDown

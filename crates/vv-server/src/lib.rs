@@ -6,11 +6,13 @@ pub mod config;
 pub mod engine_options;
 pub mod error;
 pub mod metrics;
+pub mod page;
 pub mod routes;
 pub mod serve;
 pub mod shutdown;
 pub mod state;
 pub mod voice_alias;
+pub mod ws;
 
 pub use app::app;
 pub use error::ApiError;

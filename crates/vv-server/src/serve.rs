@@ -165,7 +165,7 @@ async fn load_engine(state: AppState) -> ServeError {
             let info = engine.info();
             info!(
                 device = %info.device.device,
-                dtype = info.device.dtype.as_str(),
+                dtype = %info.device.dtype.as_str(),
                 voices = info.voices.len(),
                 slots = info.slots_total,
                 load_seconds = info.model.load_seconds,

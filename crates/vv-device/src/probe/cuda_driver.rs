@@ -9,15 +9,40 @@ use nvml_wrapper::Nvml;
 use std::sync::{Arc, OnceLock};
 use tracing::{debug, info};
 
-/// Number of CUDA devices the driver reports, or why it cannot be asked.
+/// Number of CUDA devices the driver reports, or why it cannot be asked; asked once per process.
 pub(crate) fn device_count() -> Result<usize, String> {
-    match catch_panic(CudaContext::device_count) {
+    static COUNT: OnceLock<Result<usize, String>> = OnceLock::new();
+    COUNT.get_or_init(count_devices).clone()
+}
+
+/// Asks the driver for its device count.
+///
+/// When CUDA is loaded at run time (cudarc's `dynamic-loading`, as `scripts/build-cuda.sh`
+/// builds it), a missing libcuda makes cudarc panic. The call runs with the panic hook silenced,
+/// so a machine without CUDA gets a reason and no panic message on stderr.
+fn count_devices() -> Result<usize, String> {
+    match silently(|| catch_panic(CudaContext::device_count)) {
         Ok(Ok(n)) => usize::try_from(n).map_err(|_| format!("the driver reported {n} devices")),
         Ok(Err(e)) => Err(format!("CUDA driver error: {e}")),
-        Err(panic) => Err(format!(
-            "the CUDA driver library (libcuda) could not be loaded ({panic})"
-        )),
+        Err(panic) => {
+            let detail = panic.trim_start_matches("panicked: ");
+            debug!(detail, "cudarc could not load the CUDA driver library");
+            Err(
+                "the CUDA driver library (libcuda) could not be loaded: no NVIDIA driver found"
+                    .into(),
+            )
+        }
     }
+}
+
+/// Runs `f` with the process's panic hook replaced by a silent one, then restores the hook.
+/// `f` must not unwind (wrap it in [`catch_panic`]).
+fn silently<T>(f: impl FnOnce() -> T) -> T {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let value = f();
+    std::panic::set_hook(hook);
+    value
 }
 
 /// Name, memory, compute capability and NVML telemetry of device `ordinal`.

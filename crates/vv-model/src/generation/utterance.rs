@@ -1,6 +1,6 @@
 //! The utterance state machine: text windows, CFG-guided frames, decoding, feedback, stopping.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::acoustic_decoder::DecoderState;
@@ -10,6 +10,7 @@ use crate::generation::voice::PreparedVoice;
 use crate::kv_cache::KvCache;
 use crate::language_model::TtsInput;
 use crate::model::VibeVoiceModel;
+use crate::placement::Component;
 use crate::sampler::{DiffusionSampler, NoiseSource};
 use crate::scheduler::{DpmSolver, SolverKind};
 
@@ -230,18 +231,18 @@ impl Utterance {
             SolverKind::Sde => Some(self.noise.as_mut()),
             SolverKind::Ode => None,
         };
+        let head = model.place(Component::DiffusionHead);
         let z = self.sampler.sample(
-            &self.h_pos,
-            &self.h_neg,
+            &head.put(&self.h_pos)?,
+            &head.put(&self.h_neg)?,
             self.params.cfg_scale,
             &x_t,
             step_noise,
         )?;
-        let z = Tensor::from_vec(z, (1, latent_size), model.device())?;
+        let z = Tensor::from_vec(z, (1, latent_size), &Device::Cpu)?;
         let z_dec = model
-            .denormalize(&z)?
-            .to_dtype(model.dtype())?
-            .reshape((1, latent_size, 1))?;
+            .place(Component::AcousticDecoder)
+            .put(&model.denormalize(&z)?.reshape((1, latent_size, 1))?)?;
         let audio = row_vec(&model.decoder.decode_step(&z_dec, &mut self.decoder)?)?;
         let mut trace = match self.trace {
             Some(_) => Some(FrameTrace {
@@ -277,7 +278,10 @@ impl Utterance {
             self.stop = Some(StopReason::MaxLength);
             return Ok(());
         }
-        let e = model.connector.forward(&z.to_dtype(model.dtype())?)?;
+        let e = model
+            .connector
+            .forward(&model.place(Component::Connector).put(z)?)?;
+        let e = model.place(Component::TtsLm).put(&e)?;
         let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
         let mut out = model
             .tts_lm
@@ -289,7 +293,8 @@ impl Utterance {
         self.h_pos = h_pos;
         self.h_neg = h_neg;
         if self.params.eos_enabled || trace.is_some() {
-            let logit = row_vec(&model.eos.logit(&self.h_pos)?)?
+            let h = model.place(Component::EosClassifier).put(&self.h_pos)?;
+            let logit = row_vec(&model.eos.logit(&h)?)?
                 .first()
                 .copied()
                 .unwrap_or(f32::NEG_INFINITY);

@@ -1,4 +1,4 @@
-//! A voice preset prepared for one model: caches on the model's device and dtype, ready to be
+//! A voice preset prepared for one model: caches on their LM's device and dtype, ready to be
 //! cloned for each utterance (the reference mutates preset caches in place; we never do).
 
 use candle_core::Tensor;
@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::model::VibeVoiceModel;
+use crate::placement::{Component, Place};
 use crate::voice_preset::{PresetEntry, VoicePreset};
 
 /// Preset caches and conditions in the model's device/dtype.
@@ -20,29 +21,28 @@ pub struct PreparedVoice {
     pub(crate) neg_condition: Tensor,
 }
 
-fn cache(entry: &PresetEntry, model: &VibeVoiceModel) -> Result<KvCache> {
+fn cache(entry: &PresetEntry, place: &Place) -> Result<KvCache> {
     let (keys, values) = entry.cache();
-    KvCache::from_layers(keys, values)?.to(model.dtype(), model.device())
+    KvCache::from_layers(keys, values)?.to(place.dtype, &place.device)
 }
 
-fn last_row(entry: &PresetEntry, model: &VibeVoiceModel) -> Result<Tensor> {
+fn last_row(entry: &PresetEntry, place: &Place) -> Result<Tensor> {
     let h = entry.last_hidden_row()?;
     let hidden = h.elem_count();
-    Ok(h.reshape((1, hidden))?
-        .to_dtype(model.dtype())?
-        .to_device(model.device())?)
+    place.put(&h.reshape((1, hidden))?)
 }
 
 impl PreparedVoice {
     /// Validates `preset` against the model and moves its caches to the model's device.
     pub fn new(model: &VibeVoiceModel, preset: &VoicePreset) -> Result<Self> {
         preset.validate(model.config())?;
+        let (text, tts) = (model.place(Component::TextLm), model.place(Component::TtsLm));
         Ok(Self {
-            lm: cache(preset.lm(), model)?,
-            tts_pos: cache(preset.tts_lm(), model)?,
-            tts_neg: cache(preset.neg_tts_lm(), model)?,
-            pos_condition: last_row(preset.tts_lm(), model)?,
-            neg_condition: last_row(preset.neg_tts_lm(), model)?,
+            lm: cache(preset.lm(), text)?,
+            tts_pos: cache(preset.tts_lm(), tts)?,
+            tts_neg: cache(preset.neg_tts_lm(), tts)?,
+            pos_condition: last_row(preset.tts_lm(), tts)?,
+            neg_condition: last_row(preset.neg_tts_lm(), tts)?,
         })
     }
 

@@ -1,0 +1,66 @@
+//! The upgrade handler of `GET /v1/tts/stream`. Checks that answer with HTTP errors come
+//! first (API keys are checked by the shared middleware: 401): not ready or draining -> 503,
+//! no free synthesis slot -> 503 `overloaded` (both with `Retry-After`), bad query
+//! parameters -> 400. Then the upgrade, with the transport's message size capped at
+//! `max_message_bytes`.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::response::Response;
+
+use super::error::WsError;
+use super::session::run_session;
+use super::session_config::SessionConfig;
+use super::transport::adapt;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The query parameter each session-default error is about.
+fn param_of(error: &WsError) -> Option<&'static str> {
+    match error {
+        WsError::UnknownVoice(_) => Some("voice"),
+        WsError::UnsupportedEncoding(_) => Some("encoding"),
+        WsError::UnsupportedSampleRate(_) | WsError::InvalidValue(_) => Some("sample_rate"),
+        _ => None,
+    }
+}
+
+/// `GET /v1/tts/stream`.
+pub async fn stream(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| ApiError::InvalidRequest {
+        message: format!("/v1/tts/stream needs a WebSocket upgrade: {e}"),
+        param: None,
+    })?;
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest {
+        message: e.body_text(),
+        param: None,
+    })?;
+    let engine = state.engine()?.clone();
+    if !engine.has_free_slot() {
+        return Err(ApiError::Overloaded {
+            total: engine.slots_total(),
+        });
+    }
+    let defaults = SessionConfig::defaults(state.settings(), engine.info())
+        .with_query(&query, engine.info())
+        .map_err(|e| ApiError::InvalidRequest {
+            message: e.to_string(),
+            param: param_of(&e),
+        })?;
+    let max = state.settings().limits.max_message_bytes;
+    Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let (outgoing, incoming) = adapt(socket);
+            run_session(state, engine, defaults, outgoing, incoming)
+        }))
+}
