@@ -1,6 +1,8 @@
 //! The model thread: owns the runtime and the active utterances, takes commands from a bounded
 //! channel, and advances every runnable utterance by one frame per round (so a cancel or a
 //! disconnect takes effect within one frame). Candle work never runs on an async runtime.
+//! A step that fails because the device ran out of memory is retried once after the device's
+//! cached buffers are released.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,10 +10,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use candle_core::Device;
 use tracing::{debug, warn};
+use vv_device::fallback::retry_after_clear_cache;
+use vv_device::ops::{BackendOps, CandleOps};
 use vv_model::generation::{GenerationParams, StepOutcome, Utterance};
 use vv_model::sampler::GaussianNoise;
 use vv_model::text::IncrementalTokenizer;
+use vv_model::ModelError;
 
 use crate::command::{Command, UtteranceId};
 use crate::error::EngineError;
@@ -253,14 +259,16 @@ impl Worker {
 
     /// One step of one utterance; true when it produced a frame.
     fn advance(&mut self, id: UtteranceId) -> bool {
-        let model = &self.runtime.model;
+        let (model, device) = (&self.runtime.model, &self.runtime.device);
         let Some(a) = self.active.get_mut(&id) else {
             return false;
         };
         if let Some(q) = a.queued_at.take() {
             self.observer.queue_wait(q.elapsed());
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| a.utt.step(model)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            step_with_retry(&CandleOps, device, || a.utt.step(model))
+        }));
         match outcome {
             Ok(Ok(StepOutcome::Frame { audio, last })) => {
                 let seq = (a.utt.frames() - 1) as u32;
@@ -310,6 +318,105 @@ impl Worker {
                 );
                 false
             }
+        }
+    }
+}
+
+/// Runs `step`; when it fails because `device` ran out of memory (as
+/// [`vv_device::fallback::classify`] reads candle's error), releases the device's cached buffers
+/// through `ops` and runs it once more. Other errors, and the second attempt's, are returned.
+fn step_with_retry(
+    ops: &dyn BackendOps,
+    device: &Device,
+    mut step: impl FnMut() -> vv_model::Result<StepOutcome>,
+) -> vv_model::Result<StepOutcome> {
+    // Only candle errors come from the device; the retry helper sees those and passes every
+    // other outcome through untouched.
+    let outcome = retry_after_clear_cache(ops, device, || match step() {
+        Err(ModelError::Candle(error)) => Err(error),
+        other => Ok(other),
+    });
+    outcome.unwrap_or_else(|error| Err(ModelError::Candle(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Error;
+    use vv_device::backend::Backend;
+    use vv_device::ops::{BackendOp, RecordingOps};
+
+    fn candle(message: &str) -> ModelError {
+        ModelError::Candle(Error::Msg(message.to_string()))
+    }
+
+    /// Runs `step_with_retry` over a scripted sequence of step results; returns the outcome,
+    /// how many steps ran and the backend operations issued.
+    fn run(
+        backend: Backend,
+        script: Vec<vv_model::Result<StepOutcome>>,
+    ) -> (vv_model::Result<StepOutcome>, usize, Vec<BackendOp>) {
+        let ops = RecordingOps::new(backend);
+        let mut script = script.into_iter();
+        let mut steps = 0;
+        let outcome = step_with_retry(&ops, &Device::Cpu, || {
+            steps += 1;
+            script.next().unwrap_or(Ok(StepOutcome::NeedText))
+        });
+        let calls = ops.calls().iter().map(|c| c.op).collect();
+        (outcome, steps, calls)
+    }
+
+    #[test]
+    fn out_of_memory_clears_the_cache_and_steps_once_more() {
+        let (outcome, steps, calls) = run(
+            Backend::Metal,
+            vec![
+                Err(candle("Failed to create metal resource: Buffer")),
+                Ok(StepOutcome::Frame {
+                    audio: vec![0.25; 4],
+                    last: false,
+                }),
+            ],
+        );
+        assert!(
+            matches!(outcome, Ok(StepOutcome::Frame { ref audio, last: false }) if audio == &[0.25; 4])
+        );
+        assert_eq!(steps, 2);
+        assert_eq!(calls, [BackendOp::ClearCache]);
+    }
+
+    #[test]
+    fn a_second_out_of_memory_is_returned_after_one_retry() {
+        let (outcome, steps, calls) = run(
+            Backend::Cuda,
+            vec![
+                Err(candle("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")")),
+                Err(candle("CUDA_ERROR_OUT_OF_MEMORY")),
+            ],
+        );
+        let error = outcome.unwrap_err();
+        assert_eq!(error.code(), "compute_error");
+        assert!(error.to_string().contains("CUDA_ERROR_OUT_OF_MEMORY"), "{error}");
+        assert_eq!(steps, 2);
+        assert_eq!(calls, [BackendOp::ClearCache]);
+    }
+
+    #[test]
+    fn other_failures_and_successes_are_not_retried() {
+        let cases = vec![
+            Err(candle("shape mismatch in matmul")),
+            Err(candle("Metal conv1d F16 not implemented")),
+            // Not a device error, whatever its text says.
+            Err(ModelError::InvalidInput("out of memory".into())),
+            Ok(StepOutcome::NeedText),
+        ];
+        for case in cases {
+            let expected_err = case.as_ref().err().map(ToString::to_string);
+            let (outcome, steps, calls) = run(Backend::Metal, vec![case]);
+            assert_eq!(outcome.err().map(|e| e.to_string()), expected_err);
+            assert_eq!(steps, 1);
+            assert!(calls.is_empty(), "{calls:?}");
         }
     }
 }

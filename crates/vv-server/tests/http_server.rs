@@ -107,6 +107,7 @@ async fn metrics_scrape_parses_and_has_every_family() {
         .post_json("/v1/audio/speech", &json!({"input": ""}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.wait_idle().await;
 
     let (status, headers, body) = server.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);

@@ -12,7 +12,9 @@ use vv_device::dtype::select_dtype;
 use vv_device::ops::{BackendOps, CandleOps};
 use vv_device::probe::SystemProbe;
 use vv_device::resolve::resolve_device;
-use vv_model::generation::{GenerationParams, PreparedVoice, StepOutcome, Utterance};
+use vv_model::generation::{
+    component_times, ComponentTimes, GenerationParams, PreparedVoice, StepOutcome, Utterance,
+};
 use vv_model::sampler::GaussianNoise;
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
 use vv_model::text::{normalize_text, TextTokenizer};
@@ -48,6 +50,9 @@ pub struct BenchArgs {
     /// --random-weights, voices/en-Davis_man.pt).
     #[arg(long, value_name = "FILE")]
     pub voice_file: Option<PathBuf>,
+    /// Also time each piece of a frame separately (text window, diffusion, decoder, feedback).
+    #[arg(long)]
+    pub breakdown: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +88,8 @@ struct BenchReport {
     process_rss_bytes: Option<u64>,
     /// KV-cache bytes of one utterance at the end of a run.
     kv_cache_bytes: usize,
+    /// Median time of each piece of a frame (with --breakdown).
+    breakdown_ms: Option<ComponentTimes>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -219,6 +226,11 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         kv_bytes = kv;
         peak = peak.max(p);
     }
+    let breakdown = if args.breakdown {
+        Some(component_times(&model, &voice, &params, args.runs)?)
+    } else {
+        None
+    };
     let report = BenchReport {
         device: resolution.device.label(),
         device_name: resolution.device.name.clone(),
@@ -238,6 +250,7 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         peak_gpu_memory_bytes: peak,
         process_rss_bytes: vv_device::ops::host_memory().process_rss_bytes,
         kv_cache_bytes: kv_bytes,
+        breakdown_ms: breakdown,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -257,6 +270,12 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
             "time to first audio {:.1} ms (median) | per frame {:.1} ms (median) | real-time factor {:.3}",
             report.ttfa_ms, report.per_frame_ms, report.real_time_factor
         );
+        if let Some(b) = &report.breakdown_ms {
+            println!(
+                "breakdown (median ms): text window {:.1} | diffusion {:.1} | decoder {:.1} | feedback {:.1}",
+                b.text_window_ms, b.diffusion_ms, b.decoder_ms, b.feedback_ms
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,13 @@
 //! returns [`StepOutcome::NeedText`] instead of running ahead.
 
 mod params;
+mod profile;
 mod utterance;
 mod voice;
 mod warmup;
 
 pub use params::{GenerationParams, SPEECH_WINDOW, TEXT_WINDOW};
+pub use profile::{component_times, ComponentTimes};
 pub use utterance::{FrameTrace, StepOutcome, StopReason, Utterance};
 pub use voice::PreparedVoice;
 pub use warmup::warmup;

@@ -102,6 +102,16 @@ impl TestServer {
         }
     }
 
+    /// Waits until no utterance holds a slot (panics after 30 s). The model thread frees a
+    /// slot just after an utterance's last event, so a finished response may briefly hold it.
+    pub async fn wait_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.state.in_flight() != 0 {
+            assert!(Instant::now() < deadline, "a slot is still held after 30 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Signals shutdown (the server starts draining).
     pub fn signal_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {

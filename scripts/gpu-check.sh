@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Checks the CUDA build of scripts/build-cuda.sh on a machine with an NVIDIA GPU, in one go:
+# linking, device report and resolution, golden parity in f32 and bf16, the benchmark at 5 and
+# 20 diffusion steps (bf16, CFG 1.5), and the service's /metrics on CUDA.
+#
+# Usage: scripts/gpu-check.sh [BINARY]
+#   BINARY defaults to .gpu/vibevoice-rt, or .gpu/vibevoice-rt.xz unpacked to a temporary file.
+#   Run from anywhere; fixture and voice paths are relative to the repository root.
+# Environment: OUT (output directory, default a new temporary one), BF16_TOLERANCE_SCALE (tolerance
+#   factor of the bf16 parity run, default 50), BENCH_FRAMES (24), BENCH_RUNS (5).
+# Output in $OUT: gpu-check.log (everything), summary.txt (the numbers), results.tar.gz (every
+#   command's stdout/stderr, JSON included). Every step runs even if an earlier one fails; a
+#   step's failure or any panic text is reported in the summary, and the exit status is non-zero.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out=${OUT:-$(mktemp -d -t gpu-check.XXXXXX)}
+steps_dir=$out/steps
+mkdir -p "$steps_dir"
+exec > >(tee "$out/gpu-check.log") 2>&1
+
+bin=${1:-.gpu/vibevoice-rt}
+if [[ ! -x $bin && -f $bin.xz ]]; then
+    unpacked=$(mktemp -d)/vibevoice-rt
+    xz -dc "$bin.xz" >"$unpacked" && chmod +x "$unpacked"
+    bin=$unpacked
+fi
+[[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
+
+# cuBLAS, cuRAND and NVRTC of CUDA 13 must be loadable; add a Python environment's copy if the
+# system loader does not know them.
+if ! ldconfig -p | grep -q 'libcublas\.so\.13'; then
+    for dir in $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null); do
+        [[ -f $dir/libcublas.so.13 ]] && export LD_LIBRARY_PATH=$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    done
+fi
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+
+failures=()
+# step NAME EXPECT CMD...: runs CMD (3-minute limit), keeps its stdout/stderr, prints both;
+# EXPECT is `ok` (exit 0), `fail` (a clean non-zero exit, as for an out-of-range device) or
+# `any` (numbers only).
+step() {
+    local name=$1 expect=$2
+    shift 2
+    echo "=== $name: $*"
+    local start=$SECONDS
+    timeout 180 "$@" >"$steps_dir/$name.out" 2>"$steps_dir/$name.err"
+    local rc=$?
+    cat "$steps_dir/$name.out"
+    sed 's/^/stderr: /' "$steps_dir/$name.err"
+    echo "--- $name: exit $rc in $((SECONDS - start)) s"
+    if grep -q panicked "$steps_dir/$name.err"; then failures+=("$name: panic text on stderr"); fi
+    if [[ $expect == ok && $rc -ne 0 ]] || [[ $expect == fail && ($rc -eq 0 || $rc -eq 101 || $rc -ge 124) ]]; then
+        failures+=("$name: exit $rc, expected $expect")
+    fi
+}
+
+step ldd ok ldd "$bin"
+step nvidia-smi ok nvidia-smi
+step devices ok "$bin" devices
+step devices-json ok "$bin" devices --json
+step devices-cuda1 fail "$bin" devices --device cuda:1
+step fixture-f32 ok "$bin" check-fixture testdata/vibevoice-tiny --device cuda --dtype f32 --json
+# bf16 at the f32 tolerances: expected to fail; its errors give the tolerance bf16 needs.
+step fixture-bf16-raw any "$bin" check-fixture testdata/vibevoice-tiny --device cuda --dtype bf16 --json
+step fixture-bf16 ok "$bin" check-fixture testdata/vibevoice-tiny --device cuda --dtype bf16 \
+    --tolerance-scale "${BF16_TOLERANCE_SCALE:-50}"
+bench=(bench --random-weights --device cuda --dtype bf16 --cfg-scale 1.5
+    --frames "${BENCH_FRAMES:-24}" --runs "${BENCH_RUNS:-5}" --json)
+step bench-5 ok "$bin" "${bench[@]}" --diffusion-steps 5
+step bench-20 ok "$bin" "${bench[@]}" --diffusion-steps 20
+
+# The service on CUDA with the tiny fixture model: one speech request, then /metrics.
+voices=$(mktemp -d)
+cp testdata/vibevoice-tiny/golden/voice_preset.pt "$voices/tiny.pt"
+"$bin" serve --device cuda --model testdata/vibevoice-tiny/model \
+    --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir "$voices" --port 18777 \
+    >"$steps_dir/serve.out" 2>"$steps_dir/serve.err" &
+serve_pid=$!
+step serve-metrics ok python3 - "$serve_pid" <<'EOF'
+import json, os, sys, time, urllib.request
+base = "http://127.0.0.1:18777"
+for _ in range(120):
+    if not os.path.exists(f"/proc/{sys.argv[1]}"):
+        sys.exit("the service exited (see serve: lines)")
+    try:
+        urllib.request.urlopen(base + "/ready", timeout=1).read()
+        break
+    except Exception:
+        time.sleep(0.5)
+body = json.dumps({"model": "vibevoice-realtime-0.5b", "input": "Hello from the GPU.",
+                   "voice": "tiny", "response_format": "wav"}).encode()
+req = urllib.request.Request(base + "/v1/audio/speech", body, {"content-type": "application/json"})
+print("speech bytes:", len(urllib.request.urlopen(req, timeout=60).read()))
+metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+print("\n".join(l for l in metrics.splitlines() if l.startswith("vibevoice_device_")))
+EOF
+kill "$serve_pid" 2>/dev/null
+wait "$serve_pid" 2>/dev/null
+sed 's/^/serve: /' "$steps_dir/serve.err" | tail -n 20
+if grep -q panicked "$steps_dir/serve.err"; then failures+=("serve: panic text on stderr"); fi
+
+python3 - "$steps_dir" >"$out/summary.txt" <<'EOF'
+import collections, json, sys
+d = sys.argv[1]
+def load(name):
+    try:
+        return json.load(open(f"{d}/{name}.out"))
+    except Exception as e:
+        print(f"{name}: no JSON ({e})")
+        return None
+rep = load("devices-json")
+if rep:
+    cuda = next(b for b in rep["backends"] if b["backend"] == "cuda")
+    for dev in cuda["devices"]:
+        m = dev.get("memory") or {}
+        print(f"device {dev['device']}: {dev['name']} cc {dev.get('compute_capability')} "
+              f"total {m.get('total_bytes')} free {m.get('free_bytes')} util {m.get('utilization_percent')}% "
+              f"temp {m.get('temperature_celsius')} C")
+    print(f"auto resolves to {rep['resolved']}, dtype {rep['dtype']['dtype']}; warnings {rep['warnings']}")
+print("cuda:1:", open(f"{d}/devices-cuda1.err").read().strip().splitlines()[-1:])
+for name in ("fixture-f32", "fixture-bf16-raw"):
+    reports = load(name)
+    if not reports:
+        continue
+    comp = collections.defaultdict(lambda: [0.0, 0.0, 0, 0])
+    for r in reports:
+        c = comp[r["component"]]
+        rel, tol = r["rel"], r["tolerance"]
+        c[0] = max(c[0], rel if rel == rel else float("inf"))
+        if tol > 0:
+            c[1] = max(c[1], rel / tol if rel == rel else float("inf"))
+        elif rel != 0:
+            c[1] = float("inf")
+        c[2] += 1
+        c[3] += rel == rel and rel <= tol
+    print(f"{name}: {sum(c[3] for c in comp.values())}/{len(reports)} within the f32 tolerances")
+    for k, (rel, ratio, n, ok) in comp.items():
+        print(f"  {k:<17} max rel {rel:.3e}  needs tolerance scale {ratio:.3g}  ({ok}/{n} pass at scale 1)")
+    bad = [r for r in reports if r["tolerance"] == 0 and r["rel"] != 0]
+    for r in bad:
+        print(f"  exact tensor differs: {r['component']} {r['name']} rel {r['rel']}")
+for name in ("bench-5", "bench-20"):
+    b = load(name)
+    if b:
+        print(f"{name}: {b['device_name']} {b['dtype']} steps {b['steps']} cfg {b['cfg_scale']} "
+              f"frames {b['frames']} runs {b['runs']}: ttfa {b['ttfa_ms']:.2f} ms, per frame "
+              f"{b['per_frame_ms']:.2f} ms, rtf {b['real_time_factor']:.3f}, peak GPU memory "
+              f"{b['peak_gpu_memory_bytes']} B, kv {b['kv_cache_bytes']} B, load {b['load_seconds']:.2f} s, "
+              f"ttfa runs {[round(x, 2) for x in b['ttfa_runs_ms']]}, "
+              f"per-frame runs {[round(x, 2) for x in b['per_frame_runs_ms']]}")
+EOF
+for f in "${failures[@]}"; do echo "FAILED: $f" >>"$out/summary.txt"; done
+tar -czf "$out/results.tar.gz" -C "$out" steps && rm -rf "$steps_dir"
+echo "=== summary ($out)"
+cat "$out/summary.txt"
+! grep -q '^FAILED' "$out/summary.txt"
