@@ -156,11 +156,18 @@ mod tests {
     async fn wrong_methods_get_a_json_405() {
         let state = state_with(Settings::default());
         let response = app(state)
-            .oneshot(Request::get("/v1/audio/speech").body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get("/v1/audio/speech")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(json_body(response).await["error"]["code"], "method_not_allowed");
+        assert_eq!(
+            json_body(response).await["error"]["code"],
+            "method_not_allowed"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,355 @@
+//! The session state machine over channels (`futures::channel::mpsc`), with the real engine on
+//! the tiny fixture: event order per context with flushes and a backlog, slow consumers,
+//! fatal inputs and their close codes, and (property) any chunking of the text gives the
+//! audio bytes of the whole text.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use vv_audio::FrameHeader;
+use vv_device::{DeviceRequest, SystemProbe};
+use vv_engine::EngineHandle;
+use vv_server::config::Settings;
+use vv_server::engine_options::engine_options;
+use vv_server::metrics::MetricsObserver;
+use vv_server::ws::transport::TransportFailure;
+use vv_server::ws::{run_session, Incoming, Outgoing, SessionConfig};
+use vv_server::AppState;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A loaded engine installed in an app state (and the voices directory it reads).
+struct Service {
+    state: AppState,
+    engine: EngineHandle,
+    _voices: TempDir,
+}
+
+impl Service {
+    fn load(configure: impl FnOnce(&mut Settings)) -> Self {
+        let voices = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            format!("{}/golden/voice_preset.pt", common::TINY),
+            voices.path().join("tiny.pt"),
+        )
+        .unwrap();
+        let mut settings = common::tiny_settings(voices.path().to_path_buf(), DeviceRequest::Cpu);
+        configure(&mut settings);
+        let state = AppState::new(settings).unwrap();
+        let observer = Arc::new(MetricsObserver(state.metrics().clone()));
+        let engine =
+            vv_engine::load_engine(&engine_options(state.settings()), &SystemProbe::new(), observer)
+                .unwrap();
+        state.set_engine(engine.clone(), None);
+        Self {
+            state,
+            engine,
+            _voices: voices,
+        }
+    }
+
+    fn defaults(&self) -> SessionConfig {
+        SessionConfig::defaults(self.state.settings(), self.engine.info())
+    }
+
+    /// Starts a session; `outbound` is the capacity of the channel to the client.
+    fn session(&self, config: SessionConfig, outbound: usize) -> Peer {
+        let (to_server, from_client) = mpsc::channel::<Incoming>(16);
+        let (to_client, from_server) = mpsc::channel::<Outgoing>(outbound);
+        let task = tokio::spawn(run_session(
+            self.state.clone(),
+            self.engine.clone(),
+            config,
+            to_client,
+            from_client,
+        ));
+        Peer {
+            tx: to_server,
+            rx: from_server,
+            task,
+        }
+    }
+}
+
+/// The client's ends of a session.
+struct Peer {
+    tx: mpsc::Sender<Incoming>,
+    rx: mpsc::Receiver<Outgoing>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the client saw, decoded.
+#[derive(Debug, Clone)]
+enum Seen {
+    Event(Value),
+    Frame(FrameHeader, Vec<u8>),
+    Close(u16),
+}
+
+impl Peer {
+    async fn send(&mut self, message: Value) {
+        self.tx.send(Incoming::Text(message.to_string())).await.unwrap();
+    }
+
+    async fn text(&mut self, id: &str, text: &str) {
+        self.send(json!({"type": "text", "context_id": id, "text": text})).await;
+    }
+
+    async fn next(&mut self) -> Seen {
+        let out = tokio::time::timeout(READ_TIMEOUT, self.rx.next())
+            .await
+            .expect("nothing from the session")
+            .expect("the session ended");
+        match out {
+            Outgoing::Text(t) => Seen::Event(serde_json::from_str(&t).unwrap()),
+            Outgoing::Binary(b) => {
+                let (h, p) = FrameHeader::decode(&b).unwrap();
+                Seen::Frame(h, p.to_vec())
+            }
+            Outgoing::Close { code, .. } => Seen::Close(code),
+        }
+    }
+
+    /// Reads until `count` events of `kind` have arrived; returns everything seen.
+    async fn until_count(&mut self, kind: &str, count: usize) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        let mut found = 0;
+        while found < count {
+            let s = self.next().await;
+            if matches!(&s, Seen::Event(ev) if ev["type"] == kind) {
+                found += 1;
+            }
+            seen.push(s);
+        }
+        seen
+    }
+
+    /// Reads the session's last words: the events before its close frame, and the code.
+    async fn closing(&mut self) -> (Vec<Value>, u16) {
+        let mut events = Vec::new();
+        loop {
+            match self.next().await {
+                Seen::Close(code) => return (events, code),
+                Seen::Event(ev) => events.push(ev),
+                Seen::Frame(..) => {}
+            }
+        }
+    }
+}
+
+/// The items of context `id` (with number `num`) in arrival order, as labels.
+fn labels(seen: &[Seen], id: &str, num: u32) -> Vec<String> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Event(ev) if ev["context_id"] == id => Some(ev["type"].as_str().unwrap().to_string()),
+            Seen::Frame(h, _) if h.context_num == num => {
+                let mut l = String::from("audio");
+                if h.is_first() {
+                    l.push_str("+first");
+                }
+                if h.is_last() {
+                    l.push_str("+last");
+                }
+                Some(l)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn context_num(seen: &[Seen], id: &str) -> u32 {
+    seen.iter()
+        .find_map(|s| match s {
+            Seen::Event(ev) if ev["type"] == "context.created" && ev["context_id"] == id => {
+                ev["context_num"].as_u64()
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no context.created for {id}")) as u32
+}
+
+/// Frames of context `num`, checked for contiguous seq and sample offsets.
+fn check_contiguous(seen: &[Seen], num: u32) {
+    let (mut seq, mut offset) = (0u32, 0u32);
+    for s in seen {
+        if let Seen::Frame(h, p) = s {
+            if h.context_num == num {
+                assert_eq!((h.seq, h.sample_offset), (seq, offset));
+                seq += 1;
+                offset += (p.len() / 2) as u32;
+            }
+        }
+    }
+    assert!(seq > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_keep_their_order_per_context_with_flushes_and_a_backlog() {
+    let service = Service::load(|_| {});
+    let mut peer = service.session(service.defaults(), 64);
+    assert!(matches!(peer.next().await, Seen::Event(ev) if ev["type"] == "session.ready"));
+    // Everything at once: A's second text arrives while its flushed first segment still runs.
+    peer.text("A", "Hello there my good friend, how").await;
+    peer.text("B", "Another voice speaks at the same time.").await;
+    peer.send(json!({"type": "flush", "context_id": "A"})).await;
+    peer.text("A", " are you doing today?").await;
+    peer.send(json!({"type": "close", "context_id": "B"})).await;
+    peer.send(json!({"type": "close", "context_id": "A"})).await;
+    let seen = peer.until_count("context.done", 2).await;
+
+    let (a, b) = (context_num(&seen, "A"), context_num(&seen, "B"));
+    assert_ne!(a, b);
+    let la = labels(&seen, "A", a);
+    let flushed = la.iter().position(|l| l == "flushed").expect("A was flushed");
+    assert_eq!(la.first().map(String::as_str), Some("context.created"));
+    assert_eq!(la.last().map(String::as_str), Some("context.done"));
+    assert_eq!(la[1], "audio+first", "{la:?}");
+    assert_eq!(la[flushed - 1], "audio+last", "{la:?}");
+    assert_eq!(la[flushed + 1], "audio+first", "{la:?}");
+    assert_eq!(la[la.len() - 2], "audio+last", "{la:?}");
+    assert!(la[2..flushed - 1].iter().chain(&la[flushed + 2..la.len() - 2]).all(|l| l == "audio"), "{la:?}");
+    let lb = labels(&seen, "B", b);
+    assert_eq!(lb.first().map(String::as_str), Some("context.created"));
+    assert_eq!(lb.last().map(String::as_str), Some("context.done"));
+    assert!(!lb.contains(&"flushed".to_string()), "{lb:?}");
+    check_contiguous(&seen, a);
+    check_contiguous(&seen, b);
+
+    // The client leaving ends the session and frees everything.
+    peer.text("C", "Left hanging when the client goes away").await;
+    drop(peer.tx);
+    tokio::time::timeout(READ_TIMEOUT, peer.task).await.unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service.engine.slots_used() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(service.engine.slots_used(), 0);
+    let m = service.state.metrics();
+    assert_eq!(m.ws_sessions_active.get(), 0);
+    assert_eq!(m.contexts_active.get(), 0);
+    assert_eq!(m.contexts_total.with_label_values(&["done"]).get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_gets_a_warning_then_slow_consumer() {
+    let service = Service::load(|s| s.limits.max_buffered_frames = 2);
+    // Room for a single message: the session blocks on its second send until we read.
+    let mut peer = service.session(service.defaults(), 0);
+    peer.text("slow", "Nobody reads this audio, so the server gives up on it.").await;
+    peer.send(json!({"type": "close", "context_id": "slow"})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut seen = Vec::new();
+    loop {
+        let s = peer.next().await;
+        let stop = matches!(&s, Seen::Event(ev) if ev["type"] == "error" || ev["type"] == "context.done");
+        seen.push(s);
+        if stop {
+            break;
+        }
+    }
+    let events: Vec<&Value> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Event(ev) => Some(ev),
+            _ => None,
+        })
+        .collect();
+    let warning = events.iter().find(|e| e["type"] == "warning").expect("a warning first");
+    assert_eq!((warning["code"].as_str(), warning["context_id"].as_str()), (Some("slow_consumer"), Some("slow")));
+    let err = events.last().unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!((err["code"].as_str(), err["context_id"].as_str()), (Some("slow_consumer"), Some("slow")));
+    assert_eq!(err["fatal"], false);
+    let frames = seen.iter().filter(|s| matches!(s, Seen::Frame(..))).count();
+    assert!(frames <= 2, "at most the buffered frames were delivered: {frames}");
+    assert_eq!(service.state.metrics().contexts_total.with_label_values(&["failed"]).get(), 1);
+    // The session goes on.
+    peer.send(json!({"type": "keepalive"})).await;
+    peer.send(json!({"type": "flush", "context_id": "slow"})).await;
+    assert!(matches!(peer.next().await, Seen::Event(ev) if ev["code"] == "unknown_context"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_inputs_send_an_error_then_the_close_code() {
+    let service = Service::load(|s| s.limits.max_message_bytes = 300);
+    let cases = [
+        (Incoming::Binary { len: 3 }, "protocol_violation", 4400),
+        (Incoming::Failed(TransportFailure::InvalidUtf8), "invalid_utf8", 1007),
+        (Incoming::Failed(TransportFailure::TooBig), "message_too_big", 1009),
+        (Incoming::Failed(TransportFailure::Protocol), "protocol_violation", 4400),
+        (Incoming::Text("x".repeat(301)), "message_too_big", 1009),
+    ];
+    for (input, code, close) in cases {
+        let mut peer = service.session(service.defaults(), 64);
+        peer.tx.send(input.clone()).await.unwrap();
+        let (events, got) = peer.closing().await;
+        assert_eq!(got, close, "{input:?}");
+        let last = events.last().unwrap();
+        assert_eq!((last["code"].as_str(), last["fatal"].as_bool()), (Some(code), Some(true)), "{input:?}");
+        drop(peer.tx);
+        tokio::time::timeout(READ_TIMEOUT, peer.task).await.unwrap().unwrap();
+    }
+    // A message of exactly the limit is parsed (and here rejected as invalid JSON only).
+    let mut peer = service.session(service.defaults(), 64);
+    peer.tx.send(Incoming::Text("x".repeat(300))).await.unwrap();
+    let ev = peer.until_count("error", 1).await;
+    assert!(matches!(ev.last(), Some(Seen::Event(e)) if e["code"] == "invalid_json" && e["fatal"] == false));
+}
+
+/// One engine for every property case.
+fn shared_service() -> &'static Service {
+    static SERVICE: OnceLock<Service> = OnceLock::new();
+    SERVICE.get_or_init(|| Service::load(|s| s.limits.max_frames_per_token = 2))
+}
+
+const PROPERTY_TEXT: &str = "Streaming text, in pieces: any cut gives the same speech.";
+
+/// Speaks `pieces` (then close) in a fresh session with a fixed seed; returns the payload bytes.
+async fn speak_pieces(pieces: &[String]) -> Vec<u8> {
+    let service = shared_service();
+    let mut config = service.defaults();
+    config.seed = Some(11);
+    let mut peer = service.session(config, 256);
+    for piece in pieces {
+        peer.text("p", piece).await;
+    }
+    peer.send(json!({"type": "close", "context_id": "p"})).await;
+    let seen = peer.until_count("context.done", 1).await;
+    seen.into_iter()
+        .flat_map(|s| match s {
+            Seen::Frame(_, p) => p,
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    /// Cutting the text anywhere (inside words, around spaces and punctuation) gives exactly
+    /// the audio bytes of the whole text.
+    #[test]
+    fn any_chunking_gives_the_audio_of_the_whole_text(
+        cuts in prop::collection::btree_set(1usize..PROPERTY_TEXT.len(), 0..12)
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        static WHOLE: OnceLock<Vec<u8>> = OnceLock::new();
+        let whole = WHOLE.get_or_init(|| runtime.block_on(speak_pieces(&[PROPERTY_TEXT.to_string()])));
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&PROPERTY_TEXT.len())) {
+            pieces.push(PROPERTY_TEXT[start..cut].to_string());
+            start = cut;
+        }
+        let streamed = runtime.block_on(speak_pieces(&pieces));
+        prop_assert!(!whole.is_empty());
+        prop_assert_eq!(streamed.len(), whole.len());
+        prop_assert!(&streamed == whole, "pieces {:?} changed the audio", pieces);
+    }
+}
