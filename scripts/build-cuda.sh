@@ -11,7 +11,8 @@
 # - The build happens in a snapshot of the workspace (target/cuda/workspace) so the patch never
 #   touches the tracked Cargo.lock; output goes to target/cuda (the CPU target/ is untouched).
 #
-# Usage: scripts/build-cuda.sh            prints the path of the built binary on its last line
+# Usage: scripts/build-cuda.sh [--head]   prints the path of the built binary on its last line
+#   --head builds the last commit (git HEAD) instead of the working tree.
 # Environment: CUDA_VENV (venv directory), PYTHON (interpreter for the venv, default python3),
 #              CUDA_COMPUTE_CAP (default 80: PTX the driver JITs for Ampere and newer),
 #              CARGO_BUILD_JOBS (parallel jobs, cargo's own variable).
@@ -86,10 +87,26 @@ mkdir -p "$static_dir"
 printf 'INPUT(%s -lrt -ldl -lpthread)\n' "$CUDA_HOME/lib/libcudart_static.a" >"$static_dir/libcudart.so"
 export LIBRARY_PATH=$static_dir${LIBRARY_PATH:+:$LIBRARY_PATH}
 
-# 5. A snapshot of the workspace (the patch rewrites its Cargo.lock, not the tracked one).
-mkdir -p "$snapshot"
-rm -rf "$snapshot/crates"
-cp -a "$root/crates" "$root/Cargo.toml" "$root/Cargo.lock" "$snapshot/"
+# 5. A snapshot of the workspace (the patch rewrites its Cargo.lock, not the tracked one). Only
+# changed files are copied, so cargo's timestamp-based rebuild checks stay right.
+source_dir=$root
+if [[ ${1:-} == --head ]]; then
+    source_dir=$target_dir/head
+    rm -rf "$source_dir"
+    mkdir -p "$source_dir"
+    git -C "$root" archive HEAD crates Cargo.toml Cargo.lock | tar -x -C "$source_dir"
+    log "building git HEAD $(git -C "$root" rev-parse --short HEAD)"
+fi
+mkdir -p "$snapshot/crates"
+(cd "$source_dir" && find crates Cargo.toml Cargo.lock -type f) | while read -r file; do
+    if ! cmp -s "$source_dir/$file" "$snapshot/$file"; then
+        mkdir -p "$(dirname "$snapshot/$file")"
+        cp "$source_dir/$file" "$snapshot/$file"
+    fi
+done
+(cd "$snapshot" && find crates -type f) | while read -r file; do
+    [[ -e $source_dir/$file ]] || rm -f "$snapshot/$file"
+done
 log "building (a clean build takes about 10 minutes on 2 cores)"
 (cd "$snapshot" && CARGO_TARGET_DIR=$target_dir cargo build --release -p vibevoice-rt \
     --features cuda --config "patch.crates-io.candle-core.path=\"$candle\"")

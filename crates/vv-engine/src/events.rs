@@ -32,7 +32,9 @@ impl UtteranceEvent {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            UtteranceEvent::Finished { .. } | UtteranceEvent::Cancelled { .. } | UtteranceEvent::Failed(_)
+            UtteranceEvent::Finished { .. }
+                | UtteranceEvent::Cancelled { .. }
+                | UtteranceEvent::Failed(_)
         )
     }
 }

@@ -153,7 +153,10 @@ mod tests {
                 });
             }
         });
-        assert_eq!(kinds, ["audio", "audio", "warning", "audio", "audio", "failed"]);
+        assert_eq!(
+            kinds,
+            ["audio", "audio", "warning", "audio", "audio", "failed"]
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl SynthesisParams {
                 STEPS_RANGE.0, STEPS_RANGE.1, self.diffusion_steps
             )));
         }
-        if !(self.cfg_scale.is_finite() && self.cfg_scale > CFG_RANGE.0 && self.cfg_scale <= CFG_RANGE.1)
+        if !(self.cfg_scale.is_finite()
+            && self.cfg_scale > CFG_RANGE.0
+            && self.cfg_scale <= CFG_RANGE.1)
         {
             return Err(EngineError::InvalidRequest(format!(
                 "cfg_scale must be > {} and <= {}, got {}",

@@ -211,10 +211,18 @@ impl Worker {
     }
 
     /// Removes an utterance (freeing its slot) after queueing its terminal event.
+    /// The slot is released before the event is queued, so a client that starts new work as
+    /// soon as it reads the terminal event finds the slot free.
     fn remove(&mut self, id: UtteranceId, terminal: impl FnOnce(&Active) -> UtteranceEvent) {
-        if let Some(mut a) = self.active.remove(&id) {
+        if let Some(a) = self.active.remove(&id) {
             let ev = terminal(&a);
-            a.outbox.event(ev);
+            let Active {
+                mut outbox,
+                _slot: slot,
+                ..
+            } = a;
+            drop(slot);
+            outbox.event(ev);
         }
         self.order.retain(|x| *x != id);
     }
@@ -391,13 +399,18 @@ mod tests {
         let (outcome, steps, calls) = run(
             Backend::Cuda,
             vec![
-                Err(candle("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")")),
+                Err(candle(
+                    "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+                )),
                 Err(candle("CUDA_ERROR_OUT_OF_MEMORY")),
             ],
         );
         let error = outcome.unwrap_err();
         assert_eq!(error.code(), "compute_error");
-        assert!(error.to_string().contains("CUDA_ERROR_OUT_OF_MEMORY"), "{error}");
+        assert!(
+            error.to_string().contains("CUDA_ERROR_OUT_OF_MEMORY"),
+            "{error}"
+        );
         assert_eq!(steps, 2);
         assert_eq!(calls, [BackendOp::ClearCache]);
     }

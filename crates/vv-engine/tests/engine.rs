@@ -86,14 +86,26 @@ fn streamed_text_gives_the_same_audio_as_one_message() {
     whole.close().unwrap();
     let (a, end_a) = collect(&mut whole);
     let mut pieces = engine.start(params(5)).unwrap();
-    for chunk in ["Hel", "lo there, th", "is is a strea", "ming test of the ti", "ny voice."] {
+    for chunk in [
+        "Hel",
+        "lo there, th",
+        "is is a strea",
+        "ming test of the ti",
+        "ny voice.",
+    ] {
         pieces.push_text(chunk).unwrap();
     }
     pieces.close().unwrap();
     let (b, end_b) = collect(&mut pieces);
     assert!(!a.is_empty() && a.len() % 3200 == 0, "{}", a.len());
-    assert!(matches!(end_a, UtteranceEvent::Finished { .. }), "{end_a:?}");
-    assert!(matches!(end_b, UtteranceEvent::Finished { .. }), "{end_b:?}");
+    assert!(
+        matches!(end_a, UtteranceEvent::Finished { .. }),
+        "{end_a:?}"
+    );
+    assert!(
+        matches!(end_b, UtteranceEvent::Finished { .. }),
+        "{end_b:?}"
+    );
     assert_eq!(a, b);
 }
 
@@ -101,8 +113,13 @@ fn streamed_text_gives_the_same_audio_as_one_message() {
 fn overload_fails_fast_and_cancel_frees_the_slot() {
     let engine = engine(1);
     let mut first = engine.start(params(1)).unwrap();
-    first.push_text("A sentence that keeps the only slot busy for a while.").unwrap();
-    let err = engine.start(params(2)).err().expect("second utterance must be refused");
+    first
+        .push_text("A sentence that keeps the only slot busy for a while.")
+        .unwrap();
+    let err = engine
+        .start(params(2))
+        .err()
+        .expect("second utterance must be refused");
     assert_eq!(err.code(), "overloaded");
     first.cancel();
     let (_, end) = collect(&mut first);
@@ -119,7 +136,8 @@ fn overload_fails_fast_and_cancel_frees_the_slot() {
 fn dropping_the_handle_frees_the_slot() {
     let engine = engine(1);
     let utt = engine.start(params(1)).unwrap();
-    utt.push_text("Some text that would take a while to speak out loud.").unwrap();
+    utt.push_text("Some text that would take a while to speak out loud.")
+        .unwrap();
     utt.close().unwrap();
     drop(utt);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -89,7 +89,11 @@ impl VibeVoiceModel {
         let head_vb = VarBuilder::from_backend(Box::new(RandomInit), DType::F32, device.clone());
         let mut model = Self::new(cfg, vb, head_vb)?;
         model.fall_back_unsupported(&|dt| {
-            Ok(VarBuilder::from_backend(Box::new(RandomInit), dt, Device::Cpu))
+            Ok(VarBuilder::from_backend(
+                Box::new(RandomInit),
+                dt,
+                Device::Cpu,
+            ))
         })?;
         Ok(model)
     }
@@ -169,7 +173,10 @@ impl VibeVoiceModel {
 
     /// One tiny forward pass of a component.
     fn probe(&self, c: Component) -> Result<()> {
-        let (h, latent) = (self.cfg.decoder_config.hidden_size, self.cfg.acoustic_vae_dim);
+        let (h, latent) = (
+            self.cfg.decoder_config.hidden_size,
+            self.cfg.acoustic_vae_dim,
+        );
         let place = self.place(c);
         let zeros = |shape: &[usize]| -> Result<Tensor> {
             Ok(Tensor::zeros(shape, place.dtype, &place.device)?)
@@ -181,7 +188,10 @@ impl VibeVoiceModel {
                 .map(drop),
             Component::TtsLm => self
                 .tts_lm
-                .forward(TtsInput::speech(&zeros(&[1, h])?), &mut self.tts_lm.new_cache())
+                .forward(
+                    TtsInput::speech(&zeros(&[1, h])?),
+                    &mut self.tts_lm.new_cache(),
+                )
                 .map(drop),
             Component::Connector => self.connector.forward(&zeros(&[1, latent])?).map(drop),
             Component::EosClassifier => self.eos.logit(&zeros(&[1, h])?).map(drop),

@@ -35,7 +35,9 @@ fn documented_default(value: Option<&Value>) -> String {
 
 /// The flags of a row's first cell, without backticks: "`--cfg-scale`, `--cfg`" -> both.
 fn flags(cell: &str) -> Vec<&str> {
-    cell.split(',').map(|f| f.trim().trim_matches('`')).collect()
+    cell.split(',')
+        .map(|f| f.trim().trim_matches('`'))
+        .collect()
 }
 
 #[test]
@@ -45,8 +47,9 @@ fn every_setting_is_documented_with_flag_env_key_and_default() {
     let mut missing = Vec::new();
     for field in FIELDS {
         let flag = format!("--{}", field.flag);
-        let Some([flag_cell, env, key, default]) =
-            rows.iter().find(|row| flags(&row[0]).first() == Some(&flag.as_str()))
+        let Some([flag_cell, env, key, default]) = rows
+            .iter()
+            .find(|row| flags(&row[0]).first() == Some(&flag.as_str()))
         else {
             missing.push(format!("{}: no row for {flag}", field.name));
             continue;
@@ -54,10 +57,16 @@ fn every_setting_is_documented_with_flag_env_key_and_default() {
         let mut expected_flags = vec![flag.clone()];
         expected_flags.extend(field.aliases.iter().map(|a| format!("--{a}")));
         if flags(flag_cell) != expected_flags {
-            missing.push(format!("{}: flags {flag_cell} != {expected_flags:?}", field.name));
+            missing.push(format!(
+                "{}: flags {flag_cell} != {expected_flags:?}",
+                field.name
+            ));
         }
         if *env != format!("`{}`", field.env) {
-            missing.push(format!("{}: environment variable {env} != {}", field.name, field.env));
+            missing.push(format!(
+                "{}: environment variable {env} != {}",
+                field.name, field.env
+            ));
         }
         if *key != format!("`{}`", field.name) {
             missing.push(format!("{}: TOML key {key} != {}", field.name, field.name));
@@ -100,5 +109,8 @@ fn the_parsers_of_this_test_read_what_they_should() {
     assert_eq!(documented_default(Some(&serde_json::json!([]))), "none");
     assert_eq!(documented_default(Some(&serde_json::json!(1.5))), "`1.5`");
     assert_eq!(documented_default(Some(&serde_json::json!(true))), "`true`");
-    assert_eq!(documented_default(Some(&serde_json::json!("auto"))), "`auto`");
+    assert_eq!(
+        documented_default(Some(&serde_json::json!("auto"))),
+        "`auto`"
+    );
 }

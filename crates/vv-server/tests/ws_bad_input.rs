@@ -21,13 +21,21 @@ async fn error_for(c: &mut Client, message: &str) -> Value {
     let err = c.error().await;
     assert_eq!(err["fatal"], false, "{message}: {err}");
     let text = err["message"].as_str().unwrap();
-    assert!(!text.contains("/work") && !text.contains("testdata"), "internals in {text}");
+    assert!(
+        !text.contains("/work") && !text.contains("testdata"),
+        "internals in {text}"
+    );
     err
 }
 
 async fn still_speaks(c: &mut Client, id: &str) {
     let run = c.speak(id, SPEECH).await;
-    assert_eq!(run.types().last().map(String::as_str), Some("context.done"), "{:?}", run.types());
+    assert_eq!(
+        run.types().last().map(String::as_str),
+        Some("context.done"),
+        "{:?}",
+        run.types()
+    );
     assert!(!run.frames.is_empty());
 }
 
@@ -42,33 +50,78 @@ async fn bad_messages_get_non_fatal_errors() {
         (r#"{"type": "dance"}"#, "unknown_message_type"),
         (r#"{"type": "text", "text": "hi"}"#, "invalid_message"),
         (r#"{"type": "text", "context_id": "a"}"#, "invalid_message"),
-        (r#"{"type": "text", "context_id": 5, "text": "hi"}"#, "invalid_message"),
+        (
+            r#"{"type": "text", "context_id": 5, "text": "hi"}"#,
+            "invalid_message",
+        ),
         (r#"{"type": "flush"}"#, "invalid_message"),
-        (r#"{"type": "flush", "context_id": "nope"}"#, "unknown_context"),
-        (r#"{"type": "close", "context_id": "nope"}"#, "unknown_context"),
-        (r#"{"type": "cancel", "context_id": "nope"}"#, "unknown_context"),
-        (r#"{"type": "text", "context_id": "a", "text": ""}"#, "empty_text"),
-        (r#"{"type": "session.configure", "voice": "../tiny"}"#, "unknown_voice"),
-        (r#"{"type": "session.configure", "voice": "sub/dir"}"#, "unknown_voice"),
-        (r#"{"type": "session.configure", "voice": "nobody"}"#, "unknown_voice"),
-        (r#"{"type": "session.configure", "encoding": "mp3"}"#, "unsupported_encoding"),
-        (r#"{"type": "session.configure", "sample_rate": 11025}"#, "unsupported_sample_rate"),
-        (r#"{"type": "session.configure", "cfg_scale": 0}"#, "invalid_value"),
-        (r#"{"type": "session.configure", "diffusion_steps": "many"}"#, "invalid_message"),
+        (
+            r#"{"type": "flush", "context_id": "nope"}"#,
+            "unknown_context",
+        ),
+        (
+            r#"{"type": "close", "context_id": "nope"}"#,
+            "unknown_context",
+        ),
+        (
+            r#"{"type": "cancel", "context_id": "nope"}"#,
+            "unknown_context",
+        ),
+        (
+            r#"{"type": "text", "context_id": "a", "text": ""}"#,
+            "empty_text",
+        ),
+        (
+            r#"{"type": "session.configure", "voice": "../tiny"}"#,
+            "unknown_voice",
+        ),
+        (
+            r#"{"type": "session.configure", "voice": "sub/dir"}"#,
+            "unknown_voice",
+        ),
+        (
+            r#"{"type": "session.configure", "voice": "nobody"}"#,
+            "unknown_voice",
+        ),
+        (
+            r#"{"type": "session.configure", "encoding": "mp3"}"#,
+            "unsupported_encoding",
+        ),
+        (
+            r#"{"type": "session.configure", "sample_rate": 11025}"#,
+            "unsupported_sample_rate",
+        ),
+        (
+            r#"{"type": "session.configure", "cfg_scale": 0}"#,
+            "invalid_value",
+        ),
+        (
+            r#"{"type": "session.configure", "diffusion_steps": "many"}"#,
+            "invalid_message",
+        ),
     ];
     for (message, code) in cases {
         let err = error_for(&mut c, message).await;
         assert_eq!(err["code"], code, "{message}");
     }
-    assert_eq!(error_for(&mut c, r#"{"type": "flush", "context_id": "nope"}"#).await["context_id"], "nope");
+    assert_eq!(
+        error_for(&mut c, r#"{"type": "flush", "context_id": "nope"}"#).await["context_id"],
+        "nope"
+    );
 
     // Clamped values get a warning and the effective value.
-    let (configured, warnings) = c.configure(json!({"cfg_scale": 50, "diffusion_steps": 500})).await;
+    let (configured, warnings) = c
+        .configure(json!({"cfg_scale": 50, "diffusion_steps": 500}))
+        .await;
     assert_eq!(configured["cfg_scale"], 10.0);
     assert_eq!(configured["diffusion_steps"], 100);
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings.iter().all(|w| w["type"] == "warning" && w["code"] == "value_clamped"));
-    let (configured, _) = c.configure(json!({"cfg_scale": 1.5, "diffusion_steps": 5})).await;
+    assert!(warnings
+        .iter()
+        .all(|w| w["type"] == "warning" && w["code"] == "value_clamped"));
+    let (configured, _) = c
+        .configure(json!({"cfg_scale": 1.5, "diffusion_steps": 5}))
+        .await;
     assert_eq!(configured["cfg_scale"], 1.5);
 
     // Text limits: per context, and a refused message changes nothing.
@@ -77,21 +130,35 @@ async fn bad_messages_get_non_fatal_errors() {
     assert_eq!(error_for(&mut c, &msg).await["code"], "text_too_long");
     c.text("b", "Thirty characters of text here").await;
     c.until("context.created", Some("b")).await;
-    let msg = json!({"type": "text", "context_id": "b", "text": " and thirty-one more characters."}).to_string();
+    let msg =
+        json!({"type": "text", "context_id": "b", "text": " and thirty-one more characters."})
+            .to_string();
     assert_eq!(error_for(&mut c, &msg).await["code"], "text_too_long");
     // Text after close (while the context drains) is refused.
     c.close_context("b").await;
     let msg = json!({"type": "text", "context_id": "b", "text": "late"}).to_string();
     let err = error_for(&mut c, &msg).await;
-    assert_eq!((err["code"].as_str(), err["context_id"].as_str()), (Some("context_closed"), Some("b")));
+    assert_eq!(
+        (err["code"].as_str(), err["context_id"].as_str()),
+        (Some("context_closed"), Some("b"))
+    );
     c.until("context.done", Some("b")).await;
 
     still_speaks(&mut c, "after").await;
     let (_, _, body) = server.get("/metrics").await;
     let m = PromText::parse(std::str::from_utf8(&body).unwrap());
-    assert_eq!(m.value("vibevoice_errors_total", &[("code", "unknown_context")]), 4.0);
-    assert_eq!(m.value("vibevoice_errors_total", &[("code", "invalid_json")]), 2.0);
-    assert_eq!(m.value("vibevoice_errors_total", &[("code", "text_too_long")]), 2.0);
+    assert_eq!(
+        m.value("vibevoice_errors_total", &[("code", "unknown_context")]),
+        4.0
+    );
+    assert_eq!(
+        m.value("vibevoice_errors_total", &[("code", "invalid_json")]),
+        2.0
+    );
+    assert_eq!(
+        m.value("vibevoice_errors_total", &[("code", "text_too_long")]),
+        2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +171,10 @@ async fn fatal_inputs_close_with_their_codes_and_the_server_keeps_serving() {
     let (code, events) = c.closed().await;
     assert_eq!(code, Some(4400));
     let last = events.last().unwrap();
-    assert_eq!((last["code"].as_str(), last["fatal"].as_bool()), (Some("protocol_violation"), Some(true)));
+    assert_eq!(
+        (last["code"].as_str(), last["fatal"].as_bool()),
+        (Some("protocol_violation"), Some(true))
+    );
 
     // A message over max_message_bytes.
     let mut c = connect(server.addr, "").await;
@@ -147,7 +217,10 @@ async fn api_keys_guard_the_upgrade_but_not_the_page() {
 
     let (status, headers, body) = server.get("/").await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let page = std::str::from_utf8(&body).unwrap();
     assert!(page.contains("/v1/tts/stream") && page.contains("<script>"));
 }

@@ -14,12 +14,21 @@ use vv_audio::{g711, pcm, FrameHeader};
 use ws_client::{connect, refused, ContextRun, Received};
 
 /// A sentence long enough for several text windows of the tiny tokenizer.
-const SENTENCE: &str = "Hello there, this is a streaming test of the tiny voice, spoken frame by frame.";
+const SENTENCE: &str =
+    "Hello there, this is a streaming test of the tiny voice, spoken frame by frame.";
 
 /// Checks the frames of one context: seq from `seq0`, offsets from `offset0` summing the
 /// payload samples, FIRST on the first and LAST on the last frame only. Returns the samples.
-fn check_segment(frames: &[(FrameHeader, Vec<u8>)], seq0: u32, offset0: u32, bytes_per_sample: usize) -> u32 {
-    assert!(frames.len() >= 2, "a segment with audio has at least one frame and the LAST frame");
+fn check_segment(
+    frames: &[(FrameHeader, Vec<u8>)],
+    seq0: u32,
+    offset0: u32,
+    bytes_per_sample: usize,
+) -> u32 {
+    assert!(
+        frames.len() >= 2,
+        "a segment with audio has at least one frame and the LAST frame"
+    );
     let mut offset = offset0;
     for (i, (h, payload)) in frames.iter().enumerate() {
         assert_eq!(h.seq, seq0 + i as u32, "seq of frame {i}");
@@ -33,7 +42,10 @@ fn check_segment(frames: &[(FrameHeader, Vec<u8>)], seq0: u32, offset0: u32, byt
 }
 
 fn s16_samples(bytes: &[u8]) -> Vec<i16> {
-    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 async fn metrics(server: &TestServer) -> PromText {
@@ -56,8 +68,14 @@ async fn session_ready_announces_model_defaults_and_limits() {
     assert_eq!(r["defaults"]["diffusion_steps"], 5);
     assert_eq!(r["limits"]["max_text_chars"], 1234);
     assert_eq!(r["voices"], json!([VOICE]));
-    assert_eq!(r["encodings"], json!(["pcm_s16le", "pcm_f32le", "mulaw", "alaw"]));
-    assert_eq!(r["sample_rates"], json!([8000, 16000, 22050, 24000, 44100, 48000]));
+    assert_eq!(
+        r["encodings"],
+        json!(["pcm_s16le", "pcm_f32le", "mulaw", "alaw"])
+    );
+    assert_eq!(
+        r["sample_rates"],
+        json!([8000, 16000, 22050, 24000, 44100, 48000])
+    );
     // Bad query defaults are refused before the upgrade.
     for q in ["?encoding=mp3", "?sample_rate=11025", "?voice=..%2Ftiny"] {
         assert_eq!(refused(server.addr, q, None).await.0, 400, "{q}");
@@ -82,12 +100,19 @@ async fn streamed_text_gives_the_same_audio_bytes_as_one_message() {
     let pieces = c.run("pieces").await;
 
     for run in [&whole, &pieces] {
-        assert_eq!(run.types().first().map(String::as_str), Some("context.created"));
+        assert_eq!(
+            run.types().first().map(String::as_str),
+            Some("context.created")
+        );
         assert_eq!(run.types().last().map(String::as_str), Some("context.done"));
         check_segment(&run.frames, 0, 0, 2);
     }
     let (a, b) = (whole.payload(), pieces.payload());
-    assert!(a.len() >= 2 * 3200, "at least one frame of audio: {} bytes", a.len());
+    assert!(
+        a.len() >= 2 * 3200,
+        "at least one frame of audio: {} bytes",
+        a.len()
+    );
     assert_eq!(a.len(), b.len());
     assert!(a == b, "streamed text must give byte-identical audio");
     assert_ne!(
@@ -136,7 +161,8 @@ async fn flush_closes_a_segment_and_the_context_goes_on() {
 
     // A flush with nothing buffered is answered at once; close with nothing buffered is done.
     c.text("ctx2", "Short words here and there.").await;
-    c.send(json!({"type": "text", "context_id": "ctx2", "text": "", "flush": true})).await;
+    c.send(json!({"type": "text", "context_id": "ctx2", "text": "", "flush": true}))
+        .await;
     c.until("flushed", Some("ctx2")).await;
     c.send(json!({"type": "flush", "context_id": "ctx2"})).await;
     c.until("flushed", Some("ctx2")).await;
@@ -156,7 +182,8 @@ async fn flush_closes_a_segment_and_the_context_goes_on() {
 async fn cancel_stops_audio_at_once() {
     let server = TestServer::ready(|_| {}).await;
     let mut c = connect(server.addr, "").await;
-    c.text("long", &format!("{SENTENCE} {SENTENCE} {SENTENCE}")).await;
+    c.text("long", &format!("{SENTENCE} {SENTENCE} {SENTENCE}"))
+        .await;
     let (_, created) = c.until("context.created", Some("long")).await;
     let num = created["context_num"].as_u64().unwrap() as u32;
     loop {
@@ -165,9 +192,13 @@ async fn cancel_stops_audio_at_once() {
             break;
         }
     }
-    c.send(json!({"type": "cancel", "context_id": "long"})).await;
+    c.send(json!({"type": "cancel", "context_id": "long"}))
+        .await;
     let (_, cancelled) = c.until("cancelled", Some("long")).await;
-    assert!(cancelled["audio_sent_ms"].as_u64().unwrap() >= 133, "{cancelled}");
+    assert!(
+        cancelled["audio_sent_ms"].as_u64().unwrap() >= 133,
+        "{cancelled}"
+    );
     // Nothing more for that context.
     while let Some(r) = c.next_within(Duration::from_millis(700)).await {
         match r {
@@ -177,7 +208,8 @@ async fn cancel_stops_audio_at_once() {
         }
     }
     // Cancelling it again is an unknown context; the session goes on.
-    c.send(json!({"type": "cancel", "context_id": "long"})).await;
+    c.send(json!({"type": "cancel", "context_id": "long"}))
+        .await;
     assert_eq!(c.error().await["code"], "unknown_context");
     let run = c.speak("next", SENTENCE).await;
     assert!(!run.frames.is_empty());
@@ -199,18 +231,26 @@ async fn cancel_stops_audio_at_once() {
     while server.state.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(server.state.in_flight(), 0, "cancelled contexts free their slots");
+    assert_eq!(
+        server.state.in_flight(),
+        0,
+        "cancelled contexts free their slots"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_context_without_a_free_slot_is_refused_but_not_fatal() {
     let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
     let mut c = connect(server.addr, "").await;
-    c.text("a", "Holding the only slot while waiting for more").await;
+    c.text("a", "Holding the only slot while waiting for more")
+        .await;
     c.until("context.created", Some("a")).await;
     c.text("b", "No room for me.").await;
     let err = c.error().await;
-    assert_eq!((err["code"].as_str(), err["context_id"].as_str()), (Some("overloaded"), Some("b")));
+    assert_eq!(
+        (err["code"].as_str(), err["context_id"].as_str()),
+        (Some("overloaded"), Some("b"))
+    );
     assert_eq!(err["fatal"], false);
     // A new session is refused before the upgrade while the slot is taken.
     let (status, retry_after) = refused(server.addr, "", None).await;
@@ -225,7 +265,10 @@ async fn a_second_context_without_a_free_slot_is_refused_but_not_fatal() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let run = c.speak("b", "Now there is room for me.").await;
-    assert_eq!(run.types().first().map(String::as_str), Some("context.created"));
+    assert_eq!(
+        run.types().first().map(String::as_str),
+        Some("context.created")
+    );
     assert_eq!(run.types().last().map(String::as_str), Some("context.done"));
 }
 
@@ -245,7 +288,11 @@ async fn encodings_and_sample_rates_give_the_right_bytes() {
         let run = c.speak(&format!("s16-{rate}"), text).await;
         assert_eq!(run.event("context.created")["sample_rate"], rate);
         check_segment(&run.frames, 0, 0, 2);
-        assert_eq!(run.payload().len() as u64, 2 * resampled_len(n, rate), "rate {rate}");
+        assert_eq!(
+            run.payload().len() as u64,
+            2 * resampled_len(n, rate),
+            "rate {rate}"
+        );
     }
     c.configure(json!({"sample_rate": 24000})).await;
     for encoding in ["pcm_f32le", "mulaw", "alaw"] {
@@ -284,10 +331,16 @@ async fn an_idle_session_is_closed_with_4408() {
     let (code, events) = c.closed().await;
     assert_eq!(code, Some(4408));
     let last = events.last().unwrap();
-    assert_eq!((last["type"].as_str(), last["code"].as_str()), (Some("error"), Some("idle_timeout")));
+    assert_eq!(
+        (last["type"].as_str(), last["code"].as_str()),
+        (Some("error"), Some("idle_timeout"))
+    );
     assert_eq!(last["fatal"], true);
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(20), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
     // Keepalives keep a session open.
     let mut c = connect(server.addr, "").await;
     for _ in 0..4 {
@@ -307,7 +360,8 @@ async fn a_context_waiting_too_long_for_text_is_closed() {
     })
     .await;
     let mut c = connect(server.addr, "").await;
-    c.text("slow", "The model waits for the rest of this sentence").await;
+    c.text("slow", "The model waits for the rest of this sentence")
+        .await;
     let run = c.run("slow").await;
     assert_eq!(run.types(), ["context.created", "warning", "context.done"]);
     assert_eq!(run.event("warning")["code"], "context_idle_timeout");
@@ -323,7 +377,9 @@ async fn draining_finishes_open_contexts_then_closes_with_1001() {
     c.until("context.created", Some("open")).await;
     server.state.start_draining();
     let (before, done) = c.until("context.done", Some("open")).await;
-    let warned = before.iter().any(|r| matches!(r, Received::Event(ev) if ev["code"] == "shutting_down"));
+    let warned = before
+        .iter()
+        .any(|r| matches!(r, Received::Event(ev) if ev["code"] == "shutting_down"));
     assert!(warned, "{before:?}");
     assert!(done["audio_ms"].as_u64().unwrap() > 0);
     let (code, _) = c.closed().await;
@@ -333,7 +389,9 @@ async fn draining_finishes_open_contexts_then_closes_with_1001() {
     drop(c);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let active = metrics(&server).await.value("vibevoice_ws_sessions_active", &[]);
+        let active = metrics(&server)
+            .await
+            .value("vibevoice_ws_sessions_active", &[]);
         if active == 0.0 {
             break;
         }

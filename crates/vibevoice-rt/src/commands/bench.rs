@@ -116,8 +116,8 @@ fn load(
             .voice_file
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PRESET));
-        let preset = VoicePreset::load(&path)
-            .with_context(|| format!("voice preset {}", path.display()))?;
+        let preset =
+            VoicePreset::load(&path).with_context(|| format!("voice preset {}", path.display()))?;
         let voice = PreparedVoice::new(&model, &preset)?;
         let ids = (0..RANDOM_TOKENS as u32).map(|i| 1000 + 17 * i).collect();
         return Ok((model, voice, ids));
@@ -158,7 +158,12 @@ fn run_once(
     let ops = CandleOps;
     let device = model.device();
     ops.synchronize(device);
-    let mut utt = Utterance::new(model, voice, params.clone(), Box::new(GaussianNoise::new(seed)))?;
+    let mut utt = Utterance::new(
+        model,
+        voice,
+        params.clone(),
+        Box::new(GaussianNoise::new(seed)),
+    )?;
     let start = Instant::now();
     utt.push_tokens(ids);
     utt.close_input();

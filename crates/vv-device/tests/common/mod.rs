@@ -142,6 +142,18 @@ impl io::Write for Buffer {
 /// Runs `f` with a tracing subscriber that writes plain text (all levels) into a buffer;
 /// returns `f`'s value and the captured log.
 pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+    // tracing caches each callsite's interest. Were a callsite first hit on another test thread
+    // with no subscriber at all, it would be cached as uninteresting and this thread's scoped
+    // subscriber would miss it. A global subscriber interested in everything (writing nowhere)
+    // keeps every callsite enabled, so parallel tests capture reliably.
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let sink = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(sink);
+    });
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let writer = Buffer(buffer.clone());
     let subscriber = tracing_subscriber::fmt()

@@ -50,7 +50,10 @@ impl Block1D {
         let gamma = vb.get(channels, "gamma")?;
         let ffn_gamma = vb.get(channels, "ffn_gamma")?;
         let mixer = vb.pp("mixer").pp("conv").pp("conv").pp("conv");
-        let taps = mixer.get((channels, 1, KERNEL), "weight")?.squeeze(1)?.t()?;
+        let taps = mixer
+            .get((channels, 1, KERNEL), "weight")?
+            .squeeze(1)?
+            .t()?;
         let linear1 = vb.pp("ffn").pp("linear1");
         let linear2 = vb.pp("ffn").pp("linear2");
         let ffn_gamma_rows = ffn_gamma.unsqueeze(1)?;

@@ -60,7 +60,12 @@ fn cpu_linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
         gelu: e.gelu,
         residual: residual.as_ref().map(CpuSlice::get).transpose()?,
     };
-    let out = if m <= std::env::var("VV_SKINNY").ok().and_then(|v| v.parse().ok()).unwrap_or(cpu::SKINNY_MAX_ROWS) {
+    let out = if m
+        <= std::env::var("VV_SKINNY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cpu::SKINNY_MAX_ROWS)
+    {
         let x = x.contiguous()?;
         let w = w.contiguous()?;
         let (xs, ws) = (CpuSlice::new(&x)?, CpuSlice::new(&w)?);
@@ -88,13 +93,22 @@ mod tests {
             gelu,
             residual: Some(&r),
         };
-        linear(&f64(x), &f64(w), e).unwrap().to_dtype(DType::F32).unwrap()
+        linear(&f64(x), &f64(w), e)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
     }
 
     #[test]
     fn cpu_kernels_match_candle_ops_for_skinny_and_tall_inputs() {
         let dev = Device::Cpu;
-        for (m, k, n) in [(1, 40, 24), (6, 33, 70), (16, 64, 130), (17, 20, 9), (300, 48, 64)] {
+        for (m, k, n) in [
+            (1, 40, 24),
+            (6, 33, 70),
+            (16, 64, 130),
+            (17, 20, 9),
+            (300, 48, 64),
+        ] {
             let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
             let b = Tensor::randn(0f32, 1., n, &dev).unwrap();
@@ -117,7 +131,10 @@ mod tests {
                     .unwrap()
                     .to_scalar::<f32>()
                     .unwrap();
-                assert!(err < 1e-4, "m {m} k {k} n {n} gelu {gelu}: max abs error {err}");
+                assert!(
+                    err < 1e-4,
+                    "m {m} k {k} n {n} gelu {gelu}: max abs error {err}"
+                );
             }
         }
     }

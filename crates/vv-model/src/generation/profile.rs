@@ -66,7 +66,9 @@ pub fn component_times(
 
         let t = Instant::now();
         let h_text = model.text_lm.forward(&ids, &mut kv_lm)?;
-        let h = model.tts_lm.forward(TtsInput::text(&tts.put(&h_text)?), &mut kv_pos)?;
+        let h = model
+            .tts_lm
+            .forward(TtsInput::text(&tts.put(&h_text)?), &mut kv_pos)?;
         let h_pos = h.narrow(0, TEXT_WINDOW - 1, 1)?;
         sync(&tts.device)?;
         let text_ms = t.elapsed().as_secs_f64() * 1e3;

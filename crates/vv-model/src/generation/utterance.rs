@@ -54,6 +54,21 @@ pub struct FrameTrace {
     pub eos_logit: Option<f32>,
 }
 
+/// What [`Utterance::step`] restores when it fails.
+struct Snapshot {
+    kv_lm: KvCache,
+    kv_pos: KvCache,
+    kv_neg: KvCache,
+    h_pos: Tensor,
+    h_neg: Tensor,
+    decoder: DecoderState,
+    consumed: usize,
+    frames_left_in_window: usize,
+    frames: usize,
+    stop: Option<StopReason>,
+    traces: usize,
+}
+
 /// One utterance being generated.
 pub struct Utterance {
     params: GenerationParams,
@@ -166,8 +181,52 @@ impl Utterance {
         self.kv_lm.memory_bytes() + self.kv_pos.memory_bytes() + self.kv_neg.memory_bytes()
     }
 
-    /// Advances by at most one frame.
+    /// Advances by at most one frame. All or nothing: when the step fails (e.g. the device ran
+    /// out of memory) the utterance is exactly as before it, so the caller may retry; only the
+    /// noise already drawn is not given back.
     pub fn step(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
+        let before = self.snapshot();
+        let outcome = self.step_inner(model);
+        if outcome.is_err() {
+            self.restore(before);
+        }
+        outcome
+    }
+
+    /// The mutable state of a step (KV caches and decoder state are cheap copy-on-write clones).
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            kv_lm: self.kv_lm.clone(),
+            kv_pos: self.kv_pos.clone(),
+            kv_neg: self.kv_neg.clone(),
+            h_pos: self.h_pos.clone(),
+            h_neg: self.h_neg.clone(),
+            decoder: self.decoder.clone(),
+            consumed: self.consumed,
+            frames_left_in_window: self.frames_left_in_window,
+            frames: self.frames,
+            stop: self.stop,
+            traces: self.trace.as_ref().map_or(0, Vec::len),
+        }
+    }
+
+    fn restore(&mut self, s: Snapshot) {
+        self.kv_lm = s.kv_lm;
+        self.kv_pos = s.kv_pos;
+        self.kv_neg = s.kv_neg;
+        self.h_pos = s.h_pos;
+        self.h_neg = s.h_neg;
+        self.decoder = s.decoder;
+        self.consumed = s.consumed;
+        self.frames_left_in_window = s.frames_left_in_window;
+        self.frames = s.frames;
+        self.stop = s.stop;
+        if let Some(t) = self.trace.as_mut() {
+            t.truncate(s.traces);
+        }
+    }
+
+    fn step_inner(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
         if let Some(reason) = self.stop {
             return Ok(StepOutcome::Finished(reason));
         }

@@ -36,7 +36,10 @@ impl PreparedVoice {
     /// Validates `preset` against the model and moves its caches to the model's device.
     pub fn new(model: &VibeVoiceModel, preset: &VoicePreset) -> Result<Self> {
         preset.validate(model.config())?;
-        let (text, tts) = (model.place(Component::TextLm), model.place(Component::TtsLm));
+        let (text, tts) = (
+            model.place(Component::TextLm),
+            model.place(Component::TtsLm),
+        );
         Ok(Self {
             lm: cache(preset.lm(), text)?,
             tts_pos: cache(preset.tts_lm(), tts)?,

@@ -11,6 +11,7 @@
 
   const st = {
     ws: null,
+    connected: null,
     ready: null,
     nextId: 1,
     byId: new Map(),
@@ -63,10 +64,11 @@
     return `${scheme}://${location.host}/v1/tts/stream?${q}`;
   }
 
-  // Opens a session (or reuses the open one); resolves on session.ready.
+  // Opens a session (or reuses the open or opening one); resolves on session.ready.
   function connect() {
-    if (st.ws && st.ws.readyState === WebSocket.OPEN && st.ready) return Promise.resolve(st.ready);
-    return new Promise((resolve, reject) => {
+    const live = st.ws && (st.ws.readyState === WebSocket.OPEN || st.ws.readyState === WebSocket.CONNECTING);
+    if (live && st.connected) return st.connected;
+    st.connected = new Promise((resolve, reject) => {
       const ws = new WebSocket(socketUrl());
       ws.binaryType = 'arraybuffer';
       st.ws = ws;
@@ -89,6 +91,7 @@
         if (autotest && $('status').dataset.state !== 'done') report('error', { error: `closed ${e.code}` });
       };
     });
+    return st.connected;
   }
 
   function onEvent(ev) {
@@ -223,6 +226,10 @@
   $('speak').addEventListener('click', () => speak().catch((e) => log(String(e.message || e))));
   $('cancel').addEventListener('click', cancel);
   $('voice').addEventListener('change', () => { if (st.ws) st.ws.close(1000); });
+  $('apikey').addEventListener('change', () => {
+    if (st.ws) st.ws.close(1000);
+    loadVoices().catch((e) => log(String(e.message || e)));
+  });
 
   loadVoices()
     .then((n) => {

@@ -187,21 +187,31 @@ mod tests {
 
     #[test]
     fn codes_are_stable_and_fatal_errors_close() {
-        assert_eq!(WsError::UnknownContext("a".into()).code(), "unknown_context");
+        assert_eq!(
+            WsError::UnknownContext("a".into()).code(),
+            "unknown_context"
+        );
         assert!(!WsError::UnknownContext("a".into()).is_fatal());
         assert_eq!(
             WsError::ProtocolViolation("binary").close_code(),
             Some(CloseCode::ProtocolViolation)
         );
         assert_eq!(
-            WsError::IdleTimeout { secs: 1 }.close_code().map(CloseCode::code),
+            WsError::IdleTimeout { secs: 1 }
+                .close_code()
+                .map(CloseCode::code),
             Some(4408)
         );
         assert_eq!(
-            WsError::MessageTooBig { limit: 1 }.close_code().map(CloseCode::code),
+            WsError::MessageTooBig { limit: 1 }
+                .close_code()
+                .map(CloseCode::code),
             Some(1009)
         );
-        assert_eq!(WsError::InvalidUtf8.close_code().map(CloseCode::code), Some(1007));
+        assert_eq!(
+            WsError::InvalidUtf8.close_code().map(CloseCode::code),
+            Some(1007)
+        );
     }
 
     #[test]
@@ -213,7 +223,10 @@ mod tests {
         let mapped = WsError::from(model);
         assert_eq!(mapped.code(), "synthesis_failed");
         assert!(!mapped.to_string().contains("secret"));
-        assert_eq!(WsError::from(EngineError::Overloaded { total: 1 }).code(), "overloaded");
+        assert_eq!(
+            WsError::from(EngineError::Overloaded { total: 1 }).code(),
+            "overloaded"
+        );
         assert_eq!(WsError::from(EngineError::Draining).code(), "shutting_down");
         assert!(WsError::from(EngineError::Unavailable).is_fatal());
         let bad = "ogg".parse::<vv_audio::Encoding>().unwrap_err();
@@ -224,7 +237,10 @@ mod tests {
     fn sample_rates() {
         assert_eq!(supported_rate(16_000), Ok(16_000));
         for bad in [0, -8000, 11_025, i64::from(u32::MAX) + 8000] {
-            assert_eq!(supported_rate(bad), Err(WsError::UnsupportedSampleRate(bad)));
+            assert_eq!(
+                supported_rate(bad),
+                Err(WsError::UnsupportedSampleRate(bad))
+            );
         }
     }
 }

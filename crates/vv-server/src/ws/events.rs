@@ -2,9 +2,13 @@
 //! its `context_id`.
 
 use serde::Serialize;
+use vv_audio::{Encoding, SUPPORTED_SAMPLE_RATES};
+use vv_engine::EngineInfo;
 
 use super::error::WsError;
 use super::session_config::SessionConfig;
+use crate::config::Limits;
+use crate::routes::models::MODEL_ID;
 
 /// Version of the wire protocol, announced in `session.ready`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -49,6 +53,31 @@ pub struct Ready {
     pub encodings: Vec<&'static str>,
     /// Accepted output sample rates.
     pub sample_rates: Vec<u32>,
+}
+
+impl Ready {
+    /// What a server running `info` with `limits` announces to a session with `defaults`.
+    pub fn new(info: &EngineInfo, limits: &Limits, defaults: SessionConfig) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            model: MODEL_ID,
+            device: info.device.device.label(),
+            dtype: info.device.dtype.as_str(),
+            native_sample_rate: info.model.sample_rate,
+            frame_samples: info.model.frame_samples,
+            defaults,
+            limits: AnnouncedLimits {
+                max_text_chars: limits.max_text_chars,
+                max_message_bytes: limits.max_message_bytes,
+                session_idle_timeout_secs: limits.session_idle_timeout_secs,
+                context_idle_timeout_secs: limits.context_idle_timeout_secs,
+                max_buffered_frames: limits.max_buffered_frames,
+            },
+            voices: info.voices.clone(),
+            encodings: Encoding::ALL.iter().map(|e| e.as_str()).collect(),
+            sample_rates: SUPPORTED_SAMPLE_RATES.to_vec(),
+        }
+    }
 }
 
 /// One event for the client.
@@ -138,7 +167,11 @@ impl ServerEvent {
     }
 
     /// A `warning` event.
-    pub fn warning(context_id: Option<&str>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(
+        context_id: Option<&str>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         ServerEvent::Warning {
             context_id: context_id.map(str::to_owned),
             code,
@@ -164,7 +197,10 @@ mod tests {
 
     #[test]
     fn events_have_type_and_fields() {
-        let v = json(&ServerEvent::error(Some("c1"), &WsError::UnknownContext("c1".into())));
+        let v = json(&ServerEvent::error(
+            Some("c1"),
+            &WsError::UnknownContext("c1".into()),
+        ));
         assert_eq!(v["type"], "error");
         assert_eq!(v["context_id"], "c1");
         assert_eq!(v["code"], "unknown_context");
@@ -181,7 +217,9 @@ mod tests {
         assert_eq!(v["type"], "context.done");
         assert!(v["ttfa_ms"].is_null());
         assert_eq!(v["rtf"], 0.5);
-        let v = json(&ServerEvent::Flushed { context_id: "c".into() });
+        let v = json(&ServerEvent::Flushed {
+            context_id: "c".into(),
+        });
         assert_eq!(v, serde_json::json!({"type": "flushed", "context_id": "c"}));
     }
 }

@@ -62,7 +62,10 @@ impl AudioFramer {
     pub fn frame(&mut self, samples: &[f32]) -> Result<Vec<u8>, AudioError> {
         let first = self.segment.is_none();
         if first {
-            self.segment = Some(new_encoder(OutputFormat::Raw(self.encoding), self.sample_rate)?);
+            self.segment = Some(new_encoder(
+                OutputFormat::Raw(self.encoding),
+                self.sample_rate,
+            )?);
         }
         let Some(encoder) = self.segment.as_mut() else {
             return Err(AudioError::Finished);
@@ -115,7 +118,10 @@ mod tests {
         let (h0, n0) = decode(&f.frame(&[0.1; 3200]).unwrap());
         let (h1, n1) = decode(&f.frame(&[0.1; 3200]).unwrap());
         let (h2, n2) = decode(&f.end_segment().unwrap().unwrap());
-        assert_eq!((h0.context_num, h0.seq, h0.sample_offset, n0), (3, 0, 0, 6400));
+        assert_eq!(
+            (h0.context_num, h0.seq, h0.sample_offset, n0),
+            (3, 0, 0, 6400)
+        );
         assert!(h0.is_first() && !h0.is_last());
         assert_eq!((h1.seq, h1.sample_offset, n1, h1.flags), (1, 3200, 6400, 0));
         assert_eq!((h2.seq, h2.sample_offset, n2), (2, 6400, 0));

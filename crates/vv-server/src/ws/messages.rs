@@ -180,17 +180,24 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"type":"flush","context_id":"a"}"#),
-            Ok(ClientMessage::Flush { context_id: "a".into() })
+            Ok(ClientMessage::Flush {
+                context_id: "a".into()
+            })
         );
         assert_eq!(
             parse(r#"{"type":"close","context_id":"a"}"#),
-            Ok(ClientMessage::Close { context_id: "a".into() })
+            Ok(ClientMessage::Close {
+                context_id: "a".into()
+            })
         );
         assert_eq!(
             parse(r#"{"type":"cancel","context_id":"*"}"#),
             Ok(ClientMessage::Cancel(CancelTarget::All))
         );
-        assert_eq!(parse(r#"{"type":"keepalive"}"#), Ok(ClientMessage::Keepalive));
+        assert_eq!(
+            parse(r#"{"type":"keepalive"}"#),
+            Ok(ClientMessage::Keepalive)
+        );
         let ClientMessage::Configure(c) =
             parse(r#"{"type":"session.configure","voice":"v","sample_rate":16000,"seed":null}"#)
                 .unwrap()
@@ -200,8 +207,7 @@ mod tests {
         assert_eq!(c.voice.as_deref(), Some("v"));
         assert_eq!(c.sample_rate, Some(16_000));
         assert_eq!(c.seed, Some(None));
-        let ClientMessage::Configure(c) = parse(r#"{"type":"session.configure"}"#).unwrap()
-        else {
+        let ClientMessage::Configure(c) = parse(r#"{"type":"session.configure"}"#).unwrap() else {
             panic!("not a configure")
         };
         assert_eq!(c, Configure::default());
@@ -216,10 +222,22 @@ mod tests {
         assert_eq!(code(r#"{"type":5}"#), "invalid_message");
         assert_eq!(code(r#"{"type":"dance"}"#), "unknown_message_type");
         assert_eq!(code(r#"{"type":"text","text":"x"}"#), "invalid_message");
-        assert_eq!(code(r#"{"type":"text","context_id":"a"}"#), "invalid_message");
-        assert_eq!(code(r#"{"type":"text","context_id":7,"text":"x"}"#), "invalid_message");
-        assert_eq!(code(r#"{"type":"text","context_id":"","text":"x"}"#), "invalid_message");
-        assert_eq!(code(r#"{"type":"text","context_id":"*","text":"x"}"#), "invalid_message");
+        assert_eq!(
+            code(r#"{"type":"text","context_id":"a"}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"text","context_id":7,"text":"x"}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"text","context_id":"","text":"x"}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"text","context_id":"*","text":"x"}"#),
+            "invalid_message"
+        );
         assert_eq!(code(r#"{"type":"flush"}"#), "invalid_message");
         assert_eq!(
             code(r#"{"type":"session.configure","diffusion_steps":2.5}"#),

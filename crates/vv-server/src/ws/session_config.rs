@@ -142,7 +142,10 @@ fn clamp_cfg(cfg: f64, clamped: &mut Vec<Clamped>) -> Result<f64, WsError> {
     }
     if cfg > CFG_RANGE.1 {
         clamped.push(Clamped {
-            message: format!("`cfg_scale` {cfg} is above {}; using {}", CFG_RANGE.1, CFG_RANGE.1),
+            message: format!(
+                "`cfg_scale` {cfg} is above {}; using {}",
+                CFG_RANGE.1, CFG_RANGE.1
+            ),
         });
         return Ok(CFG_RANGE.1);
     }
@@ -176,12 +179,19 @@ mod tests {
         assert_eq!(cfg.voice, "a");
         assert_eq!(cfg.encoding, Encoding::PcmS16le);
         assert_eq!(cfg.sample_rate, 24_000);
-        let q: HashMap<String, String> = [("voice", "b"), ("encoding", "mulaw"), ("sample_rate", "8000")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let q: HashMap<String, String> = [
+            ("voice", "b"),
+            ("encoding", "mulaw"),
+            ("sample_rate", "8000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let got = cfg.clone().with_query(&q, &info).unwrap();
-        assert_eq!((got.voice.as_str(), got.encoding, got.sample_rate), ("b", Encoding::Mulaw, 8000));
+        assert_eq!(
+            (got.voice.as_str(), got.encoding, got.sample_rate),
+            ("b", Encoding::Mulaw, 8000)
+        );
         let bad = |k: &str, v: &str| {
             let q = HashMap::from([(k.to_string(), v.to_string())]);
             cfg.clone().with_query(&q, &info).unwrap_err().code()
@@ -209,15 +219,38 @@ mod tests {
         assert_eq!(next.voice, "a");
         assert_eq!(clamped.len(), 2);
         let (again, none) = next
-            .configure(&Configure { diffusion_steps: Some(1000), seed: Some(None), ..Configure::default() }, &info)
+            .configure(
+                &Configure {
+                    diffusion_steps: Some(1000),
+                    seed: Some(None),
+                    ..Configure::default()
+                },
+                &info,
+            )
             .unwrap();
-        assert_eq!((again.diffusion_steps, again.seed, none.len()), (STEPS_RANGE.1, None, 1));
+        assert_eq!(
+            (again.diffusion_steps, again.seed, none.len()),
+            (STEPS_RANGE.1, None, 1)
+        );
         for cfg_scale in [0.0, -1.0, f64::NAN] {
-            let req = Configure { cfg_scale: Some(cfg_scale), encoding: Some("alaw".into()), ..Configure::default() };
-            assert_eq!(next.configure(&req, &info).unwrap_err().code(), "invalid_value");
+            let req = Configure {
+                cfg_scale: Some(cfg_scale),
+                encoding: Some("alaw".into()),
+                ..Configure::default()
+            };
+            assert_eq!(
+                next.configure(&req, &info).unwrap_err().code(),
+                "invalid_value"
+            );
         }
-        let req = Configure { voice: Some("nobody".into()), ..Configure::default() };
-        assert_eq!(next.configure(&req, &info).unwrap_err().code(), "unknown_voice");
+        let req = Configure {
+            voice: Some("nobody".into()),
+            ..Configure::default()
+        };
+        assert_eq!(
+            next.configure(&req, &info).unwrap_err().code(),
+            "unknown_voice"
+        );
         assert!(next.synthesis_params().validate().is_ok());
     }
 }

@@ -146,6 +146,9 @@ mod tests {
             classify(&err("WebSocket protocol error: Reserved bits are non-zero")),
             TransportFailure::Protocol
         );
-        assert_eq!(classify(&err("Connection reset by peer")), TransportFailure::Broken);
+        assert_eq!(
+            classify(&err("Connection reset by peer")),
+            TransportFailure::Broken
+        );
     }
 }

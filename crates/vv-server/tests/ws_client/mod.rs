@@ -67,7 +67,10 @@ impl ContextRun {
 
     /// All payload bytes, concatenated.
     pub fn payload(&self) -> Vec<u8> {
-        self.frames.iter().flat_map(|(_, p)| p.iter().copied()).collect()
+        self.frames
+            .iter()
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect()
     }
 }
 
@@ -142,7 +145,10 @@ pub async fn connect_with_bearer(addr: std::net::SocketAddr, key: &str) -> Clien
 impl Client {
     /// Sends a JSON message.
     pub async fn send(&mut self, message: Value) {
-        self.ws.send(Message::Text(message.to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// Sends a raw WebSocket message.
@@ -152,12 +158,14 @@ impl Client {
 
     /// Sends `text` for `context_id`.
     pub async fn text(&mut self, context_id: &str, text: &str) {
-        self.send(json!({"type": "text", "context_id": context_id, "text": text})).await;
+        self.send(json!({"type": "text", "context_id": context_id, "text": text}))
+            .await;
     }
 
     /// Sends `close` for `context_id`.
     pub async fn close_context(&mut self, context_id: &str) {
-        self.send(json!({"type": "close", "context_id": context_id})).await;
+        self.send(json!({"type": "close", "context_id": context_id}))
+            .await;
     }
 
     /// The next message (panics after [`READ_TIMEOUT`]).
@@ -177,7 +185,8 @@ impl Client {
                     let ev: Value = serde_json::from_str(&t).unwrap();
                     if ev["type"] == "context.created" {
                         let id = ev["context_id"].as_str().unwrap().to_string();
-                        self.nums.insert(id, ev["context_num"].as_u64().unwrap() as u32);
+                        self.nums
+                            .insert(id, ev["context_num"].as_u64().unwrap() as u32);
                     }
                     Received::Event(ev)
                 }
@@ -185,7 +194,9 @@ impl Client {
                     let (h, p) = FrameHeader::decode(&b).expect("valid frame header");
                     Received::Frame(h, p.to_vec())
                 }
-                Some(Ok(Message::Close(frame))) => Received::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Close(frame))) => {
+                    Received::Closed(frame.map(|f| u16::from(f.code)))
+                }
                 Some(Ok(_)) => continue,
             });
         }
@@ -198,12 +209,13 @@ impl Client {
         loop {
             match self.next().await {
                 Received::Event(ev)
-                    if ev["type"] == kind
-                        && context_id.is_none_or(|id| ev["context_id"] == id) =>
+                    if ev["type"] == kind && context_id.is_none_or(|id| ev["context_id"] == id) =>
                 {
                     return (before, ev)
                 }
-                Received::Closed(code) => panic!("closed ({code:?}) while waiting for {kind}: {before:?}"),
+                Received::Closed(code) => {
+                    panic!("closed ({code:?}) while waiting for {kind}: {before:?}")
+                }
                 other => before.push(other),
             }
         }
@@ -225,9 +237,7 @@ impl Client {
                         return run;
                     }
                 }
-                Received::Frame(h, p) if Some(h.context_num) == num => {
-                    run.frames.push((h, p))
-                }
+                Received::Frame(h, p) if Some(h.context_num) == num => run.frames.push((h, p)),
                 Received::Closed(code) => panic!("closed ({code:?}) during context {context_id}"),
                 _ => {}
             }

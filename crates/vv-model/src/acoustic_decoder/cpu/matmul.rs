@@ -115,7 +115,13 @@ mod tests {
     #[test]
     fn matches_a_naive_matmul_for_all_row_counts_and_tails() {
         let value = |i: usize| ((i * 7919 % 1000) as f32 - 500.0) / 500.0;
-        for (m, k, n) in [(1, 3, 5), (2, 16, 7), (5, 37, 9), (9, 300, 1000), (16, 1024, 300)] {
+        for (m, k, n) in [
+            (1, 3, 5),
+            (2, 16, 7),
+            (5, 37, 9),
+            (9, 300, 1000),
+            (16, 1024, 300),
+        ] {
             let x: Vec<f32> = (0..m * k).map(value).collect();
             let w: Vec<f32> = (0..n * k).map(|i| value(i + 13)).collect();
             let got = skinny_matmul(&x, &w, m, k, n);

@@ -32,7 +32,10 @@ impl<'a> CpuSlice<'a> {
     pub(super) fn new(t: &'a Tensor) -> Result<Self> {
         let (storage, layout): (StorageRef<'a>, &Layout) = t.storage_and_layout();
         let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("decoder CPU kernel: tensor {:?} is not contiguous", t.dims())
+            bail!(
+                "decoder CPU kernel: tensor {:?} is not contiguous",
+                t.dims()
+            )
         };
         Ok(Self {
             storage,
@@ -47,6 +50,36 @@ impl<'a> CpuSlice<'a> {
             _ => bail!("decoder CPU kernel: tensor is not on the CPU"),
         }
     }
+}
+
+/// Below this many values an elementwise kernel stays on one thread.
+const MIN_PARALLEL_VALUES: usize = 1 << 17;
+
+/// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) split into contiguous row
+/// blocks, one per thread when `out` is large enough to pay for the threads.
+pub(super) fn for_row_blocks(
+    out: &mut [f32],
+    row_len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let rows = out.len() / row_len.max(1);
+    let threads = if out.len() >= MIN_PARALLEL_VALUES {
+        candle_core::utils::get_num_threads().clamp(1, rows.max(1))
+    } else {
+        1
+    };
+    let rows_per_thread = rows.div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut blocks = out.chunks_mut(rows_per_thread * row_len.max(1)).enumerate();
+        let own = blocks.next();
+        for (i, block) in blocks {
+            scope.spawn(move || f(i * rows_per_thread, block));
+        }
+        if let Some((_, block)) = own {
+            f(0, block);
+        }
+    });
 }
 
 /// Defines a kernel function that runs a copy compiled with AVX2 code generation when the CPU

@@ -2,7 +2,7 @@
 //! depthwise causal convolution with its bias and residual.
 
 use super::gelu::gelu_erf;
-use super::simd_fn;
+use super::{for_row_blocks, simd_fn};
 
 /// What follows a matmul: `act(y + bias) + residual`, all optional.
 pub(in crate::acoustic_decoder) struct Epilogue<'a> {
@@ -15,9 +15,11 @@ pub(in crate::acoustic_decoder) struct Epilogue<'a> {
 }
 
 simd_fn! {
-    /// Applies bias, GELU and residual in place to the rows (`n` wide) of `out`.
-    fn finish_rows(out: &mut [f32], n: usize, bias: Option<&[f32]>, gelu: bool, residual: Option<&[f32]>) {
+    /// Applies bias, GELU and residual in place to the rows (`n` wide) of `out`, whose first
+    /// row is row `first` of the residual.
+    fn finish_rows(out: &mut [f32], first: usize, n: usize, bias: Option<&[f32]>, gelu: bool, residual: Option<&[f32]>) {
         for (i, row) in out.chunks_exact_mut(n).enumerate() {
+            let i = first + i;
             if let Some(bias) = bias {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             }
@@ -52,15 +54,19 @@ pub(in crate::acoustic_decoder) fn epilogue(
         y.to_vec()
     };
     if n > 0 {
-        finish_rows(&mut out, n, e.bias, e.gelu, e.residual);
+        for_row_blocks(&mut out, n, |first, rows| {
+            finish_rows(rows, first, n, e.bias, e.gelu, e.residual)
+        });
     }
     out
 }
 
 simd_fn! {
-    /// Adds bias and taps ⊙ shifted window to the residual rows in `out` (`c` channels).
-    fn depthwise_rows(out: &mut [f32], window: &[f32], taps: &[f32], bias: &[f32], c: usize) {
+    /// Adds bias and taps ⊙ shifted window to the residual rows in `out` (`c` channels), whose
+    /// first row is time step `first`.
+    fn depthwise_rows(out: &mut [f32], first: usize, window: &[f32], taps: &[f32], bias: &[f32], c: usize) {
         for (t, row) in out.chunks_exact_mut(c).enumerate() {
+            let t = first + t;
             row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             for (k, tap) in taps.chunks_exact(c).enumerate() {
                 let input = &window[(t + k) * c..(t + k + 1) * c];
@@ -84,7 +90,9 @@ pub(in crate::acoustic_decoder) fn depthwise_causal(
 ) -> Vec<f32> {
     let mut out = residual.to_vec();
     if c > 0 {
-        depthwise_rows(&mut out, window, taps, bias, c);
+        for_row_blocks(&mut out, c, |first, rows| {
+            depthwise_rows(rows, first, window, taps, bias, c)
+        });
     }
     out
 }

@@ -1,0 +1,187 @@
+//! The session state machine of `GET /v1/tts/stream`, written against a generic
+//! `Sink<Outgoing>` / `Stream<Item = Incoming>` so it runs on channels in tests.
+//!
+//! One task per session waits, whichever comes first, for a client message, an engine event
+//! of any context, an idle deadline or the server's drain signal, and handles it to the end
+//! before waiting again: events of one context therefore leave in the order the engine
+//! produced them, with `context.created` before any audio and `flushed` / `context.done`
+//! after the last frame. Sending waits for the transport (a client that does not read stalls
+//! only itself: the engine's bounded outbox then warns and cancels the context with
+//! `slow_consumer`); a send blocked for longer than the session idle timeout ends the session.
+//! Dropping the session (client gone, fatal error) cancels every utterance it runs.
+//!
+//! [`client`] handles client messages, [`engine`] engine events, [`timers`] idle timeouts
+//! and draining, [`sending`] everything that goes out.
+
+mod client;
+mod engine;
+mod sending;
+mod timers;
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+use futures::future::{select_all, FutureExt};
+use futures::{Sink, Stream, StreamExt};
+use vv_engine::{EngineHandle, UtteranceEvent};
+
+use super::close_code::CloseCode;
+use super::context::Context;
+use super::events::{Ready, ServerEvent};
+use super::session_config::SessionConfig;
+use super::transport::{Incoming, Outgoing};
+use crate::config::Limits;
+use crate::metrics::WsSessionGuard;
+use crate::state::AppState;
+
+/// How long the server waits for the client's answer to its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+/// Warning code: a context was closed because it waited too long for text.
+const CONTEXT_IDLE: &str = "context_idle_timeout";
+/// Warning code: the server started draining.
+const SHUTTING_DOWN: &str = "shutting_down";
+/// Longest idle timeout honoured (keeps deadline arithmetic far from overflow).
+const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+fn timeout_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(MAX_TIMEOUT_SECS))
+}
+
+/// Why the session loop stops.
+enum Ended {
+    /// The client closed or the connection broke: nothing more to send.
+    ClientLeft,
+    /// The server sent a close frame; the client's answer is awaited briefly.
+    Closed,
+}
+
+type Flow = Result<(), Ended>;
+
+/// What woke the session up.
+enum Wake {
+    Client(Option<Incoming>),
+    Engine(String, Option<UtteranceEvent>),
+    Timer,
+    Drain(bool),
+}
+
+/// Runs one session until the client leaves, a fatal error, the idle timeout or the end of
+/// a drain. `config` holds the session defaults (service settings and query parameters).
+pub async fn run_session<Tx, Rx>(
+    state: AppState,
+    engine: EngineHandle,
+    config: SessionConfig,
+    outgoing: Tx,
+    mut incoming: Rx,
+) where
+    Tx: Sink<Outgoing> + Unpin,
+    Tx::Error: Display,
+    Rx: Stream<Item = Incoming> + Unpin,
+{
+    let limits = state.settings().limits;
+    let mut session = Session {
+        _open: WsSessionGuard::new(state.metrics().clone()),
+        state,
+        engine,
+        limits,
+        config,
+        out: outgoing,
+        contexts: BTreeMap::new(),
+        next_num: 1,
+        last_activity: Instant::now(),
+        draining: false,
+    };
+    if let Err(Ended::Closed) = session.run(&mut incoming).await {
+        session.contexts.clear();
+        let answer =
+            async { while !matches!(incoming.next().await, None | Some(Incoming::Close)) {} };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, answer).await;
+    }
+}
+
+struct Session<Tx> {
+    state: AppState,
+    engine: EngineHandle,
+    limits: Limits,
+    config: SessionConfig,
+    out: Tx,
+    contexts: BTreeMap<String, Context>,
+    next_num: u32,
+    last_activity: Instant,
+    draining: bool,
+    _open: WsSessionGuard,
+}
+
+/// The next event of any context with a running segment; never resolves when there is none.
+async fn next_engine_event(
+    contexts: &mut BTreeMap<String, Context>,
+) -> (String, Option<UtteranceEvent>) {
+    let waiting: Vec<_> = contexts
+        .iter_mut()
+        .filter(|(_, c)| c.has_segment())
+        .map(|(id, c)| c.next_event().map(move |ev| (id.clone(), ev)).boxed())
+        .collect();
+    if waiting.is_empty() {
+        return std::future::pending().await;
+    }
+    select_all(waiting).await.0
+}
+
+impl<Tx> Session<Tx>
+where
+    Tx: Sink<Outgoing> + Unpin,
+    Tx::Error: Display,
+{
+    async fn run<Rx>(&mut self, incoming: &mut Rx) -> Flow
+    where
+        Rx: Stream<Item = Incoming> + Unpin,
+    {
+        let ready = Ready::new(self.engine.info(), &self.limits, self.config.clone());
+        self.event(ServerEvent::SessionReady(Box::new(ready)))
+            .await?;
+        let mut drain = self.state.draining_signal();
+        let mut drain_open = true;
+        if *drain.borrow_and_update() {
+            self.start_draining().await?;
+        }
+        loop {
+            if self.draining && self.contexts.is_empty() {
+                self.close(CloseCode::ShuttingDown).await;
+                return Err(Ended::Closed);
+            }
+            let deadline = tokio::time::Instant::from_std(self.next_deadline());
+            let wake = tokio::select! {
+                item = incoming.next() => Wake::Client(item),
+                (id, event) = next_engine_event(&mut self.contexts) => Wake::Engine(id, event),
+                () = tokio::time::sleep_until(deadline) => Wake::Timer,
+                changed = drain.changed(), if drain_open && !self.draining => {
+                    Wake::Drain(changed.is_ok())
+                }
+            };
+            match wake {
+                Wake::Client(item) => self.on_client(item).await?,
+                Wake::Engine(id, event) => self.on_engine(&id, event).await?,
+                Wake::Timer => self.on_timer().await?,
+                Wake::Drain(true) => self.start_draining().await?,
+                Wake::Drain(false) => drain_open = false,
+            }
+        }
+    }
+
+    fn session_idle(&self) -> Duration {
+        timeout_secs(self.limits.session_idle_timeout_secs)
+    }
+
+    fn context_idle(&self) -> Duration {
+        timeout_secs(self.limits.context_idle_timeout_secs)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let context_idle = self.context_idle();
+        self.contexts
+            .values()
+            .filter_map(|c| c.idle_deadline(context_idle))
+            .fold(self.last_activity + self.session_idle(), Instant::min)
+    }
+}
