@@ -382,12 +382,14 @@ async fn a_client_disconnect_cancels_the_utterance_and_frees_the_slot() {
     let (status, _, pcm) = server.post_json("/v1/audio/speech", &long_speech()).await;
     assert_eq!(status, StatusCode::OK);
     server.wait_idle().await;
+    // The slot is freed before the model thread records its last step: wait for the record.
+    let frames = (pcm.len() / 2 / 3200) as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while steps() - before < frames && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let full_steps = steps() - before;
-    assert_eq!(
-        full_steps as usize,
-        pcm.len() / 2 / 3200,
-        "one step per frame at batch size 1"
-    );
+    assert_eq!(full_steps, frames, "one step per frame at batch size 1");
     assert!(
         cancelled_steps < full_steps,
         "cancelled after {cancelled_steps} of {full_steps} steps"
