@@ -53,14 +53,17 @@ impl IncrementalTokenizer {
             return Ok(Vec::new());
         }
         let mut cut = starts[starts.len() - HELD_PRE_TOKENS];
-        cut = cut.min(self.pending.len() - tok.partial_special_suffix(&self.pending));
+        let solid_end = self.pending.len() - tok.partial_special_suffix(&self.pending);
+        cut = cut.min(solid_end);
         let cut = starts
             .iter()
             .copied()
             .filter(|&s| s <= cut)
             .max()
             .unwrap_or(0);
-        if cut == 0 {
+        // Commit only text that is certainly followed by more non-whitespace text: trailing
+        // whitespace is stripped at the end, and a partial special token may still vanish.
+        if cut == 0 || self.pending[cut..solid_end].trim().is_empty() {
             return Ok(Vec::new());
         }
         let ids = tok.encode(&self.pending[..cut])?;
