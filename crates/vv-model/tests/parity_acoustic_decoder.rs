@@ -19,12 +19,12 @@ const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vibevoic
 /// Streaming vs one-shot tolerance: max|a - b| / max|b|.
 const STREAM_TOLERANCE: f64 = 1e-4;
 
-#[test]
-fn tiny_decoder_matches_the_golden_file() {
+/// Runs the golden check on the tiny model loaded in `dtype` and asserts every report passes.
+fn check_tiny(dtype: DType) {
     let cfg = VibeVoiceConfig::from_file(Path::new(&format!("{TINY}/model/config.json"))).unwrap();
     let weights = format!("{TINY}/model/model.safetensors");
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
-        .unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, &Device::Cpu) }.unwrap();
     let decoder = AcousticDecoder::new(
         &cfg.acoustic_tokenizer_config,
         vb.pp("model.acoustic_tokenizer.decoder"),
@@ -37,13 +37,25 @@ fn tiny_decoder_matches_the_golden_file() {
     let reports = parity::acoustic_decoder::check(&decoder, &golden).unwrap();
     for r in &reports {
         println!(
-            "{:<34} max_abs {:.3e} rel {:.3e} (tol {:.0e})",
+            "{dtype:?} {:<34} max_abs {:.3e} rel {:.3e} (tol {:.0e})",
             r.name, r.max_abs, r.rel, r.tolerance
         );
     }
     // 3 audio outputs + stem + 7 stages + 6 upsamplers.
     assert_eq!(reports.len(), 17, "{reports:?}");
     assert!(reports.iter().all(|r| r.passed()), "{reports:?}");
+}
+
+/// f32 on the CPU: the fused CPU kernels.
+#[test]
+fn tiny_decoder_matches_the_golden_file() {
+    check_tiny(DType::F32);
+}
+
+/// f64 takes the plain candle-op path that GPUs use, so that path is checked end to end too.
+#[test]
+fn tiny_decoder_on_the_candle_op_path_matches_the_golden_file() {
+    check_tiny(DType::F64);
 }
 
 /// A decoder config with the given shape (head to one channel, eps 1e-5).
@@ -156,13 +168,13 @@ fn random_latents(vae_dim: usize, frames: usize, seed: u64) -> Tensor {
     Tensor::from_vec(data, (1, vae_dim, frames), &Device::Cpu).unwrap()
 }
 
-/// Splits `frames` into chunks: each `cut` flag says whether a chunk ends after that frame.
+/// Splits `frames` into chunks: `cuts[f]` says whether a chunk ends after frame `f`.
 fn chunking(frames: usize, cuts: &[bool]) -> Vec<usize> {
     let mut sizes = Vec::new();
     let mut size = 0;
-    for f in 0..frames {
+    for (f, &cut) in cuts.iter().enumerate().take(frames) {
         size += 1;
-        if f + 1 == frames || cuts[f] {
+        if cut || f + 1 == frames {
             sizes.push(size);
             size = 0;
         }
@@ -194,7 +206,8 @@ proptest! {
         let mut start = 0;
         let mut parts = Vec::new();
         for size in chunking(frames, &cuts) {
-            let part = decoder.decode_step(&latents.narrow(2, start, size).unwrap(), &mut state).unwrap();
+            let chunk = latents.narrow(2, start, size).unwrap();
+            let part = decoder.decode_step(&chunk, &mut state).unwrap();
             prop_assert_eq!(part.dims(), &[1, 1, size * cfg.hop_length()]);
             parts.push(part);
             start += size;
@@ -202,7 +215,8 @@ proptest! {
         prop_assert_eq!(state.frames(), frames);
         let streamed = Tensor::cat(&parts, 2).unwrap();
         let rel = parity::relative_error(&streamed, &full).unwrap();
-        prop_assert!(rel <= STREAM_TOLERANCE, "relative error {} for {:?}", rel, chunking(frames, &cuts));
+        let sizes = chunking(frames, &cuts);
+        prop_assert!(rel <= STREAM_TOLERANCE, "relative error {} for chunks {:?}", rel, sizes);
     }
 }
 

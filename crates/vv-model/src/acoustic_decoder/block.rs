@@ -43,6 +43,15 @@ fn fold_scale(t: &Tensor, scale: &Tensor) -> Result<Tensor> {
         .to_dtype(dtype)
 }
 
+/// RMSNorm over channels (last dim): candle's fused op, or its composed form for the dtypes
+/// the fused op lacks (f64).
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    match x.dtype() {
+        DType::F64 => candle_nn::ops::rms_norm_slow(x, weight, eps),
+        _ => candle_nn::ops::rms_norm(x, weight, eps),
+    }
+}
+
 impl Block1D {
     /// Loads `stages.{i}.{j}` tensors for `channels` channels.
     pub(super) fn new(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
@@ -81,10 +90,10 @@ impl Block1D {
 
     /// `[T, C] -> [T, C]`, consuming and updating the mixer's normed-input history.
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
-        let normed = candle_nn::ops::rms_norm(x, &self.norm, self.eps)?;
+        let normed = rms_norm(x, &self.norm, self.eps)?;
         let window = extend_history(history, &normed)?;
         let x = depthwise_causal(&window, &self.mixer_taps, &self.mixer_bias, x)?;
-        let normed = candle_nn::ops::rms_norm(&x, &self.ffn_norm, self.eps)?;
+        let normed = rms_norm(&x, &self.ffn_norm, self.eps)?;
         let up = Epilogue {
             bias: Some(&self.linear1_bias),
             gelu: true,

@@ -60,12 +60,7 @@ fn cpu_linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
         gelu: e.gelu,
         residual: residual.as_ref().map(CpuSlice::get).transpose()?,
     };
-    let out = if m
-        <= std::env::var("VV_SKINNY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cpu::SKINNY_MAX_ROWS)
-    {
+    let out = if m <= cpu::SKINNY_MAX_ROWS {
         let x = x.contiguous()?;
         let w = w.contiguous()?;
         let (xs, ws) = (CpuSlice::new(&x)?, CpuSlice::new(&w)?);

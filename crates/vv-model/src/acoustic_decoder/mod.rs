@@ -2,7 +2,10 @@
 //! audio `[1, channels, T·hop]`, one-shot or streaming with a minimal carried state.
 //!
 //! Activations are kept time-major (`[T, C]`, row-major) throughout, so every FFN, stem, head and
-//! upsampling step is a plain matmul and the depthwise mixers are shifted multiply-adds.
+//! upsampling step is a plain matmul and the depthwise mixers are shifted multiply-adds (never
+//! candle's grouped conv). f32 on the CPU runs fused kernels (`cpu`): a threaded skinny matmul
+//! for the weight-bound early layers and single-pass epilogues; every other device and dtype
+//! runs the same maths as plain candle ops.
 
 mod block;
 mod conv;
@@ -120,6 +123,8 @@ impl AcousticDecoder {
 
     /// Decodes the next `T` frames of a stream (`[1, vae_dim, T]`), returning exactly the `T·hop`
     /// new samples as f32 `[1, channels, T·hop]`. Any chunking gives the one-shot result.
+    /// The state's tensors are replaced, never written in place, so a cloned state is a
+    /// snapshot; after an error the state is partly advanced and should be discarded.
     pub fn decode_step(&self, latents: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
         self.run(latents, state, None)
     }

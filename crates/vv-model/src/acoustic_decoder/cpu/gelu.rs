@@ -24,13 +24,7 @@ const ERF_DEN: [f32; 5] = [
 /// erf(x) as a rational function on [-4, 4], ±1 outside.
 #[inline(always)]
 fn erf(x: f32) -> f32 {
-    let x = if x < -ERF_CLAMP {
-        -ERF_CLAMP
-    } else if x > ERF_CLAMP {
-        ERF_CLAMP
-    } else {
-        x
-    };
+    let x = x.clamp(-ERF_CLAMP, ERF_CLAMP);
     let x2 = x * x;
     let mut p = ERF_NUM[0];
     for c in &ERF_NUM[1..] {

@@ -1,17 +1,31 @@
 //! Skinny matmul `x [m, k] · w [n, k]ᵀ` for few rows (the decoder's early, weight-bound layers):
 //! every weight row is read once for all `m` input rows, split over threads by output row.
 
-use super::simd_fn;
+use super::{for_row_blocks, simd_fn};
 
 /// Accumulator width: two AVX2 registers (four SSE/NEON registers).
 const LANES: usize = 16;
-/// Below this many weight values the call stays on one thread (spawning costs ~20 µs).
+/// Below this many weight values the call stays on the calling thread.
 const MIN_PARALLEL_WEIGHTS: usize = 1 << 18;
+/// Weight values per unit of parallel work (256 KiB).
+const BLOCK_WEIGHTS: usize = 1 << 16;
 
-/// Sum of an accumulator and the products of the unaligned tails.
+/// Sum of an accumulator (as a short tree, not a 16-long dependency chain) and the products
+/// of the unaligned tails.
 #[inline(always)]
 fn finish(acc: &[f32; LANES], w_tail: &[f32], x_tail: &[f32]) -> f32 {
-    acc.iter().sum::<f32>() + w_tail.iter().zip(x_tail).map(|(a, b)| a * b).sum::<f32>()
+    let mut half = [0f32; LANES / 2];
+    for (i, h) in half.iter_mut().enumerate() {
+        *h = acc[i] + acc[i + LANES / 2];
+    }
+    let quarter = [
+        half[0] + half[4],
+        half[1] + half[5],
+        half[2] + half[6],
+        half[3] + half[7],
+    ];
+    let tail: f32 = w_tail.iter().zip(x_tail).map(|(a, b)| a * b).sum();
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3]) + tail
 }
 
 /// `w · x` for one input row.
@@ -77,23 +91,10 @@ pub(in crate::acoustic_decoder) fn skinny_matmul(
     if n == 0 || m == 0 || k == 0 {
         return out;
     }
-    let threads = if n * k >= MIN_PARALLEL_WEIGHTS {
-        candle_core::utils::get_num_threads().clamp(1, n)
-    } else {
-        1
-    };
-    let rows_per_thread = n.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut parts = out
-            .chunks_mut(rows_per_thread * m)
-            .zip(w.chunks(rows_per_thread * k));
-        let own = parts.next();
-        for (dst, w) in parts {
-            scope.spawn(move || fill(dst, w, x, m, k));
-        }
-        if let Some((dst, w)) = own {
-            fill(dst, w, x, m, k);
-        }
+    let parallel = n * k >= MIN_PARALLEL_WEIGHTS;
+    for_row_blocks(&mut out, m, BLOCK_WEIGHTS / k, parallel, |first, dst| {
+        let rows = dst.len() / m;
+        fill(dst, &w[first * k..(first + rows) * k], x, m, k)
     });
     out
 }

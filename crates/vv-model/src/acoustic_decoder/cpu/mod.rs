@@ -1,10 +1,13 @@
 //! Fused f32 kernels for the decoder on the CPU, where candle's op-by-op execution (an
 //! allocation and a thread barrier per elementwise op, single-threaded GEMV, slow small-m GEMM)
-//! dominates the frame time. Other devices and dtypes use plain candle ops (see `super::ops`).
+//! dominates the frame time. Other devices and dtypes use plain candle ops (see `super::linear`
+//! and `super::depthwise`, which choose between the two).
 
 mod gelu;
 mod matmul;
 mod pointwise;
+
+use std::sync::{Mutex, PoisonError};
 
 use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
 
@@ -52,32 +55,27 @@ impl<'a> CpuSlice<'a> {
     }
 }
 
-/// Below this many values an elementwise kernel stays on one thread.
-const MIN_PARALLEL_VALUES: usize = 1 << 17;
-
-/// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) split into contiguous row
-/// blocks, one per thread when `out` is large enough to pay for the threads.
+/// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) cut into blocks of
+/// `rows_per_block` rows: on candle's CPU worker pool (warm threads, no spawning) when
+/// `parallel`, else in one call on the current thread.
 pub(super) fn for_row_blocks(
     out: &mut [f32],
     row_len: usize,
+    rows_per_block: usize,
+    parallel: bool,
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    let rows = out.len() / row_len.max(1);
-    let threads = if out.len() >= MIN_PARALLEL_VALUES {
-        candle_core::utils::get_num_threads().clamp(1, rows.max(1))
-    } else {
-        1
-    };
-    let rows_per_thread = rows.div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let mut blocks = out.chunks_mut(rows_per_thread * row_len.max(1)).enumerate();
-        let own = blocks.next();
-        for (i, block) in blocks {
-            scope.spawn(move || f(i * rows_per_thread, block));
-        }
-        if let Some((_, block)) = own {
-            f(0, block);
+    let block_len = rows_per_block.max(1) * row_len;
+    if !parallel || block_len == 0 || out.len() <= block_len {
+        f(0, out);
+        return;
+    }
+    // One lock per block: uncontended, it only hands each block's `&mut` to one worker.
+    let blocks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(block_len).map(Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(blocks.len(), |range| {
+        for b in range {
+            let mut rows = blocks[b].lock().unwrap_or_else(PoisonError::into_inner);
+            f(b * rows_per_block.max(1), &mut rows);
         }
     });
 }
@@ -86,7 +84,10 @@ pub(super) fn for_row_blocks(
 /// has it (x86-64) and the baseline copy otherwise. Helpers called from the body must be
 /// `#[inline(always)]` to be vectorised with it.
 macro_rules! simd_fn {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]

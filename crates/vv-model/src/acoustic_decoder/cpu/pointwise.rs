@@ -4,6 +4,11 @@
 use super::gelu::gelu_erf;
 use super::{for_row_blocks, simd_fn};
 
+/// Below this many values a kernel stays on the calling thread.
+const MIN_PARALLEL_VALUES: usize = 1 << 17;
+/// Values per unit of parallel work.
+const BLOCK_VALUES: usize = 1 << 14;
+
 /// What follows a matmul: `act(y + bias) + residual`, all optional.
 pub(in crate::acoustic_decoder) struct Epilogue<'a> {
     /// Per output column, `[n]`.
@@ -17,7 +22,14 @@ pub(in crate::acoustic_decoder) struct Epilogue<'a> {
 simd_fn! {
     /// Applies bias, GELU and residual in place to the rows (`n` wide) of `out`, whose first
     /// row is row `first` of the residual.
-    fn finish_rows(out: &mut [f32], first: usize, n: usize, bias: Option<&[f32]>, gelu: bool, residual: Option<&[f32]>) {
+    fn finish_rows(
+        out: &mut [f32],
+        first: usize,
+        n: usize,
+        bias: Option<&[f32]>,
+        gelu: bool,
+        residual: Option<&[f32]>,
+    ) {
         for (i, row) in out.chunks_exact_mut(n).enumerate() {
             let i = first + i;
             if let Some(bias) = bias {
@@ -54,7 +66,8 @@ pub(in crate::acoustic_decoder) fn epilogue(
         y.to_vec()
     };
     if n > 0 {
-        for_row_blocks(&mut out, n, |first, rows| {
+        let parallel = out.len() >= MIN_PARALLEL_VALUES;
+        for_row_blocks(&mut out, n, BLOCK_VALUES / n, parallel, |first, rows| {
             finish_rows(rows, first, n, e.bias, e.gelu, e.residual)
         });
     }
@@ -64,7 +77,14 @@ pub(in crate::acoustic_decoder) fn epilogue(
 simd_fn! {
     /// Adds bias and taps ⊙ shifted window to the residual rows in `out` (`c` channels), whose
     /// first row is time step `first`.
-    fn depthwise_rows(out: &mut [f32], first: usize, window: &[f32], taps: &[f32], bias: &[f32], c: usize) {
+    fn depthwise_rows(
+        out: &mut [f32],
+        first: usize,
+        window: &[f32],
+        taps: &[f32],
+        bias: &[f32],
+        c: usize,
+    ) {
         for (t, row) in out.chunks_exact_mut(c).enumerate() {
             let t = first + t;
             row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
@@ -90,7 +110,8 @@ pub(in crate::acoustic_decoder) fn depthwise_causal(
 ) -> Vec<f32> {
     let mut out = residual.to_vec();
     if c > 0 {
-        for_row_blocks(&mut out, c, |first, rows| {
+        let parallel = out.len() >= MIN_PARALLEL_VALUES;
+        for_row_blocks(&mut out, c, BLOCK_VALUES / c, parallel, |first, rows| {
             depthwise_rows(rows, first, window, taps, bias, c)
         });
     }
