@@ -2,6 +2,7 @@
 //! fail-fast overload, and freed slots after a client disappears.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,13 @@ fn testdata(rel: &str) -> PathBuf {
 }
 
 fn engine(slots: usize) -> EngineHandle {
-    let voices = std::env::temp_dir().join(format!("vv-engine-voices-{}", std::process::id()));
+    // One directory per engine: tests run in parallel and must not read a half-copied preset.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let voices = std::env::temp_dir().join(format!(
+        "vv-engine-voices-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::create_dir_all(&voices).unwrap();
     std::fs::copy(
         testdata("vibevoice-tiny/golden/voice_preset.pt"),
