@@ -273,7 +273,13 @@ async fn a_client_that_does_not_read_gets_a_warning_then_slow_consumer() {
     .await;
     peer.send(json!({"type": "close", "context_id": "slow"}))
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Read nothing until the engine has given the utterance up (or, were the machine fast
+    // enough for it to end first, finished it): a fixed sleep is flaky on a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while service.engine.slots_used() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut seen = Vec::new();
     loop {
         let s = peer.next().await;
