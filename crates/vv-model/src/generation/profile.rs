@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -90,7 +90,10 @@ pub fn component_times(
             .place(Component::AcousticDecoder)
             .put(&model.denormalize(&z)?.reshape((1, latent, 1))?)?;
         let audio = model.decoder.decode_step(&z_dec, &mut state)?;
-        audio.flatten_all()?.to_vec1::<f32>()?;
+        audio
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
         let dec_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
@@ -103,7 +106,12 @@ pub fn component_times(
             &mut [&mut kv_pos, &mut kv_neg],
         )?;
         let h = model.place(Component::EosClassifier).put(&out[0])?;
-        model.eos.logit(&h)?.flatten_all()?.to_vec1::<f32>()?;
+        model
+            .eos
+            .logit(&h)?
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
         let feed_ms = t.elapsed().as_secs_f64() * 1e3;
 
         if run > 0 {

@@ -3,7 +3,7 @@
 //! conditions and initial noise (`noise[f, 0]`) through CFG + DPM-Solver++ must give the golden
 //! latent.
 
-use candle_core::{DType, IndexOp, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
 
 use super::lm::golden_report;
 use super::{GoldenFile, TensorReport};
@@ -117,6 +117,11 @@ pub fn check_sampling(
     if golden.contains("debug.diffusion.sample") {
         // [N, steps + 1, 2, latent]: row 0 is the real sample.
         let want = golden.get("debug.diffusion.sample")?.i((.., .., 0))?;
+        // The golden noise rows are CPU f32; the solver's samples live on the model's device.
+        let samples = samples
+            .iter()
+            .map(|t| t.to_device(&Device::Cpu)?.to_dtype(DType::F32))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let got = Tensor::cat(&samples, 0)?;
         reports.push(TensorReport::new(
             SAMPLING_COMPONENT,
