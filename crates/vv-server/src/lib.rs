@@ -11,6 +11,7 @@ pub mod routes;
 pub mod serve;
 pub mod shutdown;
 pub mod state;
+pub mod upgrade;
 pub mod voice_alias;
 pub mod ws;
 

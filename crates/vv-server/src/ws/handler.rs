@@ -18,6 +18,7 @@ use super::session_config::SessionConfig;
 use super::transport::adapt;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::upgrade::{prepare, Upgrade};
 
 /// The query parameter each session-default error is about.
 fn param_of(error: &WsError) -> Option<&'static str> {
@@ -35,15 +36,11 @@ pub async fn stream(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|e| ApiError::InvalidRequest {
-        message: format!("/v1/tts/stream needs a WebSocket upgrade: {e}"),
-        param: None,
-    })?;
-    let Query(query) = query.map_err(|e| ApiError::InvalidRequest {
-        message: e.body_text(),
-        param: None,
-    })?;
-    let engine = state.engine()?.clone();
+    let Upgrade {
+        upgrade,
+        query,
+        engine,
+    } = prepare("/v1/tts/stream", &state, query, upgrade)?;
     if !engine.has_free_slot() {
         return Err(ApiError::Overloaded {
             total: engine.slots_total(),

@@ -21,6 +21,7 @@ use super::wire::{demo_pcm16, log_event};
 use crate::error::ApiError;
 use crate::metrics::{ContextRecorder, Outcome, WsSessionGuard};
 use crate::state::AppState;
+use crate::upgrade::{prepare, Upgrade};
 
 /// Close code for "try again later" (no free slot).
 const CLOSE_BUSY: u16 = 1013;
@@ -37,15 +38,11 @@ pub async fn stream(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|e| ApiError::InvalidRequest {
-        message: format!("/stream needs a WebSocket upgrade: {e}"),
-        param: None,
-    })?;
-    let Query(query) = query.map_err(|e| ApiError::InvalidRequest {
-        message: e.body_text(),
-        param: None,
-    })?;
-    let engine = state.engine()?.clone();
+    let Upgrade {
+        upgrade,
+        query,
+        engine,
+    } = prepare("/stream", &state, query, upgrade)?;
     let request = DemoRequest::from_query(&query, state.settings(), engine.info());
     Ok(upgrade.on_upgrade(move |socket| session(socket, state, engine, request)))
 }
