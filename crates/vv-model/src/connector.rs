@@ -1,7 +1,9 @@
 //! Acoustic connector (`model.acoustic_connector`): projects a raw speech latent to the LM width.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+
+use crate::linear::Linear;
 
 use crate::config::VibeVoiceConfig;
 use crate::error::Result;

@@ -18,10 +18,12 @@
 //! [`DiffusionHead::forward_with`] (every solver step).
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{linear_no_bias, Linear, RmsNorm, VarBuilder};
+use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::DiffusionHeadConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Linear;
+use crate::qwen2::linear;
 
 /// Width of the sinusoidal timestep features (`frequency_embedding_size`), fixed by the
 /// reference whatever the head's hidden size is.
@@ -128,10 +130,10 @@ impl HeadLayer {
         let (h, f) = (cfg.hidden_size, cfg.ffn_dim());
         Ok(Self {
             norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?,
-            ada_ln: linear_no_bias(h, 3 * h, vb.pp("adaLN_modulation.1"))?,
-            gate_proj: linear_no_bias(h, f, vb.pp("ffn.gate_proj"))?,
-            up_proj: linear_no_bias(h, f, vb.pp("ffn.up_proj"))?,
-            down_proj: linear_no_bias(f, h, vb.pp("ffn.down_proj"))?,
+            ada_ln: linear(&vb.pp("adaLN_modulation.1"), h, 3 * h, false)?,
+            gate_proj: linear(&vb.pp("ffn.gate_proj"), h, f, false)?,
+            up_proj: linear(&vb.pp("ffn.up_proj"), h, f, false)?,
+            down_proj: linear(&vb.pp("ffn.down_proj"), f, h, false)?,
             hidden: h,
         })
     }
@@ -167,8 +169,8 @@ impl FinalLayer {
         let h = cfg.hidden_size;
         let ones = Tensor::ones(h, DType::F32, vb.device())?;
         Ok(Self {
-            ada_ln: linear_no_bias(h, 2 * h, vb.pp("adaLN_modulation.1"))?,
-            linear: linear_no_bias(h, cfg.latent_size, vb.pp("linear"))?,
+            ada_ln: linear(&vb.pp("adaLN_modulation.1"), h, 2 * h, false)?,
+            linear: linear(&vb.pp("linear"), h, cfg.latent_size, false)?,
             unit_norm: RmsNorm::new(ones, cfg.rms_norm_eps),
             hidden: h,
         })
@@ -215,10 +217,10 @@ impl DiffusionHead {
             .map(|i| HeadLayer::new(cfg, vb.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            noisy_images_proj: linear_no_bias(cfg.latent_size, h, vb.pp("noisy_images_proj"))?,
-            cond_proj: linear_no_bias(h, h, vb.pp("cond_proj"))?,
-            t_mlp_in: linear_no_bias(TIMESTEP_FEATURES, h, vb.pp("t_embedder.mlp.0"))?,
-            t_mlp_out: linear_no_bias(h, h, vb.pp("t_embedder.mlp.2"))?,
+            noisy_images_proj: linear(&vb.pp("noisy_images_proj"), cfg.latent_size, h, false)?,
+            cond_proj: linear(&vb.pp("cond_proj"), h, h, false)?,
+            t_mlp_in: linear(&vb.pp("t_embedder.mlp.0"), TIMESTEP_FEATURES, h, false)?,
+            t_mlp_out: linear(&vb.pp("t_embedder.mlp.2"), h, h, false)?,
             layers,
             final_layer: FinalLayer::new(cfg, vb.pp("final_layer"))?,
             hidden: h,

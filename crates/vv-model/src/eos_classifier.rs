@@ -1,7 +1,9 @@
 //! End-of-speech classifier (`tts_eos_classifier`, top level): a logit on the TTS-LM hidden state.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+
+use crate::linear::Linear;
 
 use crate::config::VibeVoiceConfig;
 use crate::error::Result;

@@ -6,12 +6,14 @@
 pub mod acoustic_decoder;
 pub mod config;
 pub mod connector;
+mod cpu_kernels;
 pub mod diffusion_head;
 pub mod eos_classifier;
 pub mod error;
 pub mod generation;
 pub mod kv_cache;
 pub mod language_model;
+pub mod linear;
 pub mod model;
 pub mod parity;
 pub mod placement;

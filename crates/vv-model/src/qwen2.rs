@@ -13,11 +13,12 @@ pub use norm::RmsNorm;
 pub(crate) use weights::{linear, tensor};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use crate::config::Qwen2Config;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
+use crate::linear::Linear;
 use crate::rope::Rope;
 use attention::{Attention, StreamBlock};
 
@@ -45,9 +46,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `residual + down(SiLU(gate(x)) ⊙ up(x))`.
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let act = candle_nn::ops::swiglu(&self.gate_up.forward(x)?)?;
-        Ok(self.down_proj.forward(&act)?)
+        Ok(self.down_proj.forward_add(&act, Some(residual))?)
     }
 }
 
@@ -85,9 +87,9 @@ impl DecoderLayer {
         index: usize,
     ) -> Result<Tensor> {
         let a = self.input_layernorm.forward(x)?;
-        let h = (x + self.self_attn.forward(&a, blocks, caches, index)?)?;
+        let h = self.self_attn.forward(&a, x, blocks, caches, index)?;
         let m = self.post_attention_layernorm.forward(&h)?;
-        Ok((&h + self.mlp.forward(&m)?)?)
+        self.mlp.forward(&m, &h)
     }
 }
 

@@ -8,8 +8,8 @@ use candle_nn::VarBuilder;
 
 use super::conv::KERNEL;
 use super::depthwise::depthwise_causal;
-use super::linear::{linear, Epilogue};
 use super::state::extend_history;
+use crate::linear::{linear, Epilogue};
 
 /// Expansion factor of the Block1D feed-forward network (hard-coded in the reference).
 const FFN_EXPANSION: usize = 4;

@@ -4,8 +4,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::linear::{linear, Epilogue};
 use super::state::extend_history;
+use crate::linear::{linear, Epilogue};
 
 /// Kernel size of the stem, head and mixer convolutions (hard-coded in the reference).
 pub(super) const KERNEL: usize = 7;

@@ -6,7 +6,7 @@
 
 use candle_core::{bail, Device, Result, Tensor};
 
-use super::cpu::{self, CpuSlice};
+use crate::cpu_kernels::{self as cpu, CpuSlice};
 
 /// `residual + bias + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[K - 1 + T, C]` (history
 /// first), `taps` `[K, C]`, `bias` `[C]` and `residual` `[T, C]`.

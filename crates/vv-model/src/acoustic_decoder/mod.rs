@@ -9,9 +9,7 @@
 
 mod block;
 mod conv;
-mod cpu;
 mod depthwise;
-mod linear;
 mod state;
 
 use candle_core::{DType, Device, Tensor};

@@ -31,7 +31,9 @@ pub enum StopReason {
 /// What one call of [`Utterance::step`] did.
 #[derive(Debug, Clone)]
 pub enum StepOutcome {
-    /// A decoded frame of f32 audio; `last` when no frame follows.
+    /// A decoded frame of f32 audio; `last` when a cap makes it the final one. A frame that
+    /// ends by EOS is not known to be last until its feedback, which opens the next step: that
+    /// step then returns [`StepOutcome::Finished`].
     Frame { audio: Vec<f32>, last: bool },
     /// The next text window is incomplete and the input is open: push text, then step again.
     NeedText,
@@ -54,6 +56,16 @@ pub struct FrameTrace {
     pub eos_logit: Option<f32>,
 }
 
+/// A frame whose latent is not yet fed back to the TTS LM: its audio goes out first, the
+/// feedback (and the EOS test on its result) opens the next step.
+#[derive(Clone)]
+struct PendingFeedback {
+    /// The frame's latent `z`, `[1, latent]` on the CPU.
+    z: Tensor,
+    /// The frame's trace, completed by the feedback.
+    trace: Option<FrameTrace>,
+}
+
 /// What [`Utterance::step`] restores when it fails.
 struct Snapshot {
     kv_lm: KvCache,
@@ -66,6 +78,7 @@ struct Snapshot {
     frames_left_in_window: usize,
     frames: usize,
     stop: Option<StopReason>,
+    pending: Option<PendingFeedback>,
     traces: usize,
 }
 
@@ -86,6 +99,7 @@ pub struct Utterance {
     frames_left_in_window: usize,
     frames: usize,
     stop: Option<StopReason>,
+    pending: Option<PendingFeedback>,
     trace: Option<Vec<FrameTrace>>,
 }
 
@@ -129,6 +143,7 @@ impl Utterance {
             frames_left_in_window: 0,
             frames: 0,
             stop: None,
+            pending: None,
             trace: None,
             params,
         })
@@ -206,6 +221,7 @@ impl Utterance {
             frames_left_in_window: self.frames_left_in_window,
             frames: self.frames,
             stop: self.stop,
+            pending: self.pending.clone(),
             traces: self.trace.as_ref().map_or(0, Vec::len),
         }
     }
@@ -221,12 +237,16 @@ impl Utterance {
         self.frames_left_in_window = s.frames_left_in_window;
         self.frames = s.frames;
         self.stop = s.stop;
+        self.pending = s.pending;
         if let Some(t) = self.trace.as_mut() {
             t.truncate(s.traces);
         }
     }
 
     fn step_inner(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
+        if let Some(pending) = self.pending.take() {
+            self.feed_back(model, pending)?;
+        }
         if let Some(reason) = self.stop {
             return Ok(StepOutcome::Finished(reason));
         }
@@ -282,7 +302,9 @@ impl Utterance {
             || self.params.max_frames.is_some_and(|m| self.frames >= m)
     }
 
-    /// Samples, decodes and feeds back one frame; returns its audio.
+    /// Samples and decodes one frame and returns its audio; its feedback waits for the next
+    /// step, so the audio leaves one TTS-LM pass earlier (the time to first audio is text
+    /// window + diffusion + decoder).
     fn frame(&mut self, model: &VibeVoiceModel) -> Result<Vec<f32>> {
         let latent_size = model.config().acoustic_vae_dim;
         let x_t = self.noise.next_vector(latent_size)?;
@@ -303,7 +325,7 @@ impl Utterance {
             .place(Component::AcousticDecoder)
             .put(&model.denormalize(&z)?.reshape((1, latent_size, 1))?)?;
         let audio = row_vec(&model.decoder.decode_step(&z_dec, &mut self.decoder)?)?;
-        let mut trace = match self.trace {
+        let trace = match self.trace {
             Some(_) => Some(FrameTrace {
                 pos_condition: row_vec(&self.h_pos)?,
                 neg_condition: row_vec(&self.h_neg)?,
@@ -315,31 +337,33 @@ impl Utterance {
         };
         self.frames += 1;
         self.frames_left_in_window -= 1;
-        self.feed_back(model, &z, trace.as_mut())?;
-        if let (Some(list), Some(t)) = (self.trace.as_mut(), trace) {
-            list.push(t);
-        }
-        if self.stop.is_none() && self.frames_cap_reached() {
+        if self.frames_cap_reached() {
             self.stop = Some(StopReason::FrameCap);
+            self.record(trace);
+        } else {
+            self.pending = Some(PendingFeedback { z, trace });
         }
         Ok(audio)
     }
 
-    /// Feeds z to both TTS streams in one batched pass and tests EOS.
-    fn feed_back(
-        &mut self,
-        model: &VibeVoiceModel,
-        z: &Tensor,
-        trace: Option<&mut FrameTrace>,
-    ) -> Result<()> {
+    fn record(&mut self, trace: Option<FrameTrace>) {
+        if let (Some(list), Some(t)) = (self.trace.as_mut(), trace) {
+            list.push(t);
+        }
+    }
+
+    /// Feeds a frame's z to both TTS streams in one batched pass and tests EOS.
+    fn feed_back(&mut self, model: &VibeVoiceModel, pending: PendingFeedback) -> Result<()> {
+        let PendingFeedback { z, mut trace } = pending;
         let max = model.config().decoder_config.max_position_embeddings;
         if self.kv_pos.len() + 1 > max {
             self.stop = Some(StopReason::MaxLength);
+            self.record(trace);
             return Ok(());
         }
         let e = model
             .connector
-            .forward(&model.place(Component::Connector).put(z)?)?;
+            .forward(&model.place(Component::Connector).put(&z)?)?;
         let e = model.place(Component::TtsLm).put(&e)?;
         let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
         let mut out = model
@@ -357,7 +381,7 @@ impl Utterance {
                 .first()
                 .copied()
                 .unwrap_or(f32::NEG_INFINITY);
-            if let Some(t) = trace {
+            if let Some(t) = trace.as_mut() {
                 t.pos_hidden_after = Some(row_vec(&self.h_pos)?);
                 t.eos_logit = Some(logit);
             }
@@ -365,6 +389,7 @@ impl Utterance {
                 self.stop = Some(StopReason::Eos);
             }
         }
+        self.record(trace);
         Ok(())
     }
 }

@@ -5,7 +5,9 @@
 //! exact for power-of-two head widths); RoPE, cache append and attention then run per stream.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
+
+use crate::linear::Linear;
 
 use super::weights::{linear, tensor};
 use crate::config::Qwen2Config;
@@ -112,10 +114,12 @@ impl Attention {
     }
 
     /// `x`: packed `[rows, hidden]` (already normed) of all `blocks`; appends every stream's
-    /// keys/values to layer `layer` of its cache and returns the projected attention output.
+    /// keys/values to layer `layer` of its cache and returns `residual` plus the projected
+    /// attention output.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
+        residual: &Tensor,
         blocks: &[StreamBlock],
         caches: &mut [&mut KvCache],
         layer: usize,
@@ -139,7 +143,7 @@ impl Attention {
             [single] => single.clone(),
             _ => Tensor::cat(&outs, 0)?,
         };
-        Ok(self.o_proj.forward(&out)?)
+        Ok(self.o_proj.forward_add(&out, Some(residual))?)
     }
 
     /// Scaled queries `[n, heads, hd]` against `keys`/`values` `[kv, T, hd]` -> `[n, heads·hd]`.

@@ -1,7 +1,9 @@
 //! Checkpoint tensor loading whose errors name the missing or malformed tensor.
 
 use candle_core::{Shape, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::Linear;
 
 use crate::error::{ModelError, Result};
 

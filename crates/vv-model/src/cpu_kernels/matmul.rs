@@ -80,21 +80,25 @@ simd_fn! {
 }
 
 /// `x [m, k] · w [n, k]ᵀ`, returned **transposed** as `[n, m]` (row `j` holds output column `j`).
-pub(in crate::acoustic_decoder) fn skinny_matmul(
-    x: &[f32],
-    w: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) -> Vec<f32> {
+pub(crate) fn skinny_matmul(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n * m];
     if n == 0 || m == 0 || k == 0 {
         return out;
     }
     let parallel = n * k >= MIN_PARALLEL_WEIGHTS;
-    for_row_blocks(&mut out, m, BLOCK_WEIGHTS / k, parallel, |first, dst| {
+    #[cfg(target_arch = "x86_64")]
+    let fma = super::matmul_fma::available();
+    // Whole chunks of eight rows per block keep the tiled kernel on its widest tiles.
+    let rows_per_block = (BLOCK_WEIGHTS / k).next_multiple_of(8);
+    for_row_blocks(&mut out, m, rows_per_block, parallel, |first, dst| {
         let rows = dst.len() / m;
-        fill(dst, &w[first * k..(first + rows) * k], x, m, k)
+        let w = &w[first * k..(first + rows) * k];
+        #[cfg(target_arch = "x86_64")]
+        if fma {
+            // SAFETY: AVX2 and FMA support was checked above.
+            return unsafe { super::matmul_fma::fill(dst, w, x, m, k) };
+        }
+        fill(dst, w, x, m, k)
     });
     out
 }
@@ -113,6 +117,8 @@ mod tests {
         out
     }
 
+    /// Every tile shape and both tails (weight rows not a multiple of 8, k not of 8) on
+    /// whichever kernel this CPU runs.
     #[test]
     fn matches_a_naive_matmul_for_all_row_counts_and_tails() {
         let value = |i: usize| ((i * 7919 % 1000) as f32 - 500.0) / 500.0;
@@ -120,6 +126,10 @@ mod tests {
             (1, 3, 5),
             (2, 16, 7),
             (5, 37, 9),
+            (3, 64, 19),
+            (4, 8, 8),
+            (6, 20, 17),
+            (7, 41, 33),
             (9, 300, 1000),
             (16, 1024, 300),
         ] {

@@ -3,11 +3,11 @@
 
 use candle_core::{bail, Device, Result, Tensor};
 
-use super::cpu::{self, CpuSlice};
+use crate::cpu_kernels::{self as cpu, CpuSlice};
 
 /// What follows the matmul: `act(x·wᵀ + bias) + residual`.
 #[derive(Default, Clone, Copy)]
-pub(super) struct Epilogue<'a> {
+pub(crate) struct Epilogue<'a> {
     /// `[n]`, added to every row.
     pub bias: Option<&'a Tensor>,
     /// GELU with the exact erf form, after the bias.
@@ -17,7 +17,7 @@ pub(super) struct Epilogue<'a> {
 }
 
 /// `act(x · wᵀ + bias) + residual` for `x [m, k]` and a PyTorch-layout weight `w [n, k]`.
-pub(super) fn linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
+pub(crate) fn linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
     let mut all = vec![x, w];
     all.extend(e.bias);
     all.extend(e.residual);

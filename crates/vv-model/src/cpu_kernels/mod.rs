@@ -1,44 +1,43 @@
-//! Fused f32 kernels for the decoder on the CPU, where candle's op-by-op execution (an
-//! allocation and a thread barrier per elementwise op, single-threaded GEMV, slow small-m GEMM)
-//! dominates the frame time. Other devices and dtypes use plain candle ops (see `super::linear`
-//! and `super::depthwise`, which choose between the two).
+//! Fused f32 kernels for the CPU, where candle's op-by-op execution (an allocation and a thread
+//! barrier per elementwise op, single-threaded GEMV, slow small-m GEMM) dominates a frame's time.
+//! Other devices and dtypes use plain candle ops (see `crate::linear` and the decoder's
+//! `depthwise`, which choose between the two).
 
 mod gelu;
 mod matmul;
+#[cfg(target_arch = "x86_64")]
+mod matmul_fma;
 mod pointwise;
 
 use std::sync::{Mutex, PoisonError};
 
 use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
 
-pub(super) use matmul::skinny_matmul;
-pub(super) use pointwise::{depthwise_causal, epilogue, Epilogue};
+pub(crate) use matmul::skinny_matmul;
+pub(crate) use pointwise::{depthwise_causal, epilogue, Epilogue};
 
 /// Largest row count (time steps) sent to the skinny matmul; taller inputs go to candle's GEMM.
-pub(super) const SKINNY_MAX_ROWS: usize = 16;
+pub(crate) const SKINNY_MAX_ROWS: usize = 16;
 
 /// Whether every tensor is an f32 tensor on the CPU (the fused kernels' domain).
-pub(super) fn eligible(tensors: &[&Tensor]) -> bool {
+pub(crate) fn eligible(tensors: &[&Tensor]) -> bool {
     tensors
         .iter()
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
 /// Read access to the contiguous f32 data of a CPU tensor.
-pub(super) struct CpuSlice<'a> {
+pub(crate) struct CpuSlice<'a> {
     storage: StorageRef<'a>,
     range: std::ops::Range<usize>,
 }
 
 impl<'a> CpuSlice<'a> {
     /// Borrows `t`, which must be contiguous (call `.contiguous()` first).
-    pub(super) fn new(t: &'a Tensor) -> Result<Self> {
+    pub(crate) fn new(t: &'a Tensor) -> Result<Self> {
         let (storage, layout): (StorageRef<'a>, &Layout) = t.storage_and_layout();
         let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!(
-                "decoder CPU kernel: tensor {:?} is not contiguous",
-                t.dims()
-            )
+            bail!("CPU kernel: tensor {:?} is not contiguous", t.dims())
         };
         Ok(Self {
             storage,
@@ -47,10 +46,10 @@ impl<'a> CpuSlice<'a> {
     }
 
     /// The tensor's values in row-major order.
-    pub(super) fn get(&self) -> Result<&[f32]> {
+    pub(crate) fn get(&self) -> Result<&[f32]> {
         match &*self.storage {
             Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[self.range.clone()]),
-            _ => bail!("decoder CPU kernel: tensor is not on the CPU"),
+            _ => bail!("CPU kernel: tensor is not on the CPU"),
         }
     }
 }
@@ -58,7 +57,7 @@ impl<'a> CpuSlice<'a> {
 /// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) cut into blocks of
 /// `rows_per_block` rows: on candle's CPU worker pool (warm threads, no spawning) when
 /// `parallel`, else in one call on the current thread.
-pub(super) fn for_row_blocks(
+pub(crate) fn for_row_blocks(
     out: &mut [f32],
     row_len: usize,
     rows_per_block: usize,
