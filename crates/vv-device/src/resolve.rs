@@ -48,10 +48,24 @@ impl ResolvedDevice {
                     feature: "metal",
                 })
             }
-            Backend::Cuda => open(device, || Device::new_cuda(self.ordinal)),
+            Backend::Cuda => open(device, || Device::new_cuda(self.ordinal).map(untracked)),
             Backend::Metal => open(device, || Device::new_metal(self.ordinal)),
         }
     }
+}
+
+/// Turns off cudarc's per-allocation event tracking on a CUDA device. candle runs every op of a
+/// device on one stream, where the events synchronise nothing (cudarc only waits on them in
+/// multi-stream mode) but still cost two event creations and destructions per tensor, a large
+/// share of an op's launch overhead in the launch-bound decode loop.
+fn untracked(device: Device) -> Device {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(cuda) = &device {
+        // SAFETY: no tensor of this device is used on another stream (candle has no API for
+        // that), so there is no cross-stream synchronisation for the events to provide.
+        unsafe { cuda.disable_event_tracking() };
+    }
+    device
 }
 
 fn open(
