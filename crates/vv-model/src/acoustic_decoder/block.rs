@@ -18,9 +18,8 @@ const FFN_EXPANSION: usize = 4;
 #[derive(Debug, Clone)]
 pub(super) struct Block1D {
     norm: Tensor,
-    /// `[K, C]`, scaled by `gamma`.
-    mixer_taps: Tensor,
-    mixer_bias: Tensor,
+    /// `[K + 1, C]`: the taps, then the bias, both scaled by `gamma`.
+    mixer_taps_bias: Tensor,
     ffn_norm: Tensor,
     /// `[4C, C]`.
     linear1: Tensor,
@@ -68,8 +67,13 @@ impl Block1D {
         let ffn_gamma_rows = ffn_gamma.unsqueeze(1)?;
         Ok(Self {
             norm: vb.pp("norm").get(channels, "weight")?,
-            mixer_taps: fold_scale(&taps, &gamma)?.contiguous()?,
-            mixer_bias: fold_scale(&mixer.get(channels, "bias")?, &gamma)?,
+            mixer_taps_bias: Tensor::cat(
+                &[
+                    fold_scale(&taps, &gamma)?,
+                    fold_scale(&mixer.get(channels, "bias")?, &gamma)?.unsqueeze(0)?,
+                ],
+                0,
+            )?,
             ffn_norm: vb.pp("ffn_norm").get(channels, "weight")?,
             linear1: linear1.get((hidden, channels), "weight")?.contiguous()?,
             linear1_bias: linear1.get(hidden, "bias")?,
@@ -92,7 +96,7 @@ impl Block1D {
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
         let normed = rms_norm(x, &self.norm, self.eps)?;
         let window = extend_history(history, &normed)?;
-        let x = depthwise_causal(&window, &self.mixer_taps, &self.mixer_bias, x)?;
+        let x = depthwise_causal(&window, &self.mixer_taps_bias, x)?;
         let normed = rms_norm(&x, &self.ffn_norm, self.eps)?;
         let up = Epilogue {
             bias: Some(&self.linear1_bias),

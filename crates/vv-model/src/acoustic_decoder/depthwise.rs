@@ -1,5 +1,6 @@
 //! Depthwise causal convolution (the Block1D mixer) as shifted multiply-adds on time-major
-//! `[T, C]` tensors: a fused CPU kernel for f32 on the CPU, candle ops elsewhere.
+//! `[T, C]` tensors: a fused CPU kernel for f32 on the CPU, one NVRTC kernel on CUDA (f32 and
+//! bf16), candle ops elsewhere.
 //!
 //! candle's grouped `conv1d` loops over the groups and is orders of magnitude slower (CPU and
 //! CUDA) than `K` broadcast multiply-adds of shifted time slices, so it is never used.
@@ -9,37 +10,46 @@ use candle_core::{bail, Device, Result, Tensor};
 use crate::cpu_kernels::{self as cpu, CpuSlice};
 
 /// `residual + bias + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[K - 1 + T, C]` (history
-/// first), `taps` `[K, C]`, `bias` `[C]` and `residual` `[T, C]`.
+/// first), `taps_bias` `[K + 1, C]` (the `K` taps, then the bias) and `residual` `[T, C]`.
 pub(super) fn depthwise_causal(
     window: &Tensor,
-    taps: &Tensor,
-    bias: &Tensor,
+    taps_bias: &Tensor,
     residual: &Tensor,
 ) -> Result<Tensor> {
-    let (kernel, c) = taps.dims2()?;
+    let (rows, c) = taps_bias.dims2()?;
+    let kernel = rows.saturating_sub(1);
     let (len, res_c) = residual.dims2()?;
-    if window.dims() != [len + kernel - 1, c] || bias.dims() != [c] || res_c != c {
+    if kernel == 0 || window.dims() != [len + kernel - 1, c] || res_c != c {
         bail!(
-            "depthwise conv: window {:?}, taps {:?}, bias {:?}, residual {:?}",
+            "depthwise conv: window {:?}, taps+bias {:?}, residual {:?}",
             window.dims(),
-            taps.dims(),
-            bias.dims(),
+            taps_bias.dims(),
             residual.dims()
         );
     }
-    if cpu::eligible(&[window, taps, bias, residual]) {
-        let (window, taps) = (window.contiguous()?, taps.contiguous()?);
-        let (bias, residual) = (bias.contiguous()?, residual.contiguous()?);
+    let (window, taps_bias, residual) = (
+        window.contiguous()?,
+        taps_bias.contiguous()?,
+        residual.contiguous()?,
+    );
+    #[cfg(feature = "cuda")]
+    if window.device().is_cuda() && super::depthwise_cuda::supported(window.dtype()) {
+        return super::depthwise_cuda::depthwise_causal(&window, &taps_bias, &residual);
+    }
+    if cpu::eligible(&[&window, &taps_bias, &residual]) {
+        let all = CpuSlice::new(&taps_bias)?;
+        let (taps, bias) = all.get()?.split_at(kernel * c);
         let out = cpu::depthwise_causal(
             CpuSlice::new(&window)?.get()?,
-            CpuSlice::new(&taps)?.get()?,
-            CpuSlice::new(&bias)?.get()?,
+            taps,
+            bias,
             CpuSlice::new(&residual)?.get()?,
             c,
         );
         return Tensor::from_vec(out, (len, c), &Device::Cpu);
     }
-    let mut acc = residual.broadcast_add(bias)?;
+    let taps = taps_bias.narrow(0, 0, kernel)?;
+    let mut acc = residual.broadcast_add(&taps_bias.get(kernel)?)?;
     for k in 0..kernel {
         acc = (acc + window.narrow(0, k, len)?.broadcast_mul(&taps.get(k)?)?)?;
     }
@@ -69,11 +79,11 @@ mod tests {
             + &r)?;
         // Ours, time-major with the zero history as the first K - 1 rows.
         let window = padded.squeeze(0)?.t()?.contiguous()?;
-        let taps = w.squeeze(1)?.t()?.contiguous()?;
+        let taps_bias = Tensor::cat(&[&w.squeeze(1)?.t()?, &b.unsqueeze(0)?], 0)?;
         // f32 takes the fused CPU kernel, f64 the candle-op path used on other devices.
         for dtype in [DType::F32, DType::F64] {
             let cast = |t: &Tensor| t.to_dtype(dtype);
-            let got = depthwise_causal(&cast(&window)?, &cast(&taps)?, &cast(&b)?, &cast(&r)?)?;
+            let got = depthwise_causal(&cast(&window)?, &cast(&taps_bias)?, &cast(&r)?)?;
             let err = (got.to_dtype(DType::F32)? - &want)?
                 .abs()?
                 .flatten_all()?
