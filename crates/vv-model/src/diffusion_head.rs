@@ -23,7 +23,7 @@ use candle_nn::{RmsNorm, VarBuilder};
 use crate::config::DiffusionHeadConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
-use crate::qwen2::linear;
+use crate::qwen2::{linear, tensor};
 
 /// Width of the sinusoidal timestep features (`frequency_embedding_size`), fixed by the
 /// reference whatever the head's hidden size is.
@@ -104,25 +104,54 @@ fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?)
 }
 
-/// The adaLN parameters `Linear(SiLU(c))`, chunked by [`chunk`].
-fn ada_ln(proj: &Linear, c: &Tensor) -> Result<Tensor> {
-    Ok(proj.forward(&candle_nn::ops::silu(c)?)?)
+/// Receives each [`TracePoint`] of a traced forward pass.
+type Observer<'a> = Option<&'a mut dyn FnMut(TracePoint, &Tensor)>;
+
+/// `adaLN_modulation`: `Linear(SiLU(c))`, whose output chunks (shift, scale and, in the
+/// blocks, gate) are computed as one projection each. Every chunk is then a contiguous tensor:
+/// a CUDA graph of the sampling loop (`crate::sampler_graph`) cannot hold strided ops, whose
+/// strides candle uploads from temporary host memory at every launch.
+#[derive(Debug, Clone)]
+struct AdaLn {
+    chunks: Vec<Linear>,
 }
 
-/// Chunk `i` of width `width` along the last dimension.
-fn chunk(params: &Tensor, i: usize, width: usize) -> Result<Tensor> {
-    Ok(params.narrow(D::Minus1, i * width, width)?)
+impl AdaLn {
+    /// Reads `weight` `[chunks·h, h]` under `vb`.
+    fn new(vb: &VarBuilder, h: usize, chunks: usize) -> Result<Self> {
+        let weight = tensor(vb, (chunks * h, h), "weight")?;
+        let chunks = (0..chunks)
+            .map(|i| Ok(Linear::new(weight.narrow(0, i * h, h)?.contiguous()?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { chunks })
+    }
+
+    /// The chunks for condition `c`, in checkpoint order.
+    fn forward(&self, c: &Tensor) -> Result<Vec<Tensor>> {
+        let c = candle_nn::ops::silu(c)?;
+        self.chunks
+            .iter()
+            .map(|proj| Ok(proj.forward(&c)?))
+            .collect()
+    }
+}
+
+/// Reports the concatenated adaLN chunks at `point` (the golden's layout), when observed.
+fn observe_params(observe: &mut Observer, point: TracePoint, chunks: &[Tensor]) -> Result<()> {
+    if let Some(observe) = observe.as_mut() {
+        observe(point, &Tensor::cat(chunks, D::Minus1)?);
+    }
+    Ok(())
 }
 
 /// One adaLN block: RMSNorm, modulation, SwiGLU FFN, gated residual.
 #[derive(Debug, Clone)]
 struct HeadLayer {
     norm: RmsNorm,
-    ada_ln: Linear,
+    ada_ln: AdaLn,
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
-    hidden: usize,
 }
 
 impl HeadLayer {
@@ -130,38 +159,43 @@ impl HeadLayer {
         let (h, f) = (cfg.hidden_size, cfg.ffn_dim());
         Ok(Self {
             norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?,
-            ada_ln: linear(&vb.pp("adaLN_modulation.1"), h, 3 * h, false)?,
+            ada_ln: AdaLn::new(&vb.pp("adaLN_modulation.1"), h, 3)?,
             gate_proj: linear(&vb.pp("ffn.gate_proj"), h, f, false)?,
             up_proj: linear(&vb.pp("ffn.up_proj"), h, f, false)?,
             down_proj: linear(&vb.pp("ffn.down_proj"), f, h, false)?,
-            hidden: h,
         })
     }
 
-    /// Returns the adaLN parameters (for tracing) and the layer output.
-    fn forward(&self, x: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-        let params = ada_ln(&self.ada_ln, c)?;
-        let (shift, scale, gate) = (
-            chunk(&params, 0, self.hidden)?,
-            chunk(&params, 1, self.hidden)?,
-            chunk(&params, 2, self.hidden)?,
-        );
-        let u = modulate(&self.norm.forward(x)?, &shift, &scale)?;
+    /// Layer `index`'s output; reports its adaLN parameters to `observe`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        c: &Tensor,
+        index: usize,
+        observe: &mut Observer,
+    ) -> Result<Tensor> {
+        let params = self.ada_ln.forward(c)?;
+        observe_params(observe, TracePoint::LayerAdaln(index), &params)?;
+        let [shift, scale, gate] = params.as_slice() else {
+            return Err(ModelError::InvalidConfig(
+                "adaLN of a block needs 3 chunks".into(),
+            ));
+        };
+        let u = modulate(&self.norm.forward(x)?, shift, scale)?;
         let ffn = self.down_proj.forward(
             &(candle_nn::ops::silu(&self.gate_proj.forward(&u)?)? * self.up_proj.forward(&u)?)?,
         )?;
-        Ok((params, (x + gate.broadcast_mul(&ffn)?)?))
+        Ok((x + gate.broadcast_mul(&ffn)?)?)
     }
 }
 
 /// Final layer: non-affine RMSNorm, modulation, projection to the latent size.
 #[derive(Debug, Clone)]
 struct FinalLayer {
-    ada_ln: Linear,
+    ada_ln: AdaLn,
     linear: Linear,
     /// All-ones weight: the reference's final norm has no weight; the fused kernel needs one.
     unit_norm: RmsNorm,
-    hidden: usize,
 }
 
 impl FinalLayer {
@@ -169,21 +203,22 @@ impl FinalLayer {
         let h = cfg.hidden_size;
         let ones = Tensor::ones(h, DType::F32, vb.device())?;
         Ok(Self {
-            ada_ln: linear(&vb.pp("adaLN_modulation.1"), h, 2 * h, false)?,
+            ada_ln: AdaLn::new(&vb.pp("adaLN_modulation.1"), h, 2)?,
             linear: linear(&vb.pp("linear"), h, cfg.latent_size, false)?,
             unit_norm: RmsNorm::new(ones, cfg.rms_norm_eps),
-            hidden: h,
         })
     }
 
-    fn forward(&self, x: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-        let params = ada_ln(&self.ada_ln, c)?;
-        let (shift, scale) = (
-            chunk(&params, 0, self.hidden)?,
-            chunk(&params, 1, self.hidden)?,
-        );
-        let u = modulate(&self.unit_norm.forward(x)?, &shift, &scale)?;
-        Ok((params, self.linear.forward(&u)?))
+    fn forward(&self, x: &Tensor, c: &Tensor, observe: &mut Observer) -> Result<Tensor> {
+        let params = self.ada_ln.forward(c)?;
+        observe_params(observe, TracePoint::FinalAdaln, &params)?;
+        let [shift, scale] = params.as_slice() else {
+            return Err(ModelError::InvalidConfig(
+                "adaLN of the final layer needs 2 chunks".into(),
+            ));
+        };
+        let u = modulate(&self.unit_norm.forward(x)?, shift, scale)?;
+        Ok(self.linear.forward(&u)?)
     }
 }
 
@@ -199,6 +234,9 @@ pub struct DiffusionHead {
     hidden: usize,
     latent: usize,
     device: Device,
+    /// Sampling loops captured as CUDA graphs (see `crate::sampler_graph`).
+    #[cfg(feature = "cuda")]
+    graphs: crate::sampler_graph::GraphCache,
 }
 
 impl DiffusionHead {
@@ -226,7 +264,15 @@ impl DiffusionHead {
             hidden: h,
             latent: cfg.latent_size,
             device: vb.device().clone(),
+            #[cfg(feature = "cuda")]
+            graphs: Default::default(),
         })
+    }
+
+    /// The CUDA graphs captured for this head (shared by its clones).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn graphs(&self) -> &crate::sampler_graph::GraphCache {
+        &self.graphs
     }
 
     /// Width of the head and of its condition input.
@@ -283,7 +329,7 @@ impl DiffusionHead {
         temb: &Tensor,
     ) -> Result<Tensor> {
         let c = cond_proj_out.broadcast_add(temb)?;
-        self.run(&self.prepare(x_t)?, &c, &mut |_, _| {})
+        self.run(&self.prepare(x_t)?, &c, None)
     }
 
     /// The v prediction for `x_t [B, latent]`, timesteps `t` (B values, raw scheduler
@@ -311,30 +357,25 @@ impl DiffusionHead {
             ("cond_proj".to_string(), cond),
             ("c".to_string(), c.clone()),
         ];
-        let out = self.run(&self.prepare(x_t)?, &c, &mut |point, value| {
-            trace.push((point.name(), value.clone()))
-        })?;
+        let mut record =
+            |point: TracePoint, value: &Tensor| trace.push((point.name(), value.clone()));
+        let out = self.run(&self.prepare(x_t)?, &c, Some(&mut record))?;
         Ok((out, trace))
     }
 
     /// Everything from the combined condition `c` on; `observe` sees each [`TracePoint`].
-    fn run(
-        &self,
-        x_t: &Tensor,
-        c: &Tensor,
-        observe: &mut dyn FnMut(TracePoint, &Tensor),
-    ) -> Result<Tensor> {
+    fn run(&self, x_t: &Tensor, c: &Tensor, mut observe: Observer) -> Result<Tensor> {
         let mut x = self.noisy_images_proj.forward(x_t)?;
-        observe(TracePoint::XProj, &x);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (params, out) = layer.forward(&x, c)?;
-            observe(TracePoint::LayerAdaln(i), &params);
-            observe(TracePoint::LayerOut(i), &out);
-            x = out;
+        if let Some(observe) = observe.as_mut() {
+            observe(TracePoint::XProj, &x);
         }
-        let (params, out) = self.final_layer.forward(&x, c)?;
-        observe(TracePoint::FinalAdaln, &params);
-        Ok(out)
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, c, i, &mut observe)?;
+            if let Some(observe) = observe.as_mut() {
+                observe(TracePoint::LayerOut(i), &x);
+            }
+        }
+        self.final_layer.forward(&x, c, &mut observe)
     }
 }
 

@@ -21,6 +21,8 @@ pub mod qwen2;
 pub mod random_init;
 pub mod rope;
 pub mod sampler;
+#[cfg(feature = "cuda")]
+mod sampler_graph;
 pub mod scheduler;
 pub mod source;
 pub mod text;

@@ -138,6 +138,12 @@ impl DiffusionSampler {
         })
     }
 
+    /// The per-step timestep embeddings, `[1, H]` each.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn timestep_embeddings(&self) -> &[Tensor] {
+        &self.temb
+    }
+
     /// The solver schedule in use.
     pub fn solver(&self) -> &DpmSolver {
         &self.solver
@@ -158,6 +164,14 @@ impl DiffusionSampler {
         noise: &[f32],
         step_noise: Option<&mut dyn NoiseSource>,
     ) -> Result<Vec<f32>> {
+        #[cfg(feature = "cuda")]
+        if step_noise.is_none() {
+            if let Some(z) =
+                crate::sampler_graph::sample(self, positive, negative, guidance, noise)?
+            {
+                return Ok(z);
+            }
+        }
         let h = self.head.hidden_size();
         let device = self.head.device();
         let noise = Tensor::from_slice(noise, (1, noise.len()), device)?;
@@ -191,18 +205,34 @@ impl DiffusionSampler {
         observe: &mut dyn FnMut(SamplerStep<'_>),
     ) -> Result<Tensor> {
         let b = self.validate(&batch, step_noise.len())?;
+        let guidance = Tensor::from_slice(batch.guidance, (b, 1), self.head.device())?;
+        self.run_frame(&batch, &guidance, &self.temb, step_noise, observe)
+    }
+
+    /// The sampling loop proper, device operations only (no host data): `guidance` holds the
+    /// batch's guidance scales as f32 on the head's device (`[B, 1]`, or `[B, latent]`), and
+    /// `temb` the step's timestep embeddings (`[1, H]`, or `[2B, H]`). A CUDA graph captures
+    /// this with the full shapes, so that no op in it broadcasts.
+    pub(crate) fn run_frame(
+        &self,
+        batch: &FrameBatch<'_>,
+        guidance: &Tensor,
+        temb: &[Tensor],
+        step_noise: &mut [&mut dyn NoiseSource],
+        observe: &mut dyn FnMut(SamplerStep<'_>),
+    ) -> Result<Tensor> {
+        let b = batch.guidance.len();
         let device = self.head.device();
         let latent = self.head.latent_size();
         let conditions = Tensor::cat(&[batch.positive, batch.negative], 0)?;
         let cond_proj = self.head.condition(&conditions)?;
-        let guidance = Tensor::from_slice(batch.guidance, (b, 1), device)?;
         let mut x = batch.noise.to_device(device)?.to_dtype(DType::F32)?;
         let mut frame = self.solver.begin_frame();
-        for (k, temb) in self.temb.iter().enumerate() {
+        for (k, temb) in temb.iter().enumerate() {
             let rows = Tensor::cat(&[&x, &x], 0)?;
             let v = self.head.forward_with(&rows, &cond_proj, temb)?;
             let (v_pos, v_neg) = (v.narrow(0, 0, b)?, v.narrow(0, b, b)?);
-            let v_guided = (&v_neg + (&v_pos - &v_neg)?.broadcast_mul(&guidance)?)?;
+            let v_guided = (&v_neg + (&v_pos - &v_neg)?.broadcast_mul(guidance)?)?;
             let eps = match self.solver.kind() {
                 SolverKind::Ode => None,
                 SolverKind::Sde => Some(draw_rows(step_noise, latent, device)?),
