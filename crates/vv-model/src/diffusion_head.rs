@@ -17,13 +17,18 @@
 //! per frame), [`DiffusionHead::timestep_embedding`] (once per schedule) and
 //! [`DiffusionHead::forward_with`] (every solver step).
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::DiffusionHeadConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
-use crate::qwen2::{linear, tensor};
+use crate::qwen2::linear;
+
+mod modulation;
+
+pub use modulation::Modulation;
+use modulation::{AdaLn, LayerParams};
 
 /// Width of the sinusoidal timestep features (`frequency_embedding_size`), fixed by the
 /// reference whatever the head's hidden size is.
@@ -100,55 +105,18 @@ impl TracePoint {
 }
 
 /// `x·(1 + scale) + shift`.
-fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?)
+fn modulate(x: &Tensor, p: &LayerParams) -> Result<Tensor> {
+    Ok(x.broadcast_mul(&p.scale_plus_one)?
+        .broadcast_add(&p.shift)?)
 }
 
 /// Receives each [`TracePoint`] of a traced forward pass.
 type Observer<'a> = Option<&'a mut dyn FnMut(TracePoint, &Tensor)>;
 
-/// `adaLN_modulation`: `Linear(SiLU(c))`, whose output chunks (shift, scale and, in the
-/// blocks, gate) are computed as one projection each. Every chunk is then a contiguous tensor:
-/// a CUDA graph of the sampling loop (`crate::sampler_graph`) cannot hold strided ops, whose
-/// strides candle uploads from temporary host memory at every launch.
-#[derive(Debug, Clone)]
-struct AdaLn {
-    chunks: Vec<Linear>,
-}
-
-impl AdaLn {
-    /// Reads `weight` `[chunks·h, h]` under `vb`.
-    fn new(vb: &VarBuilder, h: usize, chunks: usize) -> Result<Self> {
-        let weight = tensor(vb, (chunks * h, h), "weight")?;
-        let chunks = (0..chunks)
-            .map(|i| Ok(Linear::new(weight.narrow(0, i * h, h)?.contiguous()?, None)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { chunks })
-    }
-
-    /// The chunks for condition `c`, in checkpoint order.
-    fn forward(&self, c: &Tensor) -> Result<Vec<Tensor>> {
-        let c = candle_nn::ops::silu(c)?;
-        self.chunks
-            .iter()
-            .map(|proj| Ok(proj.forward(&c)?))
-            .collect()
-    }
-}
-
-/// Reports the concatenated adaLN chunks at `point` (the golden's layout), when observed.
-fn observe_params(observe: &mut Observer, point: TracePoint, chunks: &[Tensor]) -> Result<()> {
-    if let Some(observe) = observe.as_mut() {
-        observe(point, &Tensor::cat(chunks, D::Minus1)?);
-    }
-    Ok(())
-}
-
 /// One adaLN block: RMSNorm, modulation, SwiGLU FFN, gated residual.
 #[derive(Debug, Clone)]
 struct HeadLayer {
     norm: RmsNorm,
-    ada_ln: AdaLn,
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
@@ -159,29 +127,20 @@ impl HeadLayer {
         let (h, f) = (cfg.hidden_size, cfg.ffn_dim());
         Ok(Self {
             norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?,
-            ada_ln: AdaLn::new(&vb.pp("adaLN_modulation.1"), h, 3)?,
             gate_proj: linear(&vb.pp("ffn.gate_proj"), h, f, false)?,
             up_proj: linear(&vb.pp("ffn.up_proj"), h, f, false)?,
             down_proj: linear(&vb.pp("ffn.down_proj"), f, h, false)?,
         })
     }
 
-    /// Layer `index`'s output; reports its adaLN parameters to `observe`.
-    fn forward(
-        &self,
-        x: &Tensor,
-        c: &Tensor,
-        index: usize,
-        observe: &mut Observer,
-    ) -> Result<Tensor> {
-        let params = self.ada_ln.forward(c)?;
-        observe_params(observe, TracePoint::LayerAdaln(index), &params)?;
-        let [shift, scale, gate] = params.as_slice() else {
+    /// The layer's output under its adaLN parameters `p`.
+    fn forward(&self, x: &Tensor, p: &LayerParams) -> Result<Tensor> {
+        let Some(gate) = p.gate.as_ref() else {
             return Err(ModelError::InvalidConfig(
-                "adaLN of a block needs 3 chunks".into(),
+                "a head block needs an adaLN gate".into(),
             ));
         };
-        let u = modulate(&self.norm.forward(x)?, shift, scale)?;
+        let u = modulate(&self.norm.forward(x)?, p)?;
         let ffn = self.down_proj.forward(
             &(candle_nn::ops::silu(&self.gate_proj.forward(&u)?)? * self.up_proj.forward(&u)?)?,
         )?;
@@ -192,7 +151,6 @@ impl HeadLayer {
 /// Final layer: non-affine RMSNorm, modulation, projection to the latent size.
 #[derive(Debug, Clone)]
 struct FinalLayer {
-    ada_ln: AdaLn,
     linear: Linear,
     /// All-ones weight: the reference's final norm has no weight; the fused kernel needs one.
     unit_norm: RmsNorm,
@@ -203,21 +161,13 @@ impl FinalLayer {
         let h = cfg.hidden_size;
         let ones = Tensor::ones(h, DType::F32, vb.device())?;
         Ok(Self {
-            ada_ln: AdaLn::new(&vb.pp("adaLN_modulation.1"), h, 2)?,
             linear: linear(&vb.pp("linear"), h, cfg.latent_size, false)?,
             unit_norm: RmsNorm::new(ones, cfg.rms_norm_eps),
         })
     }
 
-    fn forward(&self, x: &Tensor, c: &Tensor, observe: &mut Observer) -> Result<Tensor> {
-        let params = self.ada_ln.forward(c)?;
-        observe_params(observe, TracePoint::FinalAdaln, &params)?;
-        let [shift, scale] = params.as_slice() else {
-            return Err(ModelError::InvalidConfig(
-                "adaLN of the final layer needs 2 chunks".into(),
-            ));
-        };
-        let u = modulate(&self.unit_norm.forward(x)?, shift, scale)?;
+    fn forward(&self, x: &Tensor, p: &LayerParams) -> Result<Tensor> {
+        let u = modulate(&self.unit_norm.forward(x)?, p)?;
         Ok(self.linear.forward(&u)?)
     }
 }
@@ -231,6 +181,10 @@ pub struct DiffusionHead {
     t_mlp_out: Linear,
     layers: Vec<HeadLayer>,
     final_layer: FinalLayer,
+    /// `layers.{i}.adaLN_modulation.1`.
+    layer_ada_ln: Vec<AdaLn>,
+    /// `final_layer.adaLN_modulation.1`.
+    final_ada_ln: AdaLn,
     hidden: usize,
     latent: usize,
     device: Device,
@@ -261,6 +215,10 @@ impl DiffusionHead {
             t_mlp_out: linear(&vb.pp("t_embedder.mlp.2"), h, h, false)?,
             layers,
             final_layer: FinalLayer::new(cfg, vb.pp("final_layer"))?,
+            layer_ada_ln: (0..cfg.head_layers)
+                .map(|i| AdaLn::new(&vb.pp(format!("layers.{i}.adaLN_modulation.1")), h, 3))
+                .collect::<Result<Vec<_>>>()?,
+            final_ada_ln: AdaLn::new(&vb.pp("final_layer.adaLN_modulation.1"), h, 2)?,
             hidden: h,
             latent: cfg.latent_size,
             device: vb.device().clone(),
@@ -320,22 +278,23 @@ impl DiffusionHead {
         Ok(self.t_mlp_out.forward(&hidden)?)
     }
 
-    /// The v prediction for noisy latents `x_t [B, latent]`, given `cond_proj_out [B, H]` from
-    /// [`Self::condition`] and `temb` (`[B, H]`, or `[1, H]` broadcast over the rows).
-    pub fn forward_with(
-        &self,
-        x_t: &Tensor,
-        cond_proj_out: &Tensor,
-        temb: &Tensor,
-    ) -> Result<Tensor> {
-        let c = cond_proj_out.broadcast_add(temb)?;
-        self.run(&self.prepare(x_t)?, &c, None)
+    /// The adaLN parameters of every layer for combined conditions `c = cond_proj + temb`,
+    /// `[N, H]` (for a sampler: every solver step's rows of a frame at once).
+    pub fn modulation(&self, c: &Tensor) -> Result<Modulation> {
+        Modulation::new(&self.layer_ada_ln, &self.final_ada_ln, c)
+    }
+
+    /// The v prediction for noisy latents `x_t [B, latent]` under the adaLN parameters of
+    /// their rows ([`Self::modulation`], then [`Modulation::rows`]).
+    pub fn forward_modulated(&self, x_t: &Tensor, m: &Modulation) -> Result<Tensor> {
+        self.run(&self.prepare(x_t)?, m, None)
     }
 
     /// The v prediction for `x_t [B, latent]`, timesteps `t` (B values, raw scheduler
     /// timesteps such as 999) and conditions `c_in [B, H]`.
     pub fn forward(&self, x_t: &Tensor, t: &[f32], c_in: &Tensor) -> Result<Tensor> {
-        self.forward_with(x_t, &self.condition(c_in)?, &self.timestep_embedding(t)?)
+        let c = (self.condition(c_in)? + self.timestep_embedding(t)?)?;
+        self.forward_modulated(x_t, &self.modulation(&c)?)
     }
 
     /// Like [`Self::forward`], also returning every intermediate under its golden `debug.*`
@@ -359,23 +318,37 @@ impl DiffusionHead {
         ];
         let mut record =
             |point: TracePoint, value: &Tensor| trace.push((point.name(), value.clone()));
-        let out = self.run(&self.prepare(x_t)?, &c, Some(&mut record))?;
+        let m = self.modulation(&c)?;
+        let out = self.run(&self.prepare(x_t)?, &m, Some(&mut record))?;
         Ok((out, trace))
     }
 
     /// Everything from the combined condition `c` on; `observe` sees each [`TracePoint`].
-    fn run(&self, x_t: &Tensor, c: &Tensor, mut observe: Observer) -> Result<Tensor> {
+    fn run(&self, x_t: &Tensor, m: &Modulation, mut observe: Observer) -> Result<Tensor> {
+        if m.blocks.len() != self.layers.len() {
+            return Err(ModelError::InvalidInput(format!(
+                "modulation for {} layers, the head has {}",
+                m.blocks.len(),
+                self.layers.len()
+            )));
+        }
         let mut x = self.noisy_images_proj.forward(x_t)?;
         if let Some(observe) = observe.as_mut() {
             observe(TracePoint::XProj, &x);
         }
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, c, i, &mut observe)?;
+        for (i, (layer, p)) in self.layers.iter().zip(&m.blocks).enumerate() {
+            if let Some(observe) = observe.as_mut() {
+                observe(TracePoint::LayerAdaln(i), &p.concatenated()?);
+            }
+            x = layer.forward(&x, p)?;
             if let Some(observe) = observe.as_mut() {
                 observe(TracePoint::LayerOut(i), &x);
             }
         }
-        self.final_layer.forward(&x, c, &mut observe)
+        if let Some(observe) = observe.as_mut() {
+            observe(TracePoint::FinalAdaln, &m.last.concatenated()?);
+        }
+        self.final_layer.forward(&x, &m.last)
     }
 }
 

@@ -119,29 +119,31 @@ pub struct SamplerStep<'a> {
 pub struct DiffusionSampler {
     head: DiffusionHead,
     solver: DpmSolver,
-    /// `temb` per step, `[1, H]` each.
-    temb: Vec<Tensor>,
+    /// Timestep embeddings of the schedule, `[steps, H]`.
+    temb: Tensor,
 }
 
 impl DiffusionSampler {
     /// A sampler running `head` (cheap to clone: weights are shared) over `solver`'s schedule.
     pub fn new(head: &DiffusionHead, solver: DpmSolver) -> Result<Self> {
         let t: Vec<f32> = solver.timesteps().iter().map(|&t| t as f32).collect();
-        let all = head.timestep_embedding(&t)?;
-        let temb = (0..t.len())
-            .map(|k| all.narrow(0, k, 1))
-            .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             head: head.clone(),
+            temb: head.timestep_embedding(&t)?,
             solver,
-            temb,
         })
     }
 
-    /// The per-step timestep embeddings, `[1, H]` each.
-    #[cfg(feature = "cuda")]
-    pub(crate) fn timestep_embeddings(&self) -> &[Tensor] {
-        &self.temb
+    /// Every step's timestep embedding repeated for `rows` head rows, step-major:
+    /// `[steps·rows, H]`, contiguous.
+    pub(crate) fn timestep_rows(&self, rows: usize) -> Result<Tensor> {
+        let (steps, h) = self.temb.dims2()?;
+        Ok(self
+            .temb
+            .unsqueeze(1)?
+            .broadcast_as((steps, rows, h))?
+            .contiguous()?
+            .reshape((steps * rows, h))?)
     }
 
     /// The solver schedule in use.
@@ -206,18 +208,20 @@ impl DiffusionSampler {
     ) -> Result<Tensor> {
         let b = self.validate(&batch, step_noise.len())?;
         let guidance = Tensor::from_slice(batch.guidance, (b, 1), self.head.device())?;
-        self.run_frame(&batch, &guidance, &self.temb, step_noise, observe)
+        let temb = self.timestep_rows(2 * b)?;
+        self.run_frame(&batch, &guidance, &temb, step_noise, observe)
     }
 
     /// The sampling loop proper, device operations only (no host data): `guidance` holds the
     /// batch's guidance scales as f32 on the head's device (`[B, 1]`, or `[B, latent]`), and
-    /// `temb` the step's timestep embeddings (`[1, H]`, or `[2B, H]`). A CUDA graph captures
-    /// this with the full shapes, so that no op in it broadcasts.
+    /// `temb` the timestep rows of [`Self::timestep_rows`] for 2B rows. The adaLN parameters of
+    /// all steps are formed in one pass. A CUDA graph captures this with the full shapes, so
+    /// that no op in it broadcasts.
     pub(crate) fn run_frame(
         &self,
         batch: &FrameBatch<'_>,
         guidance: &Tensor,
-        temb: &[Tensor],
+        temb: &Tensor,
         step_noise: &mut [&mut dyn NoiseSource],
         observe: &mut dyn FnMut(SamplerStep<'_>),
     ) -> Result<Tensor> {
@@ -226,11 +230,15 @@ impl DiffusionSampler {
         let latent = self.head.latent_size();
         let conditions = Tensor::cat(&[batch.positive, batch.negative], 0)?;
         let cond_proj = self.head.condition(&conditions)?;
+        let steps = self.solver.num_steps();
+        let c = (Tensor::cat(&vec![&cond_proj; steps], 0)? + temb)?;
+        let modulation = self.head.modulation(&c)?;
         let mut x = batch.noise.to_device(device)?.to_dtype(DType::F32)?;
         let mut frame = self.solver.begin_frame();
-        for (k, temb) in temb.iter().enumerate() {
+        for k in 0..steps {
             let rows = Tensor::cat(&[&x, &x], 0)?;
-            let v = self.head.forward_with(&rows, &cond_proj, temb)?;
+            let m = modulation.rows(k * 2 * b, 2 * b)?;
+            let v = self.head.forward_modulated(&rows, &m)?;
             let (v_pos, v_neg) = (v.narrow(0, 0, b)?, v.narrow(0, b, b)?);
             let v_guided = (&v_neg + (&v_pos - &v_neg)?.broadcast_mul(guidance)?)?;
             let eps = match self.solver.kind() {

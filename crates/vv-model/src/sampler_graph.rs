@@ -40,9 +40,8 @@ struct Captured {
     guidance: Tensor,
     noise: Tensor,
     out: Tensor,
-    /// The timestep embeddings the graph reads, one `[2, H]` row pair per step, kept alive
-    /// with it.
-    _embeddings: Vec<Tensor>,
+    /// The timestep rows the graph reads (`[steps·2, H]`), kept alive with it.
+    _embeddings: Tensor,
 }
 
 // SAFETY: the graph handles are plain driver objects that may be used from any thread once
@@ -132,7 +131,7 @@ pub(crate) fn sample(
 
 /// Runs the loop once eagerly (loading every kernel and cuBLAS state outside the capture),
 /// then captures it on the device's stream. Every input has its full shape (guidance
-/// `[1, latent]`, embeddings `[2, H]`): candle uploads a broadcast op's strides from
+/// `[1, latent]`, timestep rows `[steps·2, H]`): candle uploads a broadcast op's strides from
 /// temporary host memory, which a graph would replay as a copy from freed memory.
 fn capture(sampler: &DiffusionSampler, cuda: &CudaDevice, key: Key) -> Result<Captured> {
     let head = sampler.head();
@@ -142,11 +141,7 @@ fn capture(sampler: &DiffusionSampler, cuda: &CudaDevice, key: Key) -> Result<Ca
     let negative = Tensor::zeros((1, h), key.conditions, device)?;
     let noise = Tensor::zeros((1, latent), DType::F32, device)?;
     let guidance = Tensor::ones((1, latent), DType::F32, device)?;
-    let embeddings = sampler
-        .timestep_embeddings()
-        .iter()
-        .map(|t| t.broadcast_as((2, h))?.contiguous())
-        .collect::<candle_core::Result<Vec<_>>>()?;
+    let embeddings = sampler.timestep_rows(2)?;
     let out = Tensor::zeros((1, latent), DType::F32, device)?;
     let batch = FrameBatch {
         positive: &positive,
