@@ -84,6 +84,12 @@ struct BenchReport {
     load_seconds: f64,
     /// Largest device memory in use seen during the runs (CUDA/Metal; absent on CPU).
     peak_gpu_memory_bytes: Option<u64>,
+    /// Device memory taken by loading the model: in use after loading minus in use before
+    /// (the device context and library handles are open before; absent on CPU).
+    model_gpu_memory_bytes: Option<u64>,
+    /// `peak_gpu_memory_bytes` minus the memory in use after loading: one utterance's caches
+    /// and activations plus what the allocator keeps pooled (absent on CPU).
+    utterance_gpu_memory_bytes: Option<u64>,
     /// Process resident memory after the runs.
     process_rss_bytes: Option<u64>,
     /// KV-cache bytes of one utterance at the end of a run.
@@ -210,8 +216,15 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
     let resolution = resolve_device(s.device, &probe)?;
     let dtype = select_dtype(resolution.device.backend, s.dtype, &probe);
     let device = resolution.device.to_candle_device()?;
+    let used = || {
+        (!device.is_cpu())
+            .then(|| CandleOps.memory_stats(&device).used_bytes)
+            .flatten()
+    };
+    let used_before_load = used();
     let started = Instant::now();
     let (model, voice, ids) = load(args, &loaded, &device, dtype.dtype)?;
+    let used_after_load = used();
     let load_seconds = started.elapsed().as_secs_f64();
     let params = GenerationParams {
         cfg_scale: s.cfg_scale,
@@ -253,6 +266,12 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         per_frame_runs_ms: per_frame,
         load_seconds,
         peak_gpu_memory_bytes: peak,
+        model_gpu_memory_bytes: used_before_load
+            .zip(used_after_load)
+            .map(|(before, after)| after.saturating_sub(before)),
+        utterance_gpu_memory_bytes: peak
+            .zip(used_after_load)
+            .map(|(peak, after)| peak.saturating_sub(after)),
         process_rss_bytes: vv_device::ops::host_memory().process_rss_bytes,
         kv_cache_bytes: kv_bytes,
         breakdown_ms: breakdown,
