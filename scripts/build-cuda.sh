@@ -118,4 +118,7 @@ if ldd "$binary" | grep -Ei 'libcuda|libcublas|libcurand|libcudart|libnvrtc'; th
     exit 1
 fi
 log "ldd shows no CUDA library"
+# 7. The fused kernels the binary compiles with NVRTC at run time must compile.
+LD_LIBRARY_PATH=$CUDA_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$venv/bin/python" \
+    "$root/scripts/check-cuda-kernels.py" "$CUDA_HOME/lib/libnvrtc.so.13" "$snapshot" >&2
 echo "$binary"

@@ -7,6 +7,8 @@ pub mod acoustic_decoder;
 pub mod config;
 pub mod connector;
 mod cpu_kernels;
+#[cfg(feature = "cuda")]
+mod cuda_kernels;
 pub mod diffusion_head;
 pub mod eos_classifier;
 pub mod error;

@@ -33,8 +33,8 @@ pub(super) fn depthwise_causal(
         residual.contiguous()?,
     );
     #[cfg(feature = "cuda")]
-    if window.device().is_cuda() && super::depthwise_cuda::supported(window.dtype()) {
-        return super::depthwise_cuda::depthwise_causal(&window, &taps_bias, &residual);
+    if window.device().is_cuda() && crate::cuda_kernels::supported(window.dtype()) {
+        return crate::cuda_kernels::depthwise::depthwise_causal(&window, &taps_bias, &residual);
     }
     if cpu::eligible(&[&window, &taps_bias, &residual]) {
         let all = CpuSlice::new(&taps_bias)?;

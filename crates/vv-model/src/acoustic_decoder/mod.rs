@@ -10,8 +10,6 @@
 mod block;
 mod conv;
 mod depthwise;
-#[cfg(feature = "cuda")]
-mod depthwise_cuda;
 mod state;
 
 use candle_core::{DType, Device, Tensor};

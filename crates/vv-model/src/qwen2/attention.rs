@@ -158,6 +158,18 @@ impl Attention {
         let group = nh / nkv;
         let n = q.dim(0)?;
         let t = keys.dim(1)?;
+        #[cfg(feature = "cuda")]
+        if q.device().is_cuda()
+            && crate::cuda_kernels::supported(q.dtype())
+            && crate::cuda_kernels::attention::fits(t, hd)
+        {
+            // One fused launch; its causal rule is the mask's (query i sees keys ..= t - n + i).
+            return Ok(crate::cuda_kernels::attention::attention(
+                &q.contiguous()?,
+                keys,
+                values,
+            )?);
+        }
         // Query head h = kv·group + g; rows of KV head kv are (g, i) pairs, g-major.
         let q = q
             .transpose(0, 1)?

@@ -1,0 +1,110 @@
+//! Fused CUDA kernels, compiled at run time with NVRTC (no CUDA toolkit at build time): on
+//! the GPU a frame is bound by candle's per-launch host overhead, so a kernel that replaces
+//! several candle ops saves their launches. Each kernel accumulates in f32 for f32 and bf16
+//! storage. Without NVRTC (or for other dtypes) callers keep their candle-op form.
+
+pub(crate) mod attention;
+pub(crate) mod depthwise;
+
+use std::sync::OnceLock;
+
+use candle_core::cuda_backend::cudarc::nvrtc;
+use candle_core::{bail, DType, Layout, Result};
+
+/// Module name under which the device caches the compiled kernels.
+const MODULE: &str = "vv_fused_kernels";
+
+/// Conversions between storage types and f32, shared by every kernel (no CUDA headers: NVRTC
+/// may run where none are installed).
+const PRELUDE: &str = r#"
+#define VV_NEG_INF __uint_as_float(0xff800000u)
+__device__ __forceinline__ float load_f32(float v) { return v; }
+__device__ __forceinline__ float store_f32(float v) { return v; }
+__device__ __forceinline__ float load_bf16(unsigned short v) {
+    return __uint_as_float(((unsigned int)v) << 16);
+}
+__device__ __forceinline__ unsigned short store_bf16(float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+"#;
+
+/// The PTX of every kernel, compiled once per process; the error text if NVRTC failed.
+fn ptx() -> std::result::Result<&'static str, &'static str> {
+    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+    PTX.get_or_init(|| {
+        let source = [PRELUDE, depthwise::SOURCE, attention::SOURCE].concat();
+        nvrtc::compile_ptx(source)
+            .map(|p| p.to_src())
+            .map_err(|e| e.to_string())
+    })
+    .as_deref()
+    .map_err(String::as_str)
+}
+
+/// Whether the fused kernels can run for `dtype`: it has kernels and NVRTC compiled them (a
+/// failure is logged once, and callers keep their candle-op form).
+pub(crate) fn supported(dtype: DType) -> bool {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    if !matches!(dtype, DType::F32 | DType::BF16) {
+        return false;
+    }
+    match ptx() {
+        Ok(_) => true,
+        Err(e) => {
+            WARNED.get_or_init(|| {
+                tracing::warn!(
+                    error = e,
+                    "NVRTC could not compile the fused CUDA kernels; the model uses candle ops \
+                     for the decoder's depthwise convolution and for attention (slower)"
+                )
+            });
+            false
+        }
+    }
+}
+
+/// The name of kernel `name` for `dtype` (suffix `_f32` or `_bf16`).
+fn kernel_name(name: &str, dtype: DType) -> Result<String> {
+    match dtype {
+        DType::F32 => Ok(format!("{name}_f32")),
+        DType::BF16 => Ok(format!("{name}_bf16")),
+        other => bail!("fused CUDA kernel {name}: no kernel for {other:?}"),
+    }
+}
+
+/// The compiled PTX, or NVRTC's error.
+fn compiled() -> Result<&'static str> {
+    ptx().map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+/// Loads kernel `$name` for `$dtype` on CUDA device `$dev` (a macro: candle's function type
+/// cannot be named outside candle).
+macro_rules! load_kernel {
+    ($dev:expr, $name:expr, $dtype:expr) => {
+        $dev.get_or_load_custom_func(
+            &super::kernel_name($name, $dtype)?,
+            super::MODULE,
+            super::compiled()?,
+        )?
+    };
+}
+pub(crate) use load_kernel;
+
+/// The start offset of a layout whose last dimension is contiguous, or an error.
+fn start_with_unit_stride(l: &Layout, what: &str) -> Result<usize> {
+    match l.stride().last() {
+        Some(1) => Ok(l.start_offset()),
+        _ => bail!("fused CUDA kernel: {what} needs a contiguous last dimension"),
+    }
+}
+
+/// The slice of `s` from `start` as a typed device view, for kernel arguments.
+macro_rules! view {
+    ($s:expr, $t:ty, $start:expr) => {
+        $s.as_cuda_slice::<$t>()?.slice($start..)
+    };
+}
+pub(crate) use view;
