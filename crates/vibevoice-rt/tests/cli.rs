@@ -1,30 +1,19 @@
 //! The built binary, run as a user would: help, `devices` and `config validate`.
 
+mod common;
+
+use common::{assert_no_panic, clean_command, text};
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 /// The binary with no `TTS_*` variable and no `RUST_LOG` inherited from the test's environment.
 fn vibevoice_rt(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibevoice-rt"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TTS_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG").env_remove("RUST_BACKTRACE");
-    cmd.args(args).envs(env.iter().copied()).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_no_panic(out: &Output) {
-    let stderr = text(&out.stderr);
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    clean_command(Path::new(env!("CARGO_BIN_EXE_vibevoice-rt")))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 #[test]

@@ -6,9 +6,12 @@
 //! otherwise each test prints a note and returns. On a machine where the binary finds a CUDA
 //! device the fallback checks do not apply and are skipped with a note.
 
+mod common;
+
+use common::{assert_no_panic, clean_command, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The workspace root: fixture and voice paths are relative to it.
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -37,32 +40,11 @@ fn cuda_binary(test: &str) -> Option<PathBuf> {
 /// Runs `binary` from the workspace root with no `TTS_*`, `RUST_LOG` or `RUST_BACKTRACE`
 /// inherited from the test's environment.
 fn run(binary: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TTS_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE")
+    clean_command(binary)
         .current_dir(WORKSPACE)
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// No panic message and no Rust panic exit code (101).
-fn assert_no_panic(out: &Output) {
-    let stderr = text(&out.stderr);
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
 
 /// The `devices --json` report of `binary`, asserted to run cleanly.

@@ -1,5 +1,7 @@
 //! Golden parity of the acoustic connector and the EOS classifier on the tiny fixture model.
 
+mod common;
+
 use std::path::Path;
 
 use candle_core::{DType, Device};
@@ -26,23 +28,6 @@ fn connector_and_eos_match_the_reference() {
     .unwrap();
 
     let reports = connector_eos::check(&connector, &eos, &golden).unwrap();
-    for r in &reports {
-        println!(
-            "{}/{}: max_abs {:.3e}, rel {:.3e} (tolerance {:.0e})",
-            r.component, r.name, r.max_abs, r.rel, r.tolerance
-        );
-    }
     // Every output and intermediate of the file is checked, at 1e-4 relative.
-    let mut checked: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
-    checked.sort_unstable();
-    let expected: Vec<&str> = golden
-        .names()
-        .into_iter()
-        .filter(|n| !n.starts_with("input."))
-        .collect();
-    assert_eq!(checked, expected);
-    for r in &reports {
-        assert_eq!(r.tolerance, 1e-4);
-        assert!(r.passed(), "{} rel error {:.3e}", r.name, r.rel);
-    }
+    common::assert_every_golden_checked(&reports, &golden, 1e-4);
 }

@@ -1,6 +1,8 @@
 //! Golden parity of the lower LM, the TTS LM and the EOS logit on the tiny fixture model, plus
 //! the consistency of batched, chunked and incremental forwards of the Qwen2 stack.
 
+mod common;
+
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -80,26 +82,9 @@ fn lm_matches_the_reference() {
     let m = tiny();
     let golden = GoldenFile::open(Path::new(&format!("{TINY}/golden/lm.safetensors"))).unwrap();
     let reports = lm::check(&m.lower, &m.tts, &m.eos, &golden).unwrap();
-    for r in &reports {
-        println!(
-            "{}/{}: max_abs {:.3e}, rel {:.3e} (tolerance {:.0e})",
-            r.component, r.name, r.max_abs, r.rel, r.tolerance
-        );
-    }
     // Every output and debug tensor of the file is checked, at 1e-4 relative.
-    let mut checked: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
-    checked.sort_unstable();
-    let expected: Vec<&str> = golden
-        .names()
-        .into_iter()
-        .filter(|n| !n.starts_with("input."))
-        .collect();
-    assert_eq!(checked, expected);
-    for r in &reports {
-        assert_eq!(r.component, "lm");
-        assert_eq!(r.tolerance, 1e-4);
-        assert!(r.passed(), "{} rel error {:.3e}", r.name, r.rel);
-    }
+    common::assert_every_golden_checked(&reports, &golden, 1e-4);
+    assert!(reports.iter().all(|r| r.component == "lm"));
 }
 
 #[test]

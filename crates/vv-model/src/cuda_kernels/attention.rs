@@ -9,7 +9,7 @@ use candle_core::cuda_backend::{CudaStorage, WrapErr};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
 
-use super::{load_kernel, start_with_unit_stride, view};
+use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
 
 /// Threads per (row, head) block.
 const THREADS: u32 = 128;
@@ -100,17 +100,7 @@ impl CustomOp3 for Attention {
         "vv-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("the CUDA attention kernel has no CPU form")
-    }
+    no_cpu_fwd!("attention");
 
     fn cuda_fwd(
         &self,

@@ -7,7 +7,7 @@ use candle_core::cuda_backend::{CudaStorage, WrapErr};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
 
-use super::{load_kernel, start_with_unit_stride, view};
+use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
 
 /// One thread per output value: `res + bias + Σ_k taps[k] · win[t + k]` over channel `ch`.
 pub(super) const SOURCE: &str = r#"
@@ -43,17 +43,7 @@ impl CustomOp3 for DepthwiseCausal {
         "vv-depthwise-causal"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("the CUDA depthwise kernel has no CPU form; the CPU uses its own fused kernel")
-    }
+    no_cpu_fwd!("depthwise");
 
     fn cuda_fwd(
         &self,

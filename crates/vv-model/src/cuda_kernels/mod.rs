@@ -101,6 +101,25 @@ fn start_with_unit_stride(l: &Layout, what: &str) -> Result<usize> {
     }
 }
 
+/// The `cpu_fwd` of a CUDA-only op: candle's trait requires one, and the CPU never gets here
+/// (it has its own kernels).
+macro_rules! no_cpu_fwd {
+    ($what:literal) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            bail!(concat!("the CUDA ", $what, " kernel has no CPU form"))
+        }
+    };
+}
+pub(crate) use no_cpu_fwd;
+
 /// The slice of `s` from `start` as a typed device view, for kernel arguments.
 macro_rules! view {
     ($s:expr, $t:ty, $start:expr) => {

@@ -116,16 +116,7 @@ mod tests {
                 };
                 let got = linear(&x, &w, e).unwrap();
                 let want = reference(&x, &w, &b, &r, gelu);
-                let err = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let err = crate::parity::max_abs_diff(&got, &want).unwrap();
                 assert!(
                     err < 1e-4,
                     "m {m} k {k} n {n} gelu {gelu}: max abs error {err}"

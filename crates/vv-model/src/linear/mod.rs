@@ -77,16 +77,7 @@ mod tests {
         .to_dtype(DType::F32)
         .unwrap();
         assert_eq!(ours.dims(), [2, 3, 24]);
-        let err = (ours - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = crate::parity::max_abs_diff(&ours, &want).unwrap();
         assert!(err < 1e-4, "max abs error {err}");
     }
 }
