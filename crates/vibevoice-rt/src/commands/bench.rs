@@ -216,10 +216,10 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
     let resolution = resolve_device(s.device, &probe)?;
     let dtype = select_dtype(resolution.device.backend, s.dtype, &probe);
     let device = resolution.device.to_candle_device()?;
-    // Synchronised first: the stream-ordered allocator returns freed blocks to the device
-    // only at a synchronisation, so an unsynchronised reading counts load-time temporaries.
+    // The allocator's pool is trimmed first (`clear_cache`): it keeps freed blocks for reuse,
+    // which would count load-time temporaries as the model's.
     let used = || {
-        CandleOps.synchronize(&device);
+        CandleOps.clear_cache(&device);
         (!device.is_cpu())
             .then(|| CandleOps.memory_stats(&device).used_bytes)
             .flatten()
