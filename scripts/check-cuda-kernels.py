@@ -15,7 +15,12 @@ import sys
 
 KERNELS = "crates/vv-model/src/cuda_kernels"
 # The order in which cuda_kernels/mod.rs concatenates the sources.
-PARTS = [("mod.rs", "PRELUDE"), ("depthwise.rs", "SOURCE"), ("attention.rs", "SOURCE")]
+PARTS = [
+    ("mod.rs", "PRELUDE"),
+    ("depthwise.rs", "SOURCE"),
+    ("attention.rs", "SOURCE"),
+    ("epilogue.rs", "SOURCE"),
+]
 
 
 def source(root: pathlib.Path) -> str:

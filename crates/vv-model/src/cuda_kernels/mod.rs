@@ -5,6 +5,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod depthwise;
+pub(crate) mod epilogue;
 
 use std::sync::OnceLock;
 
@@ -35,7 +36,13 @@ __device__ __forceinline__ unsigned short store_bf16(float v) {
 fn ptx() -> std::result::Result<&'static str, &'static str> {
     static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
     PTX.get_or_init(|| {
-        let source = [PRELUDE, depthwise::SOURCE, attention::SOURCE].concat();
+        let source = [
+            PRELUDE,
+            depthwise::SOURCE,
+            attention::SOURCE,
+            epilogue::SOURCE,
+        ]
+        .concat();
         nvrtc::compile_ptx(source)
             .map(|p| p.to_src())
             .map_err(|e| e.to_string())
@@ -58,7 +65,8 @@ pub(crate) fn supported(dtype: DType) -> bool {
                 tracing::warn!(
                     error = e,
                     "NVRTC could not compile the fused CUDA kernels; the model uses candle ops \
-                     for the decoder's depthwise convolution and for attention (slower)"
+                     for the decoder's depthwise convolution, attention and matmul epilogues \
+                     (slower)"
                 )
             });
             false

@@ -25,6 +25,13 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
         return cpu_linear(x, w, e);
     }
     let mut y = x.matmul(&w.t()?)?;
+    #[cfg(feature = "cuda")]
+    if y.device().is_cuda()
+        && (e.bias.is_some() || e.gelu || e.residual.is_some())
+        && crate::cuda_kernels::supported(y.dtype())
+    {
+        return crate::cuda_kernels::epilogue::apply(&y, e.bias, e.gelu, e.residual);
+    }
     if let Some(bias) = e.bias {
         y = y.broadcast_add(bias)?;
     }
