@@ -166,6 +166,20 @@ impl DiffusionSampler {
         noise: &[f32],
         step_noise: Option<&mut dyn NoiseSource>,
     ) -> Result<Vec<f32>> {
+        let z = self.sample_on_device(positive, negative, guidance, noise, step_noise)?;
+        Ok(z.flatten_all()?.to_vec1()?)
+    }
+
+    /// [`Self::sample`] leaving z on the head's device as a `[1, latent]` f32 tensor: no host
+    /// round trip, so the caller can queue the decoder while the GPU is still sampling.
+    pub fn sample_on_device(
+        &self,
+        positive: &Tensor,
+        negative: &Tensor,
+        guidance: f32,
+        noise: &[f32],
+        step_noise: Option<&mut dyn NoiseSource>,
+    ) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
         if step_noise.is_none() {
             if let Some(z) =
@@ -184,8 +198,7 @@ impl DiffusionSampler {
             noise: &noise,
         };
         let mut sources: Vec<&mut dyn NoiseSource> = step_noise.into_iter().collect();
-        let z = self.sample_batch(batch, &mut sources)?;
-        Ok(z.flatten_all()?.to_vec1()?)
+        self.sample_batch(batch, &mut sources)
     }
 
     /// Samples B frames at once; returns `[B, latent]` f32. `step_noise` holds one source

@@ -60,16 +60,16 @@ impl fmt::Debug for GraphCache {
     }
 }
 
-/// Samples one frame through a graph; `None` when graphs do not apply (not CUDA, SDE solver,
-/// shapes the eager path should report on, or graphs switched off), so the caller runs the
-/// eager loop.
+/// Samples one frame through a graph, returning z `[1, latent]` on the device; `None` when
+/// graphs do not apply (not CUDA, SDE solver, shapes the eager path should report on, or
+/// graphs switched off), so the caller runs the eager loop.
 pub(crate) fn sample(
     sampler: &DiffusionSampler,
     positive: &Tensor,
     negative: &Tensor,
     guidance: f32,
     noise: &[f32],
-) -> Result<Option<Vec<f32>>> {
+) -> Result<Option<Tensor>> {
     let head = sampler.head();
     let Device::Cuda(cuda) = head.device() else {
         return Ok(None);
@@ -126,7 +126,8 @@ pub(crate) fn sample(
     let guidance = Tensor::from_vec(vec![guidance; latent], (1, latent), device)?;
     c.guidance.slice_set(&guidance, 0, 0)?;
     c.graph.launch().w()?;
-    Ok(Some(c.out.flatten_all()?.to_vec1()?))
+    // A device copy, queued behind the graph: the caller may read it whenever it needs to.
+    Ok(Some(c.out.copy()?))
 }
 
 /// Runs the loop once eagerly (loading every kernel and cuBLAS state outside the capture),

@@ -1,6 +1,6 @@
 //! The utterance state machine: text windows, CFG-guided frames, decoding, feedback, stopping.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use serde::Serialize;
 
 use crate::acoustic_decoder::DecoderState;
@@ -313,14 +313,14 @@ impl Utterance {
             SolverKind::Ode => None,
         };
         let head = model.place(Component::DiffusionHead);
-        let z = self.sampler.sample(
+        // z stays on the head's device: the decoder is queued without a host round trip.
+        let z = self.sampler.sample_on_device(
             &head.put(&self.h_pos)?,
             &head.put(&self.h_neg)?,
             self.params.cfg_scale,
             &x_t,
             step_noise,
         )?;
-        let z = Tensor::from_vec(z, (1, latent_size), &Device::Cpu)?;
         let z_dec = model
             .place(Component::AcousticDecoder)
             .put(&model.denormalize(&z)?.reshape((1, latent_size, 1))?)?;
