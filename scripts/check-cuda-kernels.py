@@ -14,19 +14,18 @@ import re
 import sys
 
 KERNELS = "crates/vv-model/src/cuda_kernels"
-# The order in which cuda_kernels/mod.rs concatenates the sources.
-PARTS = [
-    ("mod.rs", "PRELUDE"),
-    ("depthwise.rs", "SOURCE"),
-    ("attention.rs", "SOURCE"),
-    ("epilogue.rs", "SOURCE"),
-]
 
 
 def source(root: pathlib.Path) -> str:
+    """PRELUDE of mod.rs, then each `module::SOURCE` in the order mod.rs concatenates them."""
+    kernels = root / KERNELS
+    module = (kernels / "mod.rs").read_text()
+    parts = [("mod.rs", "PRELUDE")] + [
+        (f"{name}.rs", "SOURCE") for name in re.findall(r"(\w+)::SOURCE", module)
+    ]
     text = []
-    for file, name in PARTS:
-        rust = (root / KERNELS / file).read_text()
+    for file, name in parts:
+        rust = (kernels / file).read_text()
         match = re.search(r'const %s: &str = r#"(.*?)"#;' % name, rust, re.S)
         if not match:
             sys.exit(f"no `const {name}` raw string in {file}")

@@ -48,9 +48,19 @@ impl Mlp {
 
     /// `residual + down(SiLU(gate(x)) ⊙ up(x))`.
     fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        let act = candle_nn::ops::swiglu(&self.gate_up.forward(x)?)?;
+        let act = swiglu(&self.gate_up.forward(x)?)?;
         Ok(self.down_proj.forward_add(&act, Some(residual))?)
     }
+}
+
+/// `SiLU(gate) ⊙ up` of the fused `[gate; up]` projection: one fused kernel on CUDA, candle's
+/// two ops elsewhere.
+fn swiglu(gate_up: &Tensor) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if gate_up.device().is_cuda() && crate::cuda_kernels::supported(gate_up.dtype()) {
+        return crate::cuda_kernels::swiglu::swiglu(gate_up);
+    }
+    candle_nn::ops::swiglu(gate_up)
 }
 
 /// One pre-norm Qwen2 decoder layer (`layers.{i}` of a checkpoint).

@@ -6,6 +6,7 @@
 pub(crate) mod attention;
 pub(crate) mod depthwise;
 pub(crate) mod epilogue;
+pub(crate) mod swiglu;
 
 use std::sync::OnceLock;
 
@@ -41,6 +42,7 @@ fn ptx() -> std::result::Result<&'static str, &'static str> {
             depthwise::SOURCE,
             attention::SOURCE,
             epilogue::SOURCE,
+            swiglu::SOURCE,
         ]
         .concat();
         nvrtc::compile_ptx(source)
@@ -65,8 +67,8 @@ pub(crate) fn supported(dtype: DType) -> bool {
                 tracing::warn!(
                     error = e,
                     "NVRTC could not compile the fused CUDA kernels; the model uses candle ops \
-                     for the decoder's depthwise convolution, attention and matmul epilogues \
-                     (slower)"
+                     for the decoder's depthwise convolution, attention, matmul epilogues and \
+                     SwiGLU (slower)"
                 )
             });
             false

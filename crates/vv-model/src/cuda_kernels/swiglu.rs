@@ -1,0 +1,74 @@
+//! SwiGLU `SiLU(gate) ⊙ up` of a fused gate/up projection as one kernel: candle's form takes
+//! two launches on strided halves, each uploading its strides from host memory (which makes
+//! the host wait for the GPU at every layer).
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use half::bf16;
+
+use super::{load_kernel, start_with_unit_stride, view};
+
+/// One thread per output value of `[rows, half]` from `[rows, 2·half]` (gate first).
+pub(super) const SOURCE: &str = r#"
+#define SWIGLU(NAME, T, LOAD, STORE)                                                      \
+extern "C" __global__ void NAME(const T* x, T* out, int rows, int half) {                 \
+    int i = blockIdx.x * blockDim.x + threadIdx.x;                                        \
+    if (i >= rows * half) return;                                                         \
+    int r = i / half, j = i - r * half;                                                   \
+    float g = LOAD(x[r * 2 * half + j]);                                                  \
+    float u = LOAD(x[r * 2 * half + half + j]);                                           \
+    out[i] = STORE(g / (1.f + expf(-g)) * u);                                             \
+}
+SWIGLU(swiglu_f32, float, load_f32, store_f32)
+SWIGLU(swiglu_bf16, unsigned short, load_bf16, store_bf16)
+"#;
+
+/// `SiLU(x[:, :h]) ⊙ x[:, h:]` for `x` `[rows, 2h]` on a CUDA device.
+pub(crate) fn swiglu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&Swiglu)
+}
+
+struct Swiglu;
+
+impl CustomOp1 for Swiglu {
+    fn name(&self) -> &'static str {
+        "vv-swiglu"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        bail!("the CUDA swiglu kernel has no CPU form")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (rows, width) = x_l.shape().dims2()?;
+        if !x_l.is_contiguous() || width % 2 != 0 {
+            bail!("swiglu kernel: input {:?}", x_l.shape());
+        }
+        let half = width / 2;
+        let dev = x.device().clone();
+        let len = rows * half;
+        let start = start_with_unit_stride(x_l, "input")?;
+        let dims = [rows as i32, half as i32];
+        macro_rules! launch {
+            ($t:ty) => {{
+                let xv = view!(x, $t, start);
+                let func = load_kernel!(dev, "swiglu", x.dtype());
+                let mut b = func.builder();
+                // SAFETY: every element is written by the kernel before it is read.
+                let out = unsafe { dev.alloc::<$t>(len)? };
+                b.arg(&xv).arg(&out).arg(&dims[0]).arg(&dims[1]);
+                // SAFETY: the arguments match the kernel's signature; shapes checked above.
+                unsafe { b.launch(LaunchConfig::for_num_elems(len as u32)) }.w()?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }};
+        }
+        let out = match x.dtype() {
+            DType::F32 => launch!(f32),
+            DType::BF16 => launch!(bf16),
+            other => bail!("swiglu kernel: no kernel for {other:?}"),
+        };
+        Ok((out, Shape::from((rows, half))))
+    }
+}
