@@ -157,22 +157,10 @@ impl DiffusionSampler {
     }
 
     /// Samples one frame: conditions `[H]` (or `[1, H]`), initial noise of `latent` values;
-    /// `step_noise` is required by the SDE solver. Returns the latent z.
+    /// `step_noise` is required by the SDE solver. Returns the latent z as a `[1, latent]` f32
+    /// tensor left on the head's device: no host round trip, so a caller can queue the decoder
+    /// while the GPU is still sampling.
     pub fn sample(
-        &self,
-        positive: &Tensor,
-        negative: &Tensor,
-        guidance: f32,
-        noise: &[f32],
-        step_noise: Option<&mut dyn NoiseSource>,
-    ) -> Result<Vec<f32>> {
-        let z = self.sample_on_device(positive, negative, guidance, noise, step_noise)?;
-        Ok(z.flatten_all()?.to_vec1()?)
-    }
-
-    /// [`Self::sample`] leaving z on the head's device as a `[1, latent]` f32 tensor: no host
-    /// round trip, so the caller can queue the decoder while the GPU is still sampling.
-    pub fn sample_on_device(
         &self,
         positive: &Tensor,
         negative: &Tensor,

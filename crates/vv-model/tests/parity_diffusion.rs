@@ -136,6 +136,7 @@ fn batched_sampling_equals_single_frames() {
                     &x,
                     Some(&mut src),
                 )
+                .and_then(|z| Ok(z.flatten_all()?.to_vec1::<f32>()?))
                 .unwrap();
             let scale = alone.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = alone
@@ -163,7 +164,9 @@ fn sde_sampling_uses_the_step_noise() {
     let sde = sampler(&cfg, &head, SolverKind::Sde);
     let run = |seed: u64| {
         let mut src = GaussianNoise::new(seed);
-        sde.sample(&pos, &neg, 1.5, &x, Some(&mut src)).unwrap()
+        sde.sample(&pos, &neg, 1.5, &x, Some(&mut src))
+            .and_then(|z| Ok(z.flatten_all()?.to_vec1::<f32>()?))
+            .unwrap()
     };
     let (a, a_again, b) = (run(1), run(1), run(2));
     assert!(a.iter().all(|v| v.is_finite()));
@@ -171,6 +174,7 @@ fn sde_sampling_uses_the_step_noise() {
     assert_ne!(a, b);
     let ode = sampler(&cfg, &head, SolverKind::Ode)
         .sample(&pos, &neg, 1.5, &x, None)
+        .and_then(|z| Ok(z.flatten_all()?.to_vec1::<f32>()?))
         .unwrap();
     assert_ne!(a, ode);
     let err = sde.sample(&pos, &neg, 1.5, &x, None).unwrap_err();

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -82,8 +82,8 @@ pub fn component_times(
             &x_t,
             None,
         )?;
+        sync(&head.device)?;
         let diff_ms = t.elapsed().as_secs_f64() * 1e3;
-        let z = Tensor::from_vec(z, (1, latent), &Device::Cpu)?;
 
         let t = Instant::now();
         let z_dec = model

@@ -314,7 +314,7 @@ impl Utterance {
         };
         let head = model.place(Component::DiffusionHead);
         // z stays on the head's device: the decoder is queued without a host round trip.
-        let z = self.sampler.sample_on_device(
+        let z = self.sampler.sample(
             &head.put(&self.h_pos)?,
             &head.put(&self.h_neg)?,
             self.params.cfg_scale,
