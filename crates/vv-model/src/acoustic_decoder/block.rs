@@ -7,8 +7,7 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv::KERNEL;
-use super::depthwise::depthwise_causal;
-use super::state::extend_history;
+use super::depthwise::mix;
 use crate::linear::{linear, Epilogue};
 
 /// Expansion factor of the Block1D feed-forward network (hard-coded in the reference).
@@ -95,8 +94,7 @@ impl Block1D {
     /// `[T, C] -> [T, C]`, consuming and updating the mixer's normed-input history.
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
         let normed = rms_norm(x, &self.norm, self.eps)?;
-        let window = extend_history(history, &normed)?;
-        let x = depthwise_causal(&window, &self.mixer_taps_bias, x)?;
+        let x = mix(history, &normed, &self.mixer_taps_bias, x)?;
         let normed = rms_norm(&x, &self.ffn_norm, self.eps)?;
         let up = Epilogue {
             bias: Some(&self.linear1_bias),

@@ -1,21 +1,38 @@
 //! Depthwise causal convolution (the Block1D mixer) as shifted multiply-adds on time-major
 //! `[T, C]` tensors: a fused CPU kernel for f32 on the CPU, one NVRTC kernel on CUDA (f32 and
-//! bf16), candle ops elsewhere.
+//! bf16, which also carries the history), candle ops elsewhere.
 //!
 //! candle's grouped `conv1d` loops over the groups and is orders of magnitude slower (CPU and
 //! CUDA) than `K` broadcast multiply-adds of shifted time slices, so it is never used.
 
 use candle_core::{bail, Device, Result, Tensor};
 
+use super::state::extend_history;
 use crate::cpu_kernels::{self as cpu, CpuSlice};
 
-/// `residual + bias + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[K - 1 + T, C]` (history
-/// first), `taps_bias` `[K + 1, C]` (the `K` taps, then the bias) and `residual` `[T, C]`.
-pub(super) fn depthwise_causal(
-    window: &Tensor,
+/// The Block1D mixer on new normed rows `[T, C]` with its carried `history` `[K - 1, C]`
+/// (updated): one fused kernel on CUDA, else the window is formed and passed to
+/// [`depthwise_causal`].
+pub(super) fn mix(
+    history: &mut Tensor,
+    normed: &Tensor,
     taps_bias: &Tensor,
     residual: &Tensor,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if normed.device().is_cuda() && crate::cuda_kernels::supported(normed.dtype()) {
+        let (out, next) =
+            crate::cuda_kernels::depthwise::depthwise_causal(history, normed, taps_bias, residual)?;
+        *history = next;
+        return Ok(out);
+    }
+    let window = extend_history(history, normed)?;
+    depthwise_causal(&window, taps_bias, residual)
+}
+
+/// `residual + bias + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[K - 1 + T, C]` (history
+/// first), `taps_bias` `[K + 1, C]` (the `K` taps, then the bias) and `residual` `[T, C]`.
+fn depthwise_causal(window: &Tensor, taps_bias: &Tensor, residual: &Tensor) -> Result<Tensor> {
     let (rows, c) = taps_bias.dims2()?;
     let kernel = rows.saturating_sub(1);
     let (len, res_c) = residual.dims2()?;
@@ -32,10 +49,6 @@ pub(super) fn depthwise_causal(
         taps_bias.contiguous()?,
         residual.contiguous()?,
     );
-    #[cfg(feature = "cuda")]
-    if window.device().is_cuda() && crate::cuda_kernels::supported(window.dtype()) {
-        return crate::cuda_kernels::depthwise::depthwise_causal(&window, &taps_bias, &residual);
-    }
     if cpu::eligible(&[&window, &taps_bias, &residual]) {
         let all = CpuSlice::new(&taps_bias)?;
         let (taps, bias) = all.get()?.split_at(kernel * c);
