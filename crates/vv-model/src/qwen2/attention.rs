@@ -127,7 +127,8 @@ impl Attention {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let rows = x.dim(0)?;
         let qkv = self.qkv.forward(x)?.reshape((rows, nh + 2 * nkv, hd))?;
-        let mut outs = Vec::with_capacity(blocks.len());
+        // Per stream: rotated queries, and its cache's keys/values with the new rows appended.
+        let mut parts = Vec::with_capacity(blocks.len());
         for (block, cache) in blocks.iter().zip(caches.iter_mut()) {
             let qkv = qkv.narrow(0, block.start, block.len)?;
             let qk = Rope::apply(&qkv.narrow(1, 0, nh + nkv)?, &block.cos, &block.sin)?;
@@ -137,13 +138,47 @@ impl Attention {
                 .transpose(0, 1)?
                 .contiguous()?;
             let (keys, values) = cache.append_layer(layer, &k, &v)?;
-            outs.push(self.attend(&qk.narrow(1, 0, nh)?, &keys, &values, block.mask.as_ref())?);
+            parts.push((qk.narrow(1, 0, nh)?, keys, values));
         }
+        #[cfg(feature = "cuda")]
+        if let Some(out) = self.attend_fused(&parts)? {
+            return Ok(self.o_proj.forward_add(&out, Some(residual))?);
+        }
+        let outs = parts
+            .iter()
+            .zip(blocks)
+            .map(|((q, keys, values), block)| self.attend(q, keys, values, block.mask.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
         let out = match outs.as_slice() {
             [single] => single.clone(),
             _ => Tensor::cat(&outs, 0)?,
         };
         Ok(self.o_proj.forward_add(&out, Some(residual))?)
+    }
+
+    /// All streams' attention in one fused CUDA launch (one or two streams, the kernel's causal
+    /// rule being the mask's: query i of n sees keys ..= T - n + i); `None` where it does not
+    /// apply (another device or dtype, more streams, a cache beyond the kernel's size).
+    #[cfg(feature = "cuda")]
+    fn attend_fused(&self, parts: &[(Tensor, Tensor, Tensor)]) -> Result<Option<Tensor>> {
+        use crate::cuda_kernels::attention::{attention, fits, StreamQkv};
+        let Some((q, ..)) = parts.first() else {
+            return Ok(None);
+        };
+        let applies = q.device().is_cuda()
+            && parts.len() <= 2
+            && crate::cuda_kernels::supported(q.dtype())
+            && parts
+                .iter()
+                .all(|(_, keys, _)| keys.dim(1).is_ok_and(|t| fits(t, self.head_dim)));
+        if !applies {
+            return Ok(None);
+        }
+        let streams: Vec<StreamQkv> = parts
+            .iter()
+            .map(|(q, keys, values)| StreamQkv { q, keys, values })
+            .collect();
+        Ok(Some(attention(&streams)?))
     }
 
     /// Scaled queries `[n, heads, hd]` against `keys`/`values` `[kv, T, hd]` -> `[n, heads·hd]`.
@@ -158,18 +193,6 @@ impl Attention {
         let group = nh / nkv;
         let n = q.dim(0)?;
         let t = keys.dim(1)?;
-        #[cfg(feature = "cuda")]
-        if q.device().is_cuda()
-            && crate::cuda_kernels::supported(q.dtype())
-            && crate::cuda_kernels::attention::fits(t, hd)
-        {
-            // One fused launch; its causal rule is the mask's (query i sees keys ..= t - n + i).
-            return Ok(crate::cuda_kernels::attention::attention(
-                &q.contiguous()?,
-                keys,
-                values,
-            )?);
-        }
         // Query head h = kv·group + g; rows of KV head kv are (g, i) pairs, g-major.
         let q = q
             .transpose(0, 1)?
