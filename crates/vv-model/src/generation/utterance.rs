@@ -60,14 +60,16 @@ pub struct FrameTrace {
 /// feedback (and the EOS test on its result) opens the next step.
 #[derive(Clone)]
 struct PendingFeedback {
-    /// The frame's latent `z`, `[1, latent]` on the CPU.
+    /// The frame's latent `z`, `[1, latent]` f32 on the diffusion head's device.
     z: Tensor,
     /// The frame's trace, completed by the feedback.
     trace: Option<FrameTrace>,
 }
 
-/// What [`Utterance::step`] restores when it fails.
-struct Snapshot {
+/// The state a step changes, restored as a whole when a step fails (KV caches and decoder
+/// state are cheap copy-on-write clones).
+#[derive(Clone)]
+struct StepState {
     kv_lm: KvCache,
     kv_pos: KvCache,
     kv_neg: KvCache,
@@ -79,7 +81,6 @@ struct Snapshot {
     frames: usize,
     stop: Option<StopReason>,
     pending: Option<PendingFeedback>,
-    traces: usize,
 }
 
 /// One utterance being generated.
@@ -87,19 +88,9 @@ pub struct Utterance {
     params: GenerationParams,
     sampler: DiffusionSampler,
     noise: Box<dyn NoiseSource>,
-    kv_lm: KvCache,
-    kv_pos: KvCache,
-    kv_neg: KvCache,
-    h_pos: Tensor,
-    h_neg: Tensor,
-    decoder: DecoderState,
+    state: StepState,
     tokens: Vec<u32>,
-    consumed: usize,
     input_closed: bool,
-    frames_left_in_window: usize,
-    frames: usize,
-    stop: Option<StopReason>,
-    pending: Option<PendingFeedback>,
     trace: Option<Vec<FrameTrace>>,
 }
 
@@ -131,19 +122,21 @@ impl Utterance {
         Ok(Self {
             sampler: DiffusionSampler::new(model.head(), solver)?,
             noise,
-            kv_lm: voice.lm.try_clone()?,
-            kv_pos: voice.tts_pos.try_clone()?,
-            kv_neg: voice.tts_neg.try_clone()?,
-            h_pos: voice.pos_condition.clone(),
-            h_neg: voice.neg_condition.clone(),
-            decoder: model.decoder().new_state()?,
+            state: StepState {
+                kv_lm: voice.lm.try_clone()?,
+                kv_pos: voice.tts_pos.try_clone()?,
+                kv_neg: voice.tts_neg.try_clone()?,
+                h_pos: voice.pos_condition.clone(),
+                h_neg: voice.neg_condition.clone(),
+                decoder: model.decoder().new_state()?,
+                consumed: 0,
+                frames_left_in_window: 0,
+                frames: 0,
+                stop: None,
+                pending: None,
+            },
             tokens: Vec::new(),
-            consumed: 0,
             input_closed: false,
-            frames_left_in_window: 0,
-            frames: 0,
-            stop: None,
-            pending: None,
             trace: None,
             params,
         })
@@ -178,7 +171,7 @@ impl Utterance {
 
     /// Frames produced so far.
     pub fn frames(&self) -> usize {
-        self.frames
+        self.state.frames
     }
 
     /// Text tokens received so far.
@@ -188,69 +181,40 @@ impl Utterance {
 
     /// Why generation stopped, once it has.
     pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stop
+        self.state.stop
     }
 
     /// Bytes held by the three KV caches.
     pub fn kv_bytes(&self) -> usize {
-        self.kv_lm.memory_bytes() + self.kv_pos.memory_bytes() + self.kv_neg.memory_bytes()
+        self.state.kv_lm.memory_bytes()
+            + self.state.kv_pos.memory_bytes()
+            + self.state.kv_neg.memory_bytes()
     }
 
     /// Advances by at most one frame. All or nothing: when the step fails (e.g. the device ran
     /// out of memory) the utterance is exactly as before it, so the caller may retry; only the
     /// noise already drawn is not given back.
     pub fn step(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
-        let before = self.snapshot();
+        let before = self.state.clone();
+        let traces = self.traces().len();
         let outcome = self.step_inner(model);
         if outcome.is_err() {
-            self.restore(before);
+            self.state = before;
+            if let Some(t) = self.trace.as_mut() {
+                t.truncate(traces);
+            }
         }
         outcome
     }
 
-    /// The mutable state of a step (KV caches and decoder state are cheap copy-on-write clones).
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            kv_lm: self.kv_lm.clone(),
-            kv_pos: self.kv_pos.clone(),
-            kv_neg: self.kv_neg.clone(),
-            h_pos: self.h_pos.clone(),
-            h_neg: self.h_neg.clone(),
-            decoder: self.decoder.clone(),
-            consumed: self.consumed,
-            frames_left_in_window: self.frames_left_in_window,
-            frames: self.frames,
-            stop: self.stop,
-            pending: self.pending.clone(),
-            traces: self.trace.as_ref().map_or(0, Vec::len),
-        }
-    }
-
-    fn restore(&mut self, s: Snapshot) {
-        self.kv_lm = s.kv_lm;
-        self.kv_pos = s.kv_pos;
-        self.kv_neg = s.kv_neg;
-        self.h_pos = s.h_pos;
-        self.h_neg = s.h_neg;
-        self.decoder = s.decoder;
-        self.consumed = s.consumed;
-        self.frames_left_in_window = s.frames_left_in_window;
-        self.frames = s.frames;
-        self.stop = s.stop;
-        self.pending = s.pending;
-        if let Some(t) = self.trace.as_mut() {
-            t.truncate(s.traces);
-        }
-    }
-
     fn step_inner(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
-        if let Some(pending) = self.pending.take() {
+        if let Some(pending) = self.state.pending.take() {
             self.feed_back(model, pending)?;
         }
-        if let Some(reason) = self.stop {
+        if let Some(reason) = self.state.stop {
             return Ok(StepOutcome::Finished(reason));
         }
-        if self.frames_left_in_window == 0 {
+        if self.state.frames_left_in_window == 0 {
             if let Some(outcome) = self.begin_window(model)? {
                 return Ok(outcome);
             }
@@ -258,13 +222,13 @@ impl Utterance {
         let audio = self.frame(model)?;
         Ok(StepOutcome::Frame {
             audio,
-            last: self.stop.is_some(),
+            last: self.state.stop.is_some(),
         })
     }
 
     /// Consumes the next text window if one is ready; `Some` when the step cannot go on.
     fn begin_window(&mut self, model: &VibeVoiceModel) -> Result<Option<StepOutcome>> {
-        let remaining = self.tokens.len() - self.consumed;
+        let remaining = self.tokens.len() - self.state.consumed;
         if remaining < TEXT_WINDOW && !self.input_closed {
             return Ok(Some(StepOutcome::NeedText));
         }
@@ -274,32 +238,35 @@ impl Utterance {
         let n = remaining.min(TEXT_WINDOW);
         if n > 0 {
             let max = model.config().decoder_config.max_position_embeddings;
-            if self.kv_pos.len() + n > max {
+            if self.state.kv_pos.len() + n > max {
                 return Ok(Some(self.finish(StopReason::MaxLength)));
             }
-            let ids = &self.tokens[self.consumed..self.consumed + n];
-            let h_text = model.text_lm.forward(ids, &mut self.kv_lm)?;
+            let ids = &self.tokens[self.state.consumed..self.state.consumed + n];
+            let h_text = model.text_lm.forward(ids, &mut self.state.kv_lm)?;
             let h = model
                 .tts_lm
-                .forward(TtsInput::text(&h_text), &mut self.kv_pos)?;
-            self.h_pos = h.narrow(0, n - 1, 1)?;
-            self.consumed += n;
+                .forward(TtsInput::text(&h_text), &mut self.state.kv_pos)?;
+            self.state.h_pos = h.narrow(0, n - 1, 1)?;
+            self.state.consumed += n;
         }
-        self.frames_left_in_window = SPEECH_WINDOW;
+        self.state.frames_left_in_window = SPEECH_WINDOW;
         Ok(None)
     }
 
     fn finish(&mut self, reason: StopReason) -> StepOutcome {
-        self.stop = Some(reason);
+        self.state.stop = Some(reason);
         StepOutcome::Finished(reason)
     }
 
     /// Whether the safety caps forbid another frame.
     fn frames_cap_reached(&self) -> bool {
-        let text_done = self.input_closed && self.consumed == self.tokens.len();
+        let text_done = self.input_closed && self.state.consumed == self.tokens.len();
         let per_token = self.params.max_frames_per_token.max(1) * self.tokens.len().max(1);
-        (text_done && self.frames >= per_token)
-            || self.params.max_frames.is_some_and(|m| self.frames >= m)
+        (text_done && self.state.frames >= per_token)
+            || self
+                .params
+                .max_frames
+                .is_some_and(|m| self.state.frames >= m)
     }
 
     /// Samples and decodes one frame and returns its audio; its feedback waits for the next
@@ -315,8 +282,8 @@ impl Utterance {
         let head = model.place(Component::DiffusionHead);
         // z stays on the head's device: the decoder is queued without a host round trip.
         let z = self.sampler.sample(
-            &head.put(&self.h_pos)?,
-            &head.put(&self.h_neg)?,
+            &head.put(&self.state.h_pos)?,
+            &head.put(&self.state.h_neg)?,
             self.params.cfg_scale,
             &x_t,
             step_noise,
@@ -324,24 +291,24 @@ impl Utterance {
         let z_dec = model
             .place(Component::AcousticDecoder)
             .put(&model.denormalize(&z)?.reshape((1, latent_size, 1))?)?;
-        let audio = row_vec(&model.decoder.decode_step(&z_dec, &mut self.decoder)?)?;
+        let audio = row_vec(&model.decoder.decode_step(&z_dec, &mut self.state.decoder)?)?;
         let trace = match self.trace {
             Some(_) => Some(FrameTrace {
-                pos_condition: row_vec(&self.h_pos)?,
-                neg_condition: row_vec(&self.h_neg)?,
+                pos_condition: row_vec(&self.state.h_pos)?,
+                neg_condition: row_vec(&self.state.h_neg)?,
                 latent: row_vec(&z)?,
                 pos_hidden_after: None,
                 eos_logit: None,
             }),
             None => None,
         };
-        self.frames += 1;
-        self.frames_left_in_window -= 1;
+        self.state.frames += 1;
+        self.state.frames_left_in_window -= 1;
         if self.frames_cap_reached() {
-            self.stop = Some(StopReason::FrameCap);
+            self.state.stop = Some(StopReason::FrameCap);
             self.record(trace);
         } else {
-            self.pending = Some(PendingFeedback { z, trace });
+            self.state.pending = Some(PendingFeedback { z, trace });
         }
         Ok(audio)
     }
@@ -356,8 +323,8 @@ impl Utterance {
     fn feed_back(&mut self, model: &VibeVoiceModel, pending: PendingFeedback) -> Result<()> {
         let PendingFeedback { z, mut trace } = pending;
         let max = model.config().decoder_config.max_position_embeddings;
-        if self.kv_pos.len() + 1 > max {
-            self.stop = Some(StopReason::MaxLength);
+        if self.state.kv_pos.len() + 1 > max {
+            self.state.stop = Some(StopReason::MaxLength);
             self.record(trace);
             return Ok(());
         }
@@ -366,27 +333,30 @@ impl Utterance {
             .forward(&model.place(Component::Connector).put(&z)?)?;
         let e = model.place(Component::TtsLm).put(&e)?;
         let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
-        let mut out = model
-            .tts_lm
-            .forward_batch(&inputs, &mut [&mut self.kv_pos, &mut self.kv_neg])?;
+        let mut out = model.tts_lm.forward_batch(
+            &inputs,
+            &mut [&mut self.state.kv_pos, &mut self.state.kv_neg],
+        )?;
         let (h_neg, h_pos) = match (out.pop(), out.pop()) {
             (Some(n), Some(p)) => (n, p),
             _ => return Err(ModelError::InvalidInput("TTS LM returned no rows".into())),
         };
-        self.h_pos = h_pos;
-        self.h_neg = h_neg;
+        self.state.h_pos = h_pos;
+        self.state.h_neg = h_neg;
         if self.params.eos_enabled || trace.is_some() {
-            let h = model.place(Component::EosClassifier).put(&self.h_pos)?;
+            let h = model
+                .place(Component::EosClassifier)
+                .put(&self.state.h_pos)?;
             let logit = row_vec(&model.eos.logit(&h)?)?
                 .first()
                 .copied()
                 .unwrap_or(f32::NEG_INFINITY);
             if let Some(t) = trace.as_mut() {
-                t.pos_hidden_after = Some(row_vec(&self.h_pos)?);
+                t.pos_hidden_after = Some(row_vec(&self.state.h_pos)?);
                 t.eos_logit = Some(logit);
             }
             if self.params.eos_enabled && logit > 0.0 {
-                self.stop = Some(StopReason::Eos);
+                self.state.stop = Some(StopReason::Eos);
             }
         }
         self.record(trace);
