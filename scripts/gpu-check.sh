@@ -16,6 +16,8 @@ set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/gpu-env.sh
+source "$root/scripts/gpu-env.sh"
 out=${OUT:-$(mktemp -d -t gpu-check.XXXXXX)}
 steps_dir=$out/steps
 mkdir -p "$steps_dir"
@@ -23,19 +25,12 @@ exec > >(tee "$out/gpu-check.log") 2>&1
 
 bin=${1:-.gpu/vibevoice-rt}
 if [[ ! -x $bin && -f $bin.xz ]]; then
-    unpacked=$(mktemp -d)/vibevoice-rt
-    xz -dc "$bin.xz" >"$unpacked" && chmod +x "$unpacked"
-    bin=$unpacked
+    bin=$(unpack_binary "$bin.xz" vibevoice-rt)
 fi
 [[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
 
-# cuBLAS, cuRAND and NVRTC of CUDA 13 must be loadable; add a Python environment's copy if the
-# system loader does not know them.
-if ! ldconfig -p | grep -q 'libcublas\.so\.13'; then
-    for dir in $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null); do
-        [[ -f $dir/libcublas.so.13 ]] && export LD_LIBRARY_PATH=$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    done
-fi
+# cuBLAS, cuRAND and NVRTC of CUDA 13 must be loadable.
+add_cuda_libraries
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 
 failures=()

@@ -14,15 +14,13 @@ set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/gpu-env.sh
+source "$root/scripts/gpu-env.sh"
 out=${OUT:-$(mktemp -d -t gpu-compare.XXXXXX)}
 mkdir -p "$out"
 [[ $# -gt 0 ]] || { echo "usage: $0 NAME=BINARY ..."; exit 2; }
 
-if ! ldconfig -p | grep -q 'libcublas\.so\.13'; then
-    for dir in $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null); do
-        [[ -f $dir/libcublas.so.13 ]] && export LD_LIBRARY_PATH=$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    done
-fi
+add_cuda_libraries
 
 names=()
 declare -A bins
@@ -30,9 +28,7 @@ for spec in "$@"; do
     name=${spec%%=*}
     bin=${spec#*=}
     if [[ $bin == *.xz ]]; then
-        unpacked=$(mktemp -d)/$name
-        xz -dc "$bin" >"$unpacked" && chmod +x "$unpacked"
-        bin=$unpacked
+        bin=$(unpack_binary "$bin" "$name")
     fi
     [[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
     names+=("$name")
