@@ -3,12 +3,13 @@
 //! solver step cost one graph launch per frame. On an H100 a frame is bound by candle's
 //! per-launch host overhead, not by GPU work (docs/benchmarks.md).
 //!
-//! The graph reads persistent input buffers (conditions, noise, guidance) and writes a
-//! persistent output; a replay copies the frame's inputs in, launches, and copies the latent
-//! out. Intermediates are allocated and freed inside the graph (stream-ordered allocation).
+//! The graph reads persistent input buffers (the conditions, and the noise with the guidance
+//! in one buffer so a frame uploads one host vector) and writes a persistent output; a replay
+//! copies the frame's inputs in, launches, and copies the latent out. Intermediates are allocated and freed inside the graph (stream-ordered allocation).
 //! Only the ODE solver is captured (the SDE solver draws host noise every step). If capturing
 //! fails, graphs are switched off for the process with one warning and the eager loop runs.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +38,8 @@ struct Captured {
     graph: CudaGraph,
     positive: Tensor,
     negative: Tensor,
-    guidance: Tensor,
-    noise: Tensor,
+    /// `[1, 2·latent]`: the initial noise, then the guidance scale repeated `latent` times.
+    noise_and_guidance: Tensor,
     out: Tensor,
     /// The timestep rows the graph reads (`[steps·2, H]`), kept alive with it.
     _embeddings: Tensor,
@@ -95,14 +96,15 @@ pub(crate) fn sample(
         .0
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if !graphs.contains_key(&key) {
-        match capture(sampler, cuda, key) {
+    let c = match graphs.entry(key) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => match capture(sampler, cuda, key) {
             Ok(captured) => {
                 tracing::info!(
                     steps = key.steps,
                     "captured the diffusion sampling loop as a CUDA graph"
                 );
-                graphs.insert(key, captured);
+                entry.insert(captured)
             }
             Err(e) => {
                 DISABLED.store(true, Ordering::Relaxed);
@@ -113,18 +115,16 @@ pub(crate) fn sample(
                 );
                 return Ok(None);
             }
-        }
-    }
-    let Some(c) = graphs.get(&key) else {
-        return Ok(None);
+        },
     };
     let device = head.device();
     c.positive.slice_set(&positive.reshape((1, h))?, 0, 0)?;
     c.negative.slice_set(&negative.reshape((1, h))?, 0, 0)?;
-    c.noise
-        .slice_set(&Tensor::from_slice(noise, (1, latent), device)?, 0, 0)?;
-    let guidance = Tensor::from_vec(vec![guidance; latent], (1, latent), device)?;
-    c.guidance.slice_set(&guidance, 0, 0)?;
+    let mut host = Vec::with_capacity(2 * latent);
+    host.extend_from_slice(noise);
+    host.resize(2 * latent, guidance);
+    c.noise_and_guidance
+        .slice_set(&Tensor::from_vec(host, (1, 2 * latent), device)?, 0, 0)?;
     c.graph.launch().w()?;
     // A device copy, queued behind the graph: the caller may read it whenever it needs to.
     Ok(Some(c.out.copy()?))
@@ -140,8 +140,10 @@ fn capture(sampler: &DiffusionSampler, cuda: &CudaDevice, key: Key) -> Result<Ca
     let (h, latent) = (head.hidden_size(), head.latent_size());
     let positive = Tensor::zeros((1, h), key.conditions, device)?;
     let negative = Tensor::zeros((1, h), key.conditions, device)?;
-    let noise = Tensor::zeros((1, latent), DType::F32, device)?;
-    let guidance = Tensor::ones((1, latent), DType::F32, device)?;
+    let noise_and_guidance = Tensor::ones((1, 2 * latent), DType::F32, device)?;
+    // Views of one buffer; with one row both are contiguous.
+    let noise = noise_and_guidance.narrow(1, 0, latent)?;
+    let guidance = noise_and_guidance.narrow(1, latent, latent)?;
     let embeddings = sampler.timestep_rows(2)?;
     let out = Tensor::zeros((1, latent), DType::F32, device)?;
     let batch = FrameBatch {
@@ -169,8 +171,7 @@ fn capture(sampler: &DiffusionSampler, cuda: &CudaDevice, key: Key) -> Result<Ca
         graph,
         positive,
         negative,
-        guidance,
-        noise,
+        noise_and_guidance,
         out,
         _embeddings: embeddings,
     })
