@@ -223,7 +223,7 @@ impl DiffusionHead {
             latent: cfg.latent_size,
             device: vb.device().clone(),
             #[cfg(feature = "cuda")]
-            graphs: Default::default(),
+            graphs: crate::sampler_graph::GraphCache::new("diffusion sampling loop"),
         })
     }
 

@@ -251,12 +251,28 @@ impl KvCache {
         self.view(i, self.len + n)
     }
 
+    /// Layer `i`'s whole key and value buffers `[num_kv_heads, capacity, head_dim]`, for a
+    /// kernel that writes the `n` positions after the committed ones in place; room must have
+    /// been reserved. [`KvCache::view`] then gives the filled positions.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn buffers(&self, i: usize, n: usize) -> Result<(&Tensor, &Tensor)> {
+        match (self.keys.get(i), self.values.get(i)) {
+            (Some(k), Some(v)) if self.len + n <= self.capacity => Ok((k, v)),
+            _ => Err(ModelError::InvalidInput(format!(
+                "kv cache: layer {i} of {} has no room reserved for {n} positions (len {}, \
+                 capacity {})",
+                self.num_layers, self.len, self.capacity
+            ))),
+        }
+    }
+
     /// Advances the length by `n` after every layer's block was appended.
     pub(crate) fn commit(&mut self, n: usize) {
         self.len += n;
     }
 
-    fn view(&self, i: usize, len: usize) -> Result<(Tensor, Tensor)> {
+    /// Views `[num_kv_heads, len, head_dim]` of layer `i`'s first `len` positions.
+    pub(crate) fn view(&self, i: usize, len: usize) -> Result<(Tensor, Tensor)> {
         if i >= self.num_layers {
             return Err(ModelError::InvalidInput(format!(
                 "kv cache: layer {i} out of range ({} layers)",

@@ -8,10 +8,14 @@ pub mod config;
 pub mod connector;
 mod cpu_kernels;
 #[cfg(feature = "cuda")]
+mod cuda_graph;
+#[cfg(feature = "cuda")]
 mod cuda_kernels;
 pub mod diffusion_head;
 pub mod eos_classifier;
 pub mod error;
+#[cfg(feature = "cuda")]
+mod feedback_graph;
 pub mod generation;
 pub mod kv_cache;
 pub mod language_model;

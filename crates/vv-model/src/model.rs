@@ -12,6 +12,7 @@ use crate::connector::AcousticConnector;
 use crate::diffusion_head::DiffusionHead;
 use crate::eos_classifier::EosClassifier;
 use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
 use crate::language_model::{TextLm, TtsInput, TtsLm};
 use crate::placement::{Component, Place};
 use crate::random_init::RandomInit;
@@ -39,6 +40,9 @@ pub struct VibeVoiceModel {
     /// Device and dtype of each component, indexed like [`Component::ALL`].
     places: [Place; 6],
     fallbacks: Vec<Component>,
+    /// The speech feedback step captured as a CUDA graph (see `crate::feedback_graph`).
+    #[cfg(feature = "cuda")]
+    pub(crate) feedback_graphs: crate::feedback_graph::GraphCache,
 }
 
 fn open_weights(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
@@ -147,6 +151,8 @@ impl VibeVoiceModel {
             dtype,
             places,
             fallbacks: Vec::new(),
+            #[cfg(feature = "cuda")]
+            feedback_graphs: crate::feedback_graph::GraphCache::new("speech feedback step"),
         })
     }
 
@@ -279,6 +285,31 @@ impl VibeVoiceModel {
     /// `z / speech_scaling_factor - speech_bias_factor`: the decoder's input.
     pub(crate) fn denormalize(&self, z: &Tensor) -> Result<Tensor> {
         Ok(((z / self.speech_scaling as f64)? - self.speech_bias as f64)?)
+    }
+
+    /// Feeds a frame's latent `z` (`[1, latent]`) back through the connector into both CFG
+    /// streams of the TTS LM (one speech row each), committing one position to each cache;
+    /// returns the streams' new hidden states `(positive, negative)`, each `[1, hidden]`.
+    pub(crate) fn feed_speech(
+        &self,
+        z: &Tensor,
+        kv_pos: &mut KvCache,
+        kv_neg: &mut KvCache,
+    ) -> Result<(Tensor, Tensor)> {
+        #[cfg(feature = "cuda")]
+        if let Some(rows) = crate::feedback_graph::feed(self, z, kv_pos, kv_neg)? {
+            return Ok((rows.narrow(0, 0, 1)?, rows.narrow(0, 1, 1)?));
+        }
+        let e = self
+            .connector
+            .forward(&self.place(Component::Connector).put(z)?)?;
+        let e = self.place(Component::TtsLm).put(&e)?;
+        let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
+        let mut out = self.tts_lm.forward_batch(&inputs, &mut [kv_pos, kv_neg])?;
+        match (out.pop(), out.pop()) {
+            (Some(neg), Some(pos)) => Ok((pos, neg)),
+            _ => Err(ModelError::InvalidInput("TTS LM returned no rows".into())),
+        }
     }
 
     /// The text LM (lower layers).

@@ -20,6 +20,7 @@ use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::linear::Linear;
 use crate::rope::Rope;
+pub(crate) use attention::StepContext;
 use attention::{Attention, StreamBlock};
 
 /// SwiGLU feed-forward with `gate_proj` and `up_proj` fused into one matmul.
@@ -89,15 +90,9 @@ impl DecoderLayer {
     }
 
     /// Packed residual stream `[rows, hidden]` in and out; appends to layer `index` of the caches.
-    fn forward(
-        &self,
-        x: &Tensor,
-        blocks: &[StreamBlock],
-        caches: &mut [&mut KvCache],
-        index: usize,
-    ) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &mut StepContext, index: usize) -> Result<Tensor> {
         let a = self.input_layernorm.forward(x)?;
-        let h = self.self_attn.forward(&a, x, blocks, caches, index)?;
+        let h = self.self_attn.forward(&a, x, ctx, index)?;
         let m = self.post_attention_layernorm.forward(&h)?;
         self.mlp.forward(&m, &h)
     }
@@ -152,6 +147,11 @@ impl Qwen2Stack {
     /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
     }
 
     /// Width of the residual stream.
@@ -214,26 +214,93 @@ impl Qwen2Stack {
         let mut start = 0;
         for (&n, cache) in rows.iter().zip(caches.iter_mut()) {
             cache.reserve(n)?;
-            blocks.push(StreamBlock::new(
-                start,
-                n,
-                cache.len(),
-                &self.rope,
-                &self.device,
-            )?);
+            blocks.push(StreamBlock::new(start, n, cache.len()));
             start += n;
         }
+        #[cfg(feature = "cuda")]
+        let kv = self.kv_table(caches, rows)?;
+        let mut ctx = StepContext {
+            rope: &self.rope,
+            blocks,
+            caches,
+            #[cfg(feature = "cuda")]
+            kv,
+        };
+        let out = self.run(x, &mut ctx)?;
+        for (&n, cache) in rows.iter().zip(ctx.caches.iter_mut()) {
+            cache.commit(n);
+        }
+        Ok(out)
+    }
+
+    /// The layers and the final norm over `x` with the caches of `ctx` (appended, not
+    /// committed).
+    pub(crate) fn run(&self, x: &Tensor, ctx: &mut StepContext) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h, &blocks, caches, i)?;
-        }
-        for (&n, cache) in rows.iter().zip(caches.iter_mut()) {
-            cache.commit(n);
+            h = layer.forward(&h, ctx, i)?;
         }
         match &self.norm {
             Some(norm) => norm.forward(&h),
             None => Ok(h),
         }
+    }
+
+    /// The fused CUDA kernels' table of `caches` (room reserved for `rows`), or `None` where
+    /// they do not apply (not CUDA, a dtype without kernels, more than two streams, positions
+    /// they do not reach).
+    #[cfg(feature = "cuda")]
+    fn kv_table(
+        &self,
+        caches: &[&mut KvCache],
+        rows: &[usize],
+    ) -> Result<Option<crate::cuda_kernels::kv_table::KvTable>> {
+        let applies = self.device.is_cuda()
+            && crate::cuda_kernels::supported(self.dtype)
+            && rows.len() <= 2
+            && caches
+                .iter()
+                .zip(rows)
+                .all(|(c, n)| self.fused_reach(c.len() + n));
+        if !applies {
+            return Ok(None);
+        }
+        let table = crate::cuda_kernels::kv_table::KvTable::upload(caches, rows, &self.device)?;
+        Ok(Some(table))
+    }
+
+    /// The layers and the final norm through the fused CUDA kernels only, the caches reached
+    /// through `kv` (what a CUDA graph captures: no host-side cache bookkeeping).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn run_fused(
+        &self,
+        x: &Tensor,
+        kv: crate::cuda_kernels::kv_table::KvTable,
+    ) -> Result<Tensor> {
+        let mut ctx = StepContext {
+            rope: &self.rope,
+            blocks: Vec::new(),
+            caches: &mut [],
+            kv: Some(kv),
+        };
+        self.run(x, &mut ctx)
+    }
+
+    /// Whether the fused CUDA kernels handle positions below `end` (the RoPE tables and the
+    /// attention kernel's size).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn fused_reach(&self, end: usize) -> bool {
+        self.rope.tables().0.dim(0).is_ok_and(|rows| end <= rows)
+            && crate::cuda_kernels::attention::fits(end, self.head_dim)
+    }
+
+    /// Whether `cache` was made for this stack (layers, KV heads, head width, dtype, device).
+    pub(crate) fn fits_cache(&self, cache: &KvCache) -> bool {
+        cache.num_layers() == self.layers.len()
+            && cache.num_kv_heads() == self.num_kv_heads
+            && cache.head_dim() == self.head_dim
+            && cache.dtype() == self.dtype
+            && cache.device().same_device(&self.device)
     }
 
     fn check_inputs(&self, x: &Tensor, rows: &[usize], caches: &[&mut KvCache]) -> Result<()> {
@@ -263,26 +330,19 @@ impl Qwen2Stack {
                 self.dtype
             ));
         }
-        for cache in caches {
-            if cache.num_layers() != self.layers.len()
-                || cache.num_kv_heads() != self.num_kv_heads
-                || cache.head_dim() != self.head_dim
-                || cache.dtype() != self.dtype
-                || !cache.device().same_device(&self.device)
-            {
-                return invalid(format!(
-                    "cache ({} layers, {} kv heads, head_dim {}, {:?}) does not fit the stack \
-                     ({} layers, {} kv heads, head_dim {}, {:?})",
-                    cache.num_layers(),
-                    cache.num_kv_heads(),
-                    cache.head_dim(),
-                    cache.dtype(),
-                    self.layers.len(),
-                    self.num_kv_heads,
-                    self.head_dim,
-                    self.dtype
-                ));
-            }
+        if let Some(cache) = caches.iter().find(|c| !self.fits_cache(c)) {
+            return invalid(format!(
+                "cache ({} layers, {} kv heads, head_dim {}, {:?}) does not fit the stack \
+                 ({} layers, {} kv heads, head_dim {}, {:?})",
+                cache.num_layers(),
+                cache.num_kv_heads(),
+                cache.head_dim(),
+                cache.dtype(),
+                self.layers.len(),
+                self.num_kv_heads,
+                self.head_dim,
+                self.dtype
+            ));
         }
         Ok(())
     }

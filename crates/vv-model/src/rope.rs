@@ -62,6 +62,13 @@ impl Rope {
         }
     }
 
+    /// The whole cos and sin tables `[max_positions, head_dim / 2]` (fused kernels index them
+    /// by position; later positions are not in them).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     /// Rotates `x` (`[n, heads, head_dim]`, row `i` at the position of `cos`/`sin` row `i`).
     pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let (n, heads, head_dim) = x.dims3()?;

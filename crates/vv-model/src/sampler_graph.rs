@@ -5,37 +5,26 @@
 //!
 //! The graph reads persistent input buffers (the conditions, and the noise with the guidance
 //! in one buffer so a frame uploads one host vector) and writes a persistent output; a replay
-//! copies the frame's inputs in, launches, and copies the latent out. Intermediates are allocated and freed inside the graph (stream-ordered allocation).
-//! Only the ODE solver is captured (the SDE solver draws host noise every step). If capturing
-//! fails, graphs are switched off for the process with one warning and the eager loop runs.
+//! copies the frame's inputs in, launches, and copies the latent out. Only the ODE solver is
+//! captured (the SDE solver draws host noise every step). Shared plumbing: `crate::cuda_graph`.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
-use candle_core::cuda_backend::cudarc::driver::{sys, CudaGraph};
-use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, DType, Device, Tensor};
 
+use crate::cuda_graph::{self, Graph};
 use crate::error::Result;
 use crate::sampler::{DiffusionSampler, FrameBatch};
 use crate::scheduler::SolverKind;
 
-/// Set after a failed capture: every later frame uses the eager loop.
-static DISABLED: AtomicBool = AtomicBool::new(false);
-
 /// What one graph was captured for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
+pub(crate) struct Key {
     steps: usize,
     conditions: DType,
 }
 
 /// A captured loop and the buffers it reads and writes.
-struct Captured {
-    graph: CudaGraph,
+pub(crate) struct Captured {
+    graph: Graph,
     positive: Tensor,
     negative: Tensor,
     /// `[1, 2·latent]`: the initial noise, then the guidance scale repeated `latent` times.
@@ -45,21 +34,8 @@ struct Captured {
     _embeddings: Tensor,
 }
 
-// SAFETY: the graph handles are plain driver objects that may be used from any thread once
-// the context is bound (cudarc binds it in `launch`); `GraphCache`'s mutex gives exclusive
-// access, which is all CUDA requires of graph objects.
-unsafe impl Send for Captured {}
-
-/// The graphs captured for one diffusion head, shared by its clones.
-#[derive(Clone, Default)]
-pub(crate) struct GraphCache(Arc<Mutex<HashMap<Key, Captured>>>);
-
-impl fmt::Debug for GraphCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
-        write!(f, "GraphCache({n} graphs)")
-    }
-}
+/// The sampling loops captured for one diffusion head.
+pub(crate) type GraphCache = cuda_graph::GraphCache<Key, Captured>;
 
 /// Samples one frame through a graph, returning z `[1, latent]` on the device; `None` when
 /// graphs do not apply (not CUDA, SDE solver, shapes the eager path should report on, or
@@ -77,7 +53,6 @@ pub(crate) fn sample(
     };
     let (h, latent) = (head.hidden_size(), head.latent_size());
     let usable = sampler.solver().kind() == SolverKind::Ode
-        && !DISABLED.load(Ordering::Relaxed)
         && noise.len() == latent
         && positive.elem_count() == h
         && negative.elem_count() == h
@@ -91,49 +66,29 @@ pub(crate) fn sample(
         steps: sampler.solver().num_steps(),
         conditions: positive.dtype(),
     };
-    let mut graphs = head
-        .graphs()
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let c = match graphs.entry(key) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(entry) => match capture(sampler, cuda, key) {
-            Ok(captured) => {
-                tracing::info!(
-                    steps = key.steps,
-                    "captured the diffusion sampling loop as a CUDA graph"
-                );
-                entry.insert(captured)
-            }
-            Err(e) => {
-                DISABLED.store(true, Ordering::Relaxed);
-                tracing::warn!(
-                    error = %e,
-                    "could not capture the diffusion sampling loop as a CUDA graph; it runs \
-                     kernel by kernel (slower)"
-                );
-                return Ok(None);
-            }
+    head.graphs().replay(
+        key,
+        || capture(sampler, cuda, key),
+        |c| {
+            let device = head.device();
+            c.positive.slice_set(&positive.reshape((1, h))?, 0, 0)?;
+            c.negative.slice_set(&negative.reshape((1, h))?, 0, 0)?;
+            let mut host = Vec::with_capacity(2 * latent);
+            host.extend_from_slice(noise);
+            host.resize(2 * latent, guidance);
+            c.noise_and_guidance.slice_set(
+                &Tensor::from_vec(host, (1, 2 * latent), device)?,
+                0,
+                0,
+            )?;
+            c.graph.launch()?;
+            // A device copy, queued behind the graph: the caller may read it whenever it needs.
+            Ok(c.out.copy()?)
         },
-    };
-    let device = head.device();
-    c.positive.slice_set(&positive.reshape((1, h))?, 0, 0)?;
-    c.negative.slice_set(&negative.reshape((1, h))?, 0, 0)?;
-    let mut host = Vec::with_capacity(2 * latent);
-    host.extend_from_slice(noise);
-    host.resize(2 * latent, guidance);
-    c.noise_and_guidance
-        .slice_set(&Tensor::from_vec(host, (1, 2 * latent), device)?, 0, 0)?;
-    c.graph.launch().w()?;
-    // A device copy, queued behind the graph: the caller may read it whenever it needs to.
-    Ok(Some(c.out.copy()?))
+    )
 }
-
-/// Runs the loop once eagerly (loading every kernel and cuBLAS state outside the capture),
-/// then captures it on the device's stream. Every input has its full shape (guidance
-/// `[1, latent]`, timestep rows `[steps·2, H]`): candle uploads a broadcast op's strides from
-/// temporary host memory, which a graph would replay as a copy from freed memory.
+/// Captures the loop on the device's stream. Every input has its full shape (guidance
+/// `[1, latent]`, timestep rows `[steps·2, H]`), since captured code cannot hold broadcasts.
 fn capture(sampler: &DiffusionSampler, cuda: &CudaDevice, key: Key) -> Result<Captured> {
     let head = sampler.head();
     let device = head.device();
@@ -152,21 +107,10 @@ fn capture(sampler: &DiffusionSampler, cuda: &CudaDevice, key: Key) -> Result<Ca
         guidance: &[1.0],
         noise: &noise,
     };
-    sampler.run_frame(&batch, &guidance, &embeddings, &mut [], &mut |_| {})?;
-    device.synchronize()?;
-    let stream = cuda.cuda_stream();
-    stream
-        .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
-        .w()?;
-    let recorded = sampler
-        .run_frame(&batch, &guidance, &embeddings, &mut [], &mut |_| {})
-        .and_then(|z| Ok(out.slice_set(&z, 0, 0)?));
-    // The capture must end whatever happened, to give the stream back.
-    let graph = stream.end_capture(sys::CUgraphInstantiate_flags(0)).w();
-    recorded?;
-    let graph =
-        graph?.ok_or_else(|| candle_core::Error::Msg("the captured CUDA graph is empty".into()))?;
-    graph.upload().w()?;
+    let graph = cuda_graph::capture(cuda, || {
+        let z = sampler.run_frame(&batch, &guidance, &embeddings, &mut [], &mut |_| {})?;
+        Ok(out.slice_set(&z, 0, 0)?)
+    })?;
     Ok(Captured {
         graph,
         positive,

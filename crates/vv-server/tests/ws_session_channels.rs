@@ -262,7 +262,13 @@ async fn events_keep_their_order_per_context_with_flushes_and_a_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_gets_a_warning_then_slow_consumer() {
-    let service = Service::load(|s| s.limits.max_buffered_frames = 2);
+    // A fixed seed for which the tiny model speaks this text for ~145 frames: with a random
+    // one its end-of-speech classifier may end the utterance within the buffered frames,
+    // before the server gives up on the client.
+    let service = Service::load(|s| {
+        s.limits.max_buffered_frames = 2;
+        s.seed = Some(3);
+    });
     // Room for two messages (session.ready, context.created): the session then blocks on
     // its first audio frame until we read, and the engine's outbox fills up.
     let mut peer = service.session(service.defaults(), 2);

@@ -27,6 +27,7 @@ pub(super) struct Block1D {
     linear2: Tensor,
     linear2_bias: Tensor,
     eps: f32,
+    channels: usize,
 }
 
 /// `t ⊙ scale` (broadcast), computed in f32 for half-precision weights.
@@ -79,16 +80,13 @@ impl Block1D {
             linear2: fold_scale(&linear2.get((channels, hidden), "weight")?, &ffn_gamma_rows)?,
             linear2_bias: fold_scale(&linear2.get(channels, "bias")?, &ffn_gamma)?,
             eps: eps as f32,
+            channels,
         })
     }
 
-    /// A zero mixer history `[K - 1, C]` for streaming.
-    pub(super) fn zero_history(&self) -> Result<Tensor> {
-        Tensor::zeros(
-            (KERNEL - 1, self.norm.dim(0)?),
-            self.norm.dtype(),
-            self.norm.device(),
-        )
+    /// Shape of the mixer's streaming history: its last `K - 1` normed inputs.
+    pub(super) fn history_shape(&self) -> (usize, usize) {
+        (KERNEL - 1, self.channels)
     }
 
     /// `[T, C] -> [T, C]`, consuming and updating the mixer's normed-input history.

@@ -31,13 +31,9 @@ impl CausalConv1d {
         Ok(Self { weight, bias, c_in })
     }
 
-    /// A zero history `[K - 1, C_in]` for streaming.
-    pub(super) fn zero_history(&self) -> Result<Tensor> {
-        Tensor::zeros(
-            (KERNEL - 1, self.c_in),
-            self.weight.dtype(),
-            self.weight.device(),
-        )
+    /// Shape of the streaming history: the last `K - 1` inputs.
+    pub(super) fn history_shape(&self) -> (usize, usize) {
+        (KERNEL - 1, self.c_in)
     }
 
     /// `[T, C_in] -> [T, C_out]`, consuming and updating the `[K - 1, C_in]` history.
@@ -99,9 +95,9 @@ impl CausalConvTranspose1d {
         })
     }
 
-    /// A zero previous input `[1, C_in]` for streaming.
-    pub(super) fn zero_history(&self) -> Result<Tensor> {
-        Tensor::zeros((1, self.c_in), self.current.dtype(), self.current.device())
+    /// Shape of the streaming history: the previous input sample.
+    pub(super) fn history_shape(&self) -> (usize, usize) {
+        (1, self.c_in)
     }
 
     /// `[T, C_in] -> [T·r, C_out]`, consuming and updating the previous input sample.

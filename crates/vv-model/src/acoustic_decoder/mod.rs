@@ -10,6 +10,8 @@
 mod block;
 mod conv;
 mod depthwise;
+#[cfg(feature = "cuda")]
+mod graph;
 mod state;
 
 use candle_core::{DType, Device, Tensor};
@@ -20,6 +22,7 @@ use crate::error::{ModelError, Result};
 use block::Block1D;
 use conv::{CausalConv1d, CausalConvTranspose1d};
 pub use state::DecoderState;
+use state::History;
 
 /// The σ-VAE decoder: stem conv, stages of Block1D separated by transposed-conv upsamplers, head.
 #[derive(Debug, Clone)]
@@ -33,8 +36,14 @@ pub struct AcousticDecoder {
     /// Output audio channels.
     channels: usize,
     hop: usize,
+    /// `(rows, channels)` of each convolution's history, in decode order (see
+    /// [`DecoderState`]).
+    history_shapes: Vec<(usize, usize)>,
     dtype: DType,
     device: Device,
+    /// The single-frame step captured as a CUDA graph (see `graph`).
+    #[cfg(feature = "cuda")]
+    graphs: graph::GraphCache,
 }
 
 /// Receives `(name, [1, C, L] tensor)` for each intermediate of a decode (parity debugging).
@@ -75,6 +84,14 @@ impl AcousticDecoder {
             .collect::<candle_core::Result<Vec<_>>>()?;
         let last = channels[channels.len() - 1];
         let head = CausalConv1d::new(last, cfg.channels, vb.pp("head"))?;
+        let mut history_shapes = vec![stem.history_shape()];
+        for (i, blocks) in stages.iter().enumerate() {
+            if i > 0 {
+                history_shapes.push(upsample[i - 1].history_shape());
+            }
+            history_shapes.extend(blocks.iter().map(Block1D::history_shape));
+        }
+        history_shapes.push(head.history_shape());
         Ok(Self {
             stem,
             upsample,
@@ -83,8 +100,11 @@ impl AcousticDecoder {
             vae_dim: cfg.vae_dim,
             channels: cfg.channels,
             hop: cfg.hop_length(),
+            history_shapes,
             dtype: vb.dtype(),
             device: vb.device().clone(),
+            #[cfg(feature = "cuda")]
+            graphs: graph::GraphCache::new("acoustic decoder step"),
         })
     }
 
@@ -95,36 +115,32 @@ impl AcousticDecoder {
 
     /// A fresh streaming state (zero history everywhere, as in a one-shot decode).
     pub fn new_state(&self) -> Result<DecoderState> {
-        let mixers = self
-            .stages
-            .iter()
-            .map(|blocks| blocks.iter().map(Block1D::zero_history).collect())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let upsample = self
-            .upsample
-            .iter()
-            .map(CausalConvTranspose1d::zero_history)
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let len = state::packed_len(&self.history_shapes);
         Ok(DecoderState {
-            stem: self.stem.zero_history()?,
-            mixers,
-            upsample,
-            head: self.head.zero_history()?,
+            history: History::Packed(Tensor::zeros(len, self.dtype, &self.device)?),
             frames: 0,
         })
     }
 
     /// Decodes all of `latents` (`[1, vae_dim, T]`) at once into f32 audio `[1, channels, T·hop]`.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        self.run(latents, &mut self.new_state()?, None)
+        self.decode_step(latents, &mut self.new_state()?)
     }
 
     /// Decodes the next `T` frames of a stream (`[1, vae_dim, T]`), returning exactly the `T·hop`
-    /// new samples as f32 `[1, channels, T·hop]`. Any chunking gives the one-shot result.
-    /// The state's tensors are replaced, never written in place, so a cloned state is a
-    /// snapshot; after an error the state is partly advanced and should be discarded.
+    /// new samples as f32 `[1, channels, T·hop]`. Any chunking gives the one-shot result. On
+    /// CUDA a single frame replays a captured graph of the whole step. The state is left as it
+    /// was when an error is returned.
     pub fn decode_step(&self, latents: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
-        self.run(latents, state, None)
+        #[cfg(feature = "cuda")]
+        if let Some(audio) = graph::decode_step(self, latents, state)? {
+            return Ok(audio);
+        }
+        let mut histories = state.split(&self.history_shapes)?;
+        let audio = self.run(latents, &mut histories, None)?;
+        state.history = History::Split(histories);
+        state.frames += latents.dim(2)?;
+        Ok(audio)
     }
 
     /// One-shot decode that also returns the `stem`, `upsample{i}` and `stage{i}` intermediates
@@ -134,14 +150,16 @@ impl AcousticDecoder {
         latents: &Tensor,
     ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let mut recorded = Vec::new();
-        let audio = self.run(latents, &mut self.new_state()?, Some(&mut recorded))?;
+        let mut histories = self.new_state()?.split(&self.history_shapes)?;
+        let audio = self.run(latents, &mut histories, Some(&mut recorded))?;
         Ok((audio, recorded))
     }
 
+    /// Decodes `latents` with `histories` (in decode order, replaced by the next ones).
     fn run(
         &self,
         latents: &Tensor,
-        state: &mut DecoderState,
+        histories: &mut [Tensor],
         mut record: Recorder,
     ) -> Result<Tensor> {
         let x = self.time_major_input(latents)?;
@@ -153,20 +171,31 @@ impl AcousticDecoder {
                 &self.device,
             )?);
         }
-        let mut x = self.stem.forward(&x, &mut state.stem)?;
+        if histories.len() != self.history_shapes.len() {
+            return Err(ModelError::InvalidInput(format!(
+                "decoder state holds {} histories, the decoder has {}",
+                histories.len(),
+                self.history_shapes.len()
+            )));
+        }
+        let mut next = histories.iter_mut();
+        let mut history = move || {
+            next.next()
+                .ok_or_else(|| ModelError::InvalidInput("decoder state too short".into()))
+        };
+        let mut x = self.stem.forward(&x, history()?)?;
         keep(&mut record, "stem", &x)?;
         for (i, blocks) in self.stages.iter().enumerate() {
             if i > 0 {
-                x = self.upsample[i - 1].forward(&x, &mut state.upsample[i - 1])?;
+                x = self.upsample[i - 1].forward(&x, history()?)?;
                 keep(&mut record, &format!("upsample{i}"), &x)?;
             }
-            for (block, history) in blocks.iter().zip(state.mixers[i].iter_mut()) {
-                x = block.forward(&x, history)?;
+            for block in blocks {
+                x = block.forward(&x, history()?)?;
             }
             keep(&mut record, &format!("stage{i}"), &x)?;
         }
-        let audio = self.head.forward(&x, &mut state.head)?;
-        state.frames += frames;
+        let audio = self.head.forward(&x, history()?)?;
         Ok(channels_first(&audio)?)
     }
 

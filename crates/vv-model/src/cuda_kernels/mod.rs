@@ -6,6 +6,8 @@
 pub(crate) mod attention;
 pub(crate) mod depthwise;
 pub(crate) mod epilogue;
+pub(crate) mod kv_table;
+pub(crate) mod rope_append;
 pub(crate) mod swiglu;
 
 use std::sync::OnceLock;
@@ -42,6 +44,7 @@ fn ptx() -> std::result::Result<&'static str, &'static str> {
             depthwise::SOURCE,
             attention::SOURCE,
             epilogue::SOURCE,
+            rope_append::SOURCE,
             swiglu::SOURCE,
         ]
         .concat();
@@ -67,8 +70,8 @@ pub(crate) fn supported(dtype: DType) -> bool {
                 tracing::warn!(
                     error = e,
                     "NVRTC could not compile the fused CUDA kernels; the model uses candle ops \
-                     for the decoder's depthwise convolution, attention, matmul epilogues and \
-                     SwiGLU (slower)"
+                     for the decoder's depthwise convolution, RoPE and KV appends, attention, \
+                     matmul epilogues and SwiGLU (slower)"
                 )
             });
             false

@@ -328,19 +328,8 @@ impl Utterance {
             self.record(trace);
             return Ok(());
         }
-        let e = model
-            .connector
-            .forward(&model.place(Component::Connector).put(&z)?)?;
-        let e = model.place(Component::TtsLm).put(&e)?;
-        let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
-        let mut out = model.tts_lm.forward_batch(
-            &inputs,
-            &mut [&mut self.state.kv_pos, &mut self.state.kv_neg],
-        )?;
-        let (h_neg, h_pos) = match (out.pop(), out.pop()) {
-            (Some(n), Some(p)) => (n, p),
-            _ => return Err(ModelError::InvalidInput("TTS LM returned no rows".into())),
-        };
+        let (h_pos, h_neg) =
+            model.feed_speech(&z, &mut self.state.kv_pos, &mut self.state.kv_neg)?;
         self.state.h_pos = h_pos;
         self.state.h_neg = h_neg;
         if self.params.eos_enabled || trace.is_some() {

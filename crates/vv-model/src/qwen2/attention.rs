@@ -2,7 +2,10 @@
 //!
 //! The q/k/v projections of all rows of all streams run as one matmul (the three weights are
 //! concatenated at load, with the `1/√d_h` score scale folded into the query part, which is
-//! exact for power-of-two head widths); RoPE, cache append and attention then run per stream.
+//! exact for power-of-two head widths); RoPE, cache append and attention then run per stream,
+//! or on CUDA as two fused launches for all streams (`crate::cuda_kernels`).
+
+use std::cell::OnceCell;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, VarBuilder};
@@ -15,30 +18,38 @@ use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::rope::Rope;
 
-/// Where one stream's rows sit in the packed activations, and its per-block attention inputs.
+/// Where one stream's rows sit in the packed activations, and its causal mask once built.
 #[derive(Debug)]
 pub(crate) struct StreamBlock {
     /// First row of the stream in the packed `[rows, hidden]` activations.
     start: usize,
     /// Number of new rows (tokens) of the stream.
     len: usize,
-    /// RoPE tables of the block's absolute positions, `[len, head_dim / 2]`.
-    cos: Tensor,
-    sin: Tensor,
-    /// Additive f32 causal mask `[len, position + len]`, bottom-right aligned; `None` for one row.
-    mask: Option<Tensor>,
+    /// Absolute position of the first row (the cache length before the block).
+    position: usize,
+    /// Additive f32 causal mask `[len, position + len]`, bottom-right aligned, built by the
+    /// first layer that needs it (the fused CUDA kernel does not) and shared by the others;
+    /// `None` for one row.
+    mask: OnceCell<Option<Tensor>>,
 }
 
 impl StreamBlock {
     /// The block of `len` rows starting at packed row `start`, at absolute `position` (the cache length).
-    pub(crate) fn new(
-        start: usize,
-        len: usize,
-        position: usize,
-        rope: &Rope,
-        device: &Device,
-    ) -> Result<Self> {
-        let (cos, sin) = rope.cos_sin(position, len)?;
+    pub(crate) fn new(start: usize, len: usize, position: usize) -> Self {
+        Self {
+            start,
+            len,
+            position,
+            mask: OnceCell::new(),
+        }
+    }
+
+    /// The block's causal mask on `device` (`None` for one row).
+    fn mask(&self, device: &Device) -> Result<Option<&Tensor>> {
+        if let Some(mask) = self.mask.get() {
+            return Ok(mask.as_ref());
+        }
+        let (len, position) = (self.len, self.position);
         let mask = if len > 1 {
             let total = position + len;
             let data: Vec<f32> = (0..len)
@@ -56,14 +67,22 @@ impl StreamBlock {
         } else {
             None
         };
-        Ok(Self {
-            start,
-            len,
-            cos,
-            sin,
-            mask,
-        })
+        Ok(self.mask.get_or_init(|| mask).as_ref())
     }
+}
+
+/// What the layers of one forward read besides the activations: the RoPE tables, and the
+/// streams' caches, as blocks and caches for candle ops or as a device table for the fused
+/// CUDA kernels.
+pub(crate) struct StepContext<'a, 'b> {
+    pub(super) rope: &'a Rope,
+    /// One block per stream (unused by the fused kernels).
+    pub(super) blocks: Vec<StreamBlock>,
+    /// The streams' caches, appended to by candle ops (unused by the fused kernels).
+    pub(super) caches: &'a mut [&'b mut KvCache],
+    /// The caches as the fused kernels reach them; `None` runs candle ops.
+    #[cfg(feature = "cuda")]
+    pub(super) kv: Option<crate::cuda_kernels::kv_table::KvTable>,
 }
 
 /// `self_attn` of one decoder layer.
@@ -113,25 +132,33 @@ impl Attention {
         })
     }
 
-    /// `x`: packed `[rows, hidden]` (already normed) of all `blocks`; appends every stream's
-    /// keys/values to layer `layer` of its cache and returns `residual` plus the projected
+    /// `x`: packed `[rows, hidden]` (already normed) of all streams; rotates and appends every
+    /// stream's keys/values to layer `layer` of its cache and returns `residual` plus the projected
     /// attention output.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
         residual: &Tensor,
-        blocks: &[StreamBlock],
-        caches: &mut [&mut KvCache],
+        ctx: &mut StepContext,
         layer: usize,
     ) -> Result<Tensor> {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let rows = x.dim(0)?;
         let qkv = self.qkv.forward(x)?.reshape((rows, nh + 2 * nkv, hd))?;
+        #[cfg(feature = "cuda")]
+        if let Some(kv) = &ctx.kv {
+            use crate::cuda_kernels::{attention::attention, rope_append::rope_append};
+            let (cos, sin) = ctx.rope.tables();
+            let q = rope_append(&qkv, cos, sin, nh, kv, layer)?;
+            let out = attention(&q, nkv, kv, layer)?;
+            return Ok(self.o_proj.forward_add(&out, Some(residual))?);
+        }
         // Per stream: rotated queries, and its cache's keys/values with the new rows appended.
-        let mut parts = Vec::with_capacity(blocks.len());
-        for (block, cache) in blocks.iter().zip(caches.iter_mut()) {
+        let mut parts = Vec::with_capacity(ctx.blocks.len());
+        for (block, cache) in ctx.blocks.iter().zip(ctx.caches.iter_mut()) {
             let qkv = qkv.narrow(0, block.start, block.len)?;
-            let qk = Rope::apply(&qkv.narrow(1, 0, nh + nkv)?, &block.cos, &block.sin)?;
+            let (cos, sin) = ctx.rope.cos_sin(cache.len(), block.len)?;
+            let qk = Rope::apply(&qkv.narrow(1, 0, nh + nkv)?, &cos, &sin)?;
             let k = qk.narrow(1, nh, nkv)?.transpose(0, 1)?.contiguous()?;
             let v = qkv
                 .narrow(1, nh + nkv, nkv)?
@@ -140,45 +167,16 @@ impl Attention {
             let (keys, values) = cache.append_layer(layer, &k, &v)?;
             parts.push((qk.narrow(1, 0, nh)?, keys, values));
         }
-        #[cfg(feature = "cuda")]
-        if let Some(out) = self.attend_fused(&parts)? {
-            return Ok(self.o_proj.forward_add(&out, Some(residual))?);
-        }
         let outs = parts
             .iter()
-            .zip(blocks)
-            .map(|((q, keys, values), block)| self.attend(q, keys, values, block.mask.as_ref()))
+            .zip(&ctx.blocks)
+            .map(|((q, keys, values), block)| self.attend(q, keys, values, block.mask(x.device())?))
             .collect::<Result<Vec<_>>>()?;
         let out = match outs.as_slice() {
             [single] => single.clone(),
             _ => Tensor::cat(&outs, 0)?,
         };
         Ok(self.o_proj.forward_add(&out, Some(residual))?)
-    }
-
-    /// All streams' attention in one fused CUDA launch (one or two streams, the kernel's causal
-    /// rule being the mask's: query i of n sees keys ..= T - n + i); `None` where it does not
-    /// apply (another device or dtype, more streams, a cache beyond the kernel's size).
-    #[cfg(feature = "cuda")]
-    fn attend_fused(&self, parts: &[(Tensor, Tensor, Tensor)]) -> Result<Option<Tensor>> {
-        use crate::cuda_kernels::attention::{attention, fits, StreamQkv};
-        let Some((q, ..)) = parts.first() else {
-            return Ok(None);
-        };
-        let applies = q.device().is_cuda()
-            && parts.len() <= 2
-            && crate::cuda_kernels::supported(q.dtype())
-            && parts
-                .iter()
-                .all(|(_, keys, _)| keys.dim(1).is_ok_and(|t| fits(t, self.head_dim)));
-        if !applies {
-            return Ok(None);
-        }
-        let streams: Vec<StreamQkv> = parts
-            .iter()
-            .map(|(q, keys, values)| StreamQkv { q, keys, values })
-            .collect();
-        Ok(Some(attention(&streams)?))
     }
 
     /// Scaled queries `[n, heads, hd]` against `keys`/`values` `[kv, T, hd]` -> `[n, heads·hd]`.

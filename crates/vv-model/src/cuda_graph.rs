@@ -1,0 +1,134 @@
+//! Shared plumbing of the CUDA graphs (the diffusion sampling loop, the decoder step): a cache
+//! of captured graphs per model component, capture on the device's stream, and the switch that
+//! turns a component's graphs off for good after a failed capture.
+//!
+//! A graph replays fixed device addresses, so each captured piece of work reads and writes
+//! persistent buffers owned with its graph; intermediates are allocated and freed inside the
+//! graph (stream-ordered allocation). candle uploads a strided op's dims and strides from
+//! temporary host memory, which a replay would read after it is freed: captured code must use
+//! contiguous operands only (no broadcasts, no transposed copies).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use candle_core::cuda_backend::cudarc::driver::{sys, CudaGraph};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaDevice, Device};
+
+use crate::error::Result;
+
+/// An instantiated, uploaded graph.
+pub(crate) struct Graph(CudaGraph);
+
+// SAFETY: the graph handles are plain driver objects that may be used from any thread once the
+// context is bound (cudarc binds it in `launch`); `GraphCache`'s mutex gives exclusive access,
+// which is all CUDA requires of graph objects.
+unsafe impl Send for Graph {}
+
+impl Graph {
+    /// Queues one replay on the stream it was captured from.
+    pub(crate) fn launch(&self) -> Result<()> {
+        Ok(self.0.launch().w()?)
+    }
+}
+
+/// Runs `record` once eagerly (loading every kernel and cuBLAS state outside the capture),
+/// then again while capturing the device's stream, and instantiates what was captured.
+pub(crate) fn capture(cuda: &CudaDevice, mut record: impl FnMut() -> Result<()>) -> Result<Graph> {
+    record()?;
+    Device::Cuda(cuda.clone()).synchronize()?;
+    let stream = cuda.cuda_stream();
+    stream
+        .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+        .w()?;
+    let recorded = record();
+    // The capture must end whatever happened, to give the stream back.
+    let graph = stream.end_capture(sys::CUgraphInstantiate_flags(0)).w();
+    recorded?;
+    let graph =
+        graph?.ok_or_else(|| candle_core::Error::Msg("the captured CUDA graph is empty".into()))?;
+    graph.upload().w()?;
+    Ok(Graph(graph))
+}
+
+struct Slots<K, V> {
+    captured: HashMap<K, V>,
+    /// Set after a failed capture: the component runs kernel by kernel from then on.
+    disabled: bool,
+}
+
+/// The graphs (with their buffers `V`) captured for one model component, keyed by what the
+/// capture depends on, shared by the component's clones.
+pub(crate) struct GraphCache<K, V> {
+    slots: Arc<Mutex<Slots<K, V>>>,
+    /// What the graphs hold, for logs.
+    what: &'static str,
+}
+
+impl<K, V> Clone for GraphCache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            slots: Arc::clone(&self.slots),
+            what: self.what,
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for GraphCache<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let (n, what) = (slots.captured.len(), self.what);
+        write!(f, "GraphCache({what}: {n} graphs)")
+    }
+}
+
+impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
+    /// An empty cache for graphs of `what` (named in logs).
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            slots: Arc::new(Mutex::new(Slots {
+                captured: HashMap::new(),
+                disabled: false,
+            })),
+            what,
+        }
+    }
+
+    /// Replays the graph for `key`, capturing it first if needed, while holding the cache's
+    /// lock. `None` when graphs are off for this component; a failed capture turns them off
+    /// with one warning, so the caller runs the work kernel by kernel.
+    pub(crate) fn replay<R>(
+        &self,
+        key: K,
+        capture: impl FnOnce() -> Result<V>,
+        replay: impl FnOnce(&mut V) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.disabled {
+            return Ok(None);
+        }
+        let captured = match slots.captured.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => match capture() {
+                Ok(v) => {
+                    tracing::info!(key = ?entry.key(), "captured the {} as a CUDA graph", self.what);
+                    entry.insert(v)
+                }
+                Err(e) => {
+                    slots.disabled = true;
+                    tracing::warn!(
+                        error = %e,
+                        "could not capture the {} as a CUDA graph; it runs kernel by kernel \
+                         (slower)",
+                        self.what
+                    );
+                    return Ok(None);
+                }
+            },
+        };
+        replay(captured).map(Some)
+    }
+}

@@ -1,0 +1,170 @@
+//! A Qwen2 layer's RoPE and KV-cache append as one kernel for one or two streams: it reads the
+//! fused q/k/v projection, rotates the queries into a packed output and writes the rotated keys
+//! and the values straight into each stream's cache buffers at its next positions, in place of
+//! candle's per-stream rotation, two transposed copies and two cache writes (about six
+//! launches per stream and layer).
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use half::bf16;
+
+use super::kv_table::KvTable;
+use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
+
+/// One thread per (row, head slot, pair `j`/`j + hd/2`). Row `i` of stream `s` sits at
+/// position `table[s] + i`; slots are the `heads` queries, the `kv_heads` keys, then the
+/// values. A cache buffer is `[kv_heads, capacity, hd]` at the table's address for the layer.
+/// Rotation (`rotate_half` convention) is computed in f32 from the cos/sin tables
+/// `[positions, hd/2]` of the activation dtype.
+pub(super) const SOURCE: &str = r#"
+#define ROPE_APPEND(NAME, T, LOAD, STORE)                                                  \
+extern "C" __global__ void NAME(const T* qkv, const T* cos_t, const T* sin_t, T* q_out,  \
+        const long long* table, int layer, int n0, int n1, int heads, int kv_heads,       \
+        int half) {                                                                        \
+    int slots = heads + 2 * kv_heads;                                                      \
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;                      \
+    if (idx >= (long long)(n0 + n1) * slots * half) return;                                \
+    int j = idx % half;                                                                    \
+    long long rest = idx / half;                                                           \
+    int slot = rest % slots, row = rest / slots;                                           \
+    int s = row >= n0;                                                                     \
+    long long p = table[s] + (s ? row - n0 : row), capacity = table[2 + s];                \
+    const T* x = qkv + ((long long)row * slots + slot) * 2 * half;                         \
+    float a = LOAD(x[j]), b = LOAD(x[j + half]);                                           \
+    T* dst;                                                                                \
+    if (slot < heads) {                                                                    \
+        dst = q_out + ((long long)row * heads + slot) * 2 * half;                          \
+    } else {                                                                               \
+        int value = slot >= heads + kv_heads;                                              \
+        int h = slot - heads - value * kv_heads;                                           \
+        T* buffer = (T*)table[4 + 4 * layer + 2 * s + value];                              \
+        dst = buffer + (h * capacity + p) * 2 * half;                                      \
+    }                                                                                      \
+    if (slot < heads + kv_heads) {                                                         \
+        float c = LOAD(cos_t[p * half + j]), sn = LOAD(sin_t[p * half + j]);               \
+        float ra = a * c - b * sn, rb = b * c + a * sn;                                    \
+        a = ra;                                                                            \
+        b = rb;                                                                            \
+    }                                                                                      \
+    dst[j] = STORE(a);                                                                     \
+    dst[j + half] = STORE(b);                                                              \
+}
+ROPE_APPEND(rope_append_f32, float, load_f32, store_f32)
+ROPE_APPEND(rope_append_bf16, unsigned short, load_bf16, store_bf16)
+"#;
+
+/// Rotates the queries of `qkv` (`[rows, heads + 2·kv_heads, hd]`, the streams' rows in
+/// order) into a new `[rows, heads, hd]`, and writes the rotated keys and the values of each
+/// stream into layer `layer` of its cache at its next positions, through `kv` (`cos`/`sin`:
+/// the whole RoPE tables `[positions, hd/2]`, covering every position written).
+pub(crate) fn rope_append(
+    qkv: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    heads: usize,
+    kv: &KvTable,
+    layer: usize,
+) -> Result<Tensor> {
+    let op = RopeAppend {
+        heads,
+        layer,
+        rows: kv.rows(),
+        table: kv.table().clone(),
+    };
+    qkv.contiguous()?
+        .apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &op)
+}
+
+struct RopeAppend {
+    heads: usize,
+    layer: usize,
+    rows: [usize; 2],
+    table: Tensor,
+}
+
+impl CustomOp3 for RopeAppend {
+    fn name(&self) -> &'static str {
+        "vv-rope-append"
+    }
+
+    no_cpu_fwd!("rope-append");
+
+    fn cuda_fwd(
+        &self,
+        qkv: &CudaStorage,
+        qkv_l: &Layout,
+        cos: &CudaStorage,
+        cos_l: &Layout,
+        sin: &CudaStorage,
+        sin_l: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let heads = self.heads;
+        let (rows, slots, hd) = qkv_l.shape().dims3()?;
+        let half = cos_l.shape().dims2()?.1;
+        let kv_heads = slots.saturating_sub(heads) / 2;
+        let valid = qkv_l.is_contiguous()
+            && kv_heads > 0
+            && slots == heads + 2 * kv_heads
+            && hd == 2 * half
+            && sin_l.shape() == cos_l.shape()
+            && self.rows[0] + self.rows[1] == rows;
+        if !valid {
+            bail!(
+                "rope-append kernel: qkv {:?} with {heads} heads, tables {:?}, rows {:?}",
+                qkv_l.shape(),
+                cos_l.shape(),
+                self.rows
+            );
+        }
+        let (table, table_l) = self.table.storage_and_layout();
+        let Storage::Cuda(table) = &*table else {
+            bail!("rope-append kernel: the KV table is not on the GPU");
+        };
+        let table = view!(table, i64, start_with_unit_stride(table_l, "table")?);
+        let ints = [
+            self.layer,
+            self.rows[0],
+            self.rows[1],
+            heads,
+            kv_heads,
+            half,
+        ]
+        .map(|x| x as i32);
+        let starts = [
+            start_with_unit_stride(qkv_l, "qkv")?,
+            start_with_unit_stride(cos_l, "cos")?,
+            start_with_unit_stride(sin_l, "sin")?,
+        ];
+        let dev = qkv.device().clone();
+        let threads = rows * slots * half;
+        macro_rules! launch {
+            ($t:ty) => {{
+                let (x, c, s) = (
+                    view!(qkv, $t, starts[0]),
+                    view!(cos, $t, starts[1]),
+                    view!(sin, $t, starts[2]),
+                );
+                let func = load_kernel!(dev, "rope_append", qkv.dtype());
+                let mut b = func.builder();
+                // SAFETY: every element is written by the kernel before it is read.
+                let out = unsafe { dev.alloc::<$t>(rows * heads * hd)? };
+                b.arg(&x).arg(&c).arg(&s).arg(&out).arg(&table);
+                for i in &ints {
+                    b.arg(i);
+                }
+                // SAFETY: the arguments match the kernel's signature; the table was built from
+                // caches with room reserved for these rows (`KvTable`).
+                unsafe { b.launch(LaunchConfig::for_num_elems(threads as u32)) }.w()?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }};
+        }
+        let out = match qkv.dtype() {
+            DType::F32 => launch!(f32),
+            DType::BF16 => launch!(bf16),
+            other => bail!("rope-append kernel: no kernel for {other:?}"),
+        };
+        Ok((out, Shape::from((rows, heads, hd))))
+    }
+}
