@@ -32,6 +32,8 @@ pub struct EngineOptions {
     pub max_frames_per_token: usize,
     /// Run a warmup generation before serving.
     pub warmup: bool,
+    /// Replay each frame's work as CUDA graphs (no effect off CUDA).
+    pub cuda_graphs: bool,
     /// Default diffusion steps.
     pub diffusion_steps: usize,
     /// Default guidance scale.

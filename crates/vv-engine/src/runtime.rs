@@ -134,6 +134,10 @@ impl Runtime {
         let files = resolve_checkpoint(&opts.model, &hub)?;
         let tokenizer = TextTokenizer::from_file(&resolve_tokenizer(&opts.tokenizer, &hub)?)?;
         let model = VibeVoiceModel::load(&files, &device, dtype.dtype)?;
+        model.set_cuda_graphs(opts.cuda_graphs);
+        if !opts.cuda_graphs && device.is_cuda() {
+            info!("CUDA graphs off by setting: every frame runs kernel by kernel (slower)");
+        }
         let voices = load_voices(&model, opts)?;
         let default_voice = default_voice(&voices, opts.default_voice.as_deref())?;
         let load_seconds = started.elapsed().as_secs_f64();

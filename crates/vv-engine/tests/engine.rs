@@ -47,6 +47,7 @@ fn engine(slots: usize) -> EngineHandle {
         max_buffered_frames: 64,
         max_frames_per_token: 3,
         warmup: true,
+        cuda_graphs: true,
         diffusion_steps: 5,
         cfg_scale: 1.5,
         solver: SolverKind::Ode,

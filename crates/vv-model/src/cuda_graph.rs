@@ -57,7 +57,9 @@ pub(crate) fn capture(cuda: &CudaDevice, mut record: impl FnMut() -> Result<()>)
 struct Slots<K, V> {
     captured: HashMap<K, V>,
     /// Set after a failed capture: the component runs kernel by kernel from then on.
-    disabled: bool,
+    failed: bool,
+    /// Cleared by the user's setting (`VibeVoiceModel::set_cuda_graphs`).
+    enabled: bool,
 }
 
 /// The graphs (with their buffers `V`) captured for one model component, keyed by what the
@@ -91,14 +93,23 @@ impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
         Self {
             slots: Arc::new(Mutex::new(Slots {
                 captured: HashMap::new(),
-                disabled: false,
+                failed: false,
+                enabled: true,
             })),
             what,
         }
     }
 
+    /// Turns graph replay on or off (captured graphs are kept while off).
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .enabled = enabled;
+    }
+
     /// Replays the graph for `key`, capturing it first if needed, while holding the cache's
-    /// lock. `None` when graphs are off for this component; a failed capture turns them off
+    /// lock. `None` when graphs are off for this component (by setting or after a failure); a failed capture turns them off
     /// with one warning, so the caller runs the work kernel by kernel.
     pub(crate) fn replay<R>(
         &self,
@@ -107,7 +118,7 @@ impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
         replay: impl FnOnce(&mut V) -> Result<R>,
     ) -> Result<Option<R>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if slots.disabled {
+        if slots.failed || !slots.enabled {
             return Ok(None);
         }
         let captured = match slots.captured.entry(key) {
@@ -118,7 +129,7 @@ impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
                     entry.insert(v)
                 }
                 Err(e) => {
-                    slots.disabled = true;
+                    slots.failed = true;
                     tracing::warn!(
                         error = %e,
                         "could not capture the {} as a CUDA graph; it runs kernel by kernel \

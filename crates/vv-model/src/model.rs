@@ -162,6 +162,16 @@ impl VibeVoiceModel {
         if self.device.is_cpu() {
             return Ok(());
         }
+        // The probes check the backend's kernels one by one; CUDA graphs are captured at their
+        // first real use (the warmup), after the caller's graph setting is applied.
+        self.set_cuda_graphs(false);
+        let probed = self.probe_components(cpu);
+        self.set_cuda_graphs(true);
+        probed
+    }
+
+    /// Probes every component, rebuilding on the CPU those whose operations the backend lacks.
+    fn probe_components(&mut self, cpu: CpuWeights) -> Result<()> {
         let backend = Backend::of(&self.device);
         let notice = FallbackNotice::new();
         for c in Component::ALL {
@@ -285,6 +295,20 @@ impl VibeVoiceModel {
     /// `z / speech_scaling_factor - speech_bias_factor`: the decoder's input.
     pub(crate) fn denormalize(&self, z: &Tensor) -> Result<Tensor> {
         Ok(((z / self.speech_scaling as f64)? - self.speech_bias as f64)?)
+    }
+
+    /// Whether each frame's sampling loop, decoder step and speech feedback replay CUDA graphs
+    /// (on by default; off runs them kernel by kernel, e.g. to rule graphs out when debugging).
+    /// Only CUDA builds capture graphs: elsewhere this has no effect.
+    pub fn set_cuda_graphs(&self, enabled: bool) {
+        #[cfg(feature = "cuda")]
+        {
+            self.head.graphs().set_enabled(enabled);
+            self.decoder.graphs().set_enabled(enabled);
+            self.feedback_graphs.set_enabled(enabled);
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = enabled;
     }
 
     /// Feeds a frame's latent `z` (`[1, latent]`) back through the connector into both CFG

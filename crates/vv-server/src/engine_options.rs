@@ -32,6 +32,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         max_buffered_frames: limits.max_buffered_frames,
         max_frames_per_token: limits.max_frames_per_token,
         warmup: settings.warmup,
+        cuda_graphs: settings.cuda_graphs,
         diffusion_steps: settings.diffusion_steps,
         cfg_scale: f64::from(settings.cfg_scale),
         solver: solver_kind(settings.solver),

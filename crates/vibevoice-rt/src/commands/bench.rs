@@ -118,6 +118,7 @@ fn load(
     let s = &loaded.settings;
     if args.random_weights {
         let model = VibeVoiceModel::random(VibeVoiceConfig::realtime_0_5b(), device, dtype)?;
+        model.set_cuda_graphs(s.cuda_graphs);
         let path = args
             .voice_file
             .clone()
@@ -134,6 +135,7 @@ fn load(
         progress: true,
     };
     let model = VibeVoiceModel::load(&resolve_checkpoint(&s.model, &hub)?, device, dtype)?;
+    model.set_cuda_graphs(s.cuda_graphs);
     let tokenizer = TextTokenizer::from_file(&resolve_tokenizer(&s.tokenizer, &hub)?)?;
     let preset = match (&args.voice_file, &s.voices_dir) {
         (Some(path), _) => VoicePreset::load(path)?,

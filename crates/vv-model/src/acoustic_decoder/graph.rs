@@ -48,7 +48,7 @@ pub(super) fn decode_step(
         .to_dtype(DType::F32)?
         .contiguous()?;
     let packed = state.packed()?;
-    let decoded = decoder.graphs.replay(
+    let decoded = decoder.graphs().replay(
         (),
         || capture(decoder, cuda),
         |c| {

@@ -108,6 +108,12 @@ impl AcousticDecoder {
         })
     }
 
+    /// The single-frame step captured as a CUDA graph (see `graph`).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn graphs(&self) -> &graph::GraphCache {
+        &self.graphs
+    }
+
     /// Audio samples produced per latent frame.
     pub fn hop_length(&self) -> usize {
         self.hop

@@ -270,6 +270,15 @@ pub static FIELDS: &[FieldSpec] = &[
     )
     .switch(),
     FieldSpec::new(
+        "cuda_graphs",
+        "cuda-graphs",
+        "TTS_CUDA_GRAPHS",
+        "BOOL",
+        "Replay each frame's sampling, decoder and feedback as CUDA graphs (CUDA only)",
+        |s, v| set(&mut s.cuda_graphs, v.boolean()),
+    )
+    .switch(),
+    FieldSpec::new(
         "max_slots",
         "max-slots",
         "TTS_MAX_SLOTS",

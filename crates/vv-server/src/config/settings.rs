@@ -47,6 +47,8 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// Run a warm-up utterance before reporting ready.
     pub warmup: bool,
+    /// Replay each frame's work as CUDA graphs (CUDA builds on a CUDA device only).
+    pub cuda_graphs: bool,
     /// Resource limits.
     #[serde(flatten)]
     pub limits: Limits,
@@ -74,6 +76,7 @@ impl Default for Settings {
             solver: Solver::Ode,
             seed: None,
             warmup: true,
+            cuda_graphs: true,
             limits: Limits::default(),
             api_keys: ApiKeys::default(),
             log_format: LogFormat::Text,
