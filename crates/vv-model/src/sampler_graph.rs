@@ -38,8 +38,8 @@ pub(crate) struct Captured {
 pub(crate) type GraphCache = cuda_graph::GraphCache<Key, Captured>;
 
 /// Samples one frame through a graph, returning z `[1, latent]` on the device; `None` when
-/// graphs do not apply (not CUDA, SDE solver, shapes the eager path should report on, or
-/// graphs switched off), so the caller runs the eager loop.
+/// graphs do not apply (not CUDA, SDE solver, no fused kernels, shapes the eager path should
+/// report on, or graphs switched off), so the caller runs the eager loop.
 pub(crate) fn sample(
     sampler: &DiffusionSampler,
     positive: &Tensor,
@@ -52,7 +52,10 @@ pub(crate) fn sample(
         return Ok(None);
     };
     let (h, latent) = (head.hidden_size(), head.latent_size());
+    // Without the fused kernels the head's biases are broadcast adds, which a graph cannot
+    // replay (the head computes in f32).
     let usable = sampler.solver().kind() == SolverKind::Ode
+        && crate::cuda_kernels::supported(DType::F32)
         && noise.len() == latent
         && positive.elem_count() == h
         && negative.elem_count() == h

@@ -12,7 +12,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Ten
 use half::bf16;
 
 use super::kv_table::{table_len, KvTable};
-use super::{load_kernel, start_with_unit_stride, view};
+use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
 
 /// Threads per (row, head) block.
 const THREADS: u32 = 128;
@@ -117,15 +117,7 @@ impl CustomOp2 for Attention {
         "vv-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("the CUDA attention kernel has no CPU form")
-    }
+    no_cpu_fwd!("attention", _q _ql, _t _tl);
 
     fn cuda_fwd(
         &self,

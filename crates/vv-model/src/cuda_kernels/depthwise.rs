@@ -70,7 +70,7 @@ impl CustomOp3 for DepthwiseCausal {
         "vv-depthwise-causal"
     }
 
-    no_cpu_fwd!("depthwise");
+    no_cpu_fwd!("depthwise", _a _al, _b _bl, _c _cl);
 
     fn cuda_fwd(
         &self,

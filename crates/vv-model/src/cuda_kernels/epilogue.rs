@@ -9,7 +9,7 @@ use candle_core::{
 };
 use half::bf16;
 
-use super::{load_kernel, start_with_unit_stride, view};
+use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
 
 /// One thread per value; absent inputs are flagged (their pointer is then `y`, never read).
 pub(super) const SOURCE: &str = r#"
@@ -70,9 +70,7 @@ impl CustomOp1 for Epilogue {
         "vv-epilogue"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        bail!("the CUDA epilogue kernel has no CPU form")
-    }
+    no_cpu_fwd!("epilogue", _x _xl);
 
     fn cuda_fwd(&self, y: &CudaStorage, y_l: &Layout) -> Result<(CudaStorage, Shape)> {
         let (m, n) = y_l.shape().dims2()?;

@@ -114,18 +114,13 @@ fn start_with_unit_stride(l: &Layout, what: &str) -> Result<usize> {
     }
 }
 
-/// The `cpu_fwd` of a CUDA-only op: candle's trait requires one, and the CPU never gets here
-/// (it has its own kernels).
+/// The `cpu_fwd` of a CUDA-only op with one `storage layout` pair of (underscored) names per
+/// input: candle's trait requires one, and the CPU never gets here (it has its own kernels).
 macro_rules! no_cpu_fwd {
-    ($what:literal) => {
+    ($what:literal $(, $storage:ident $layout:ident)+) => {
         fn cpu_fwd(
             &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
+            $($storage: &CpuStorage, $layout: &Layout),+
         ) -> Result<(CpuStorage, Shape)> {
             bail!(concat!("the CUDA ", $what, " kernel has no CPU form"))
         }

@@ -89,7 +89,7 @@ impl CustomOp3 for RopeAppend {
         "vv-rope-append"
     }
 
-    no_cpu_fwd!("rope-append");
+    no_cpu_fwd!("rope-append", _a _al, _b _bl, _c _cl);
 
     fn cuda_fwd(
         &self,

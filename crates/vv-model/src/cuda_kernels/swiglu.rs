@@ -8,7 +8,7 @@ use candle_core::cuda_backend::{CudaStorage, WrapErr};
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use half::bf16;
 
-use super::{load_kernel, start_with_unit_stride, view};
+use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
 
 /// One thread per output value of `[rows, half]` from `[rows, 2·half]` (gate first).
 pub(super) const SOURCE: &str = r#"
@@ -37,9 +37,7 @@ impl CustomOp1 for Swiglu {
         "vv-swiglu"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        bail!("the CUDA swiglu kernel has no CPU form")
-    }
+    no_cpu_fwd!("swiglu", _x _xl);
 
     fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout) -> Result<(CudaStorage, Shape)> {
         let (rows, width) = x_l.shape().dims2()?;
