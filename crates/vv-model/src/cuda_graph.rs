@@ -4,9 +4,12 @@
 //!
 //! A graph replays fixed device addresses, so each captured piece of work reads and writes
 //! persistent buffers owned with its graph; intermediates are allocated and freed inside the
-//! graph (stream-ordered allocation). candle uploads a strided op's dims and strides from
-//! temporary host memory, which a replay would read after it is freed: captured code must use
-//! contiguous operands only (no broadcasts, no transposed copies).
+//! graph (stream-ordered allocation). candle uploads a strided op's dims and strides (and an
+//! index op's) from host memory at each launch, which a replay would read after it is freed:
+//! captures run under candle's graph parameter cache, which keeps those vectors in device
+//! buffers filled by the eager run before the capture, and makes any other host upload inside
+//! captured code fail the capture (the work then runs kernel by kernel) instead of replaying
+//! freed memory.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -35,9 +38,11 @@ impl Graph {
     }
 }
 
-/// Runs `record` once eagerly (loading every kernel and cuBLAS state outside the capture),
-/// then again while capturing the device's stream, and instantiates what was captured.
+/// Runs `record` once eagerly (loading every kernel and cuBLAS state, and filling the parameter
+/// cache, outside the capture), then again while capturing the device's stream, and
+/// instantiates what was captured.
 pub(crate) fn capture(cuda: &CudaDevice, mut record: impl FnMut() -> Result<()>) -> Result<Graph> {
+    let _parameter_cache = cuda.enable_cuda_graph_htod_cache();
     record()?;
     Device::Cuda(cuda.clone()).synchronize()?;
     let stream = cuda.cuda_stream();

@@ -23,7 +23,7 @@ pub(crate) struct Captured {
     graph: Graph,
     /// `[1, latent]` f32.
     z: Tensor,
-    /// The i64 KV table (see [`kv_table::entries`]).
+    /// The i64 KV table (see [`kv_table::table`]).
     table: Tensor,
     /// `[2, hidden]`: the positive stream's row, then the negative one's.
     out: Tensor,
@@ -64,9 +64,7 @@ pub(crate) fn feed(
     for cache in caches.iter_mut() {
         cache.reserve(1)?;
     }
-    let (entries, _) = kv_table::entries(&caches, &[1, 1])?;
-    let len = entries.len();
-    let table = Tensor::from_vec(entries, len, stack.device())?;
+    let table = kv_table::table(&caches, &[1, 1], stack.device())?;
     let out = model.feedback_graphs.replay(
         (),
         || capture(model, cuda, &table),

@@ -51,14 +51,24 @@ impl TextLm {
 
     /// Embedding rows `[n, hidden]` of `ids`; ids outside the vocabulary are rejected.
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        self.check_ids(ids)?;
+        self.embed_ids(&Tensor::new(ids, self.embed_tokens.device())?)
+    }
+
+    /// Rejects ids outside the vocabulary.
+    pub(crate) fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let vocab = self.embed_tokens.dim(0)?;
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ModelError::InvalidInput(format!(
+        match ids.iter().find(|&&id| id as usize >= vocab) {
+            Some(bad) => Err(ModelError::InvalidInput(format!(
                 "token id {bad} outside the vocabulary of {vocab}"
-            )));
+            ))),
+            None => Ok(()),
         }
-        let ids = Tensor::new(ids, self.embed_tokens.device())?;
-        Ok(self.embed_tokens.index_select(&ids, 0)?)
+    }
+
+    /// Embedding rows of checked ids already on the device (a u32 tensor `[n]`).
+    pub(crate) fn embed_ids(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embed_tokens.index_select(ids, 0)?)
     }
 
     /// Runs `ids` of one stream at positions `cache.len()..`; returns `h_text` `[n, hidden]`.

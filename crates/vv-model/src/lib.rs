@@ -32,6 +32,8 @@ mod sampler_graph;
 pub mod scheduler;
 pub mod source;
 pub mod text;
+#[cfg(feature = "cuda")]
+mod text_window_graph;
 pub mod voice_preset;
 
 pub use config::VibeVoiceConfig;

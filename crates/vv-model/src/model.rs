@@ -43,6 +43,9 @@ pub struct VibeVoiceModel {
     /// The speech feedback step captured as a CUDA graph (see `crate::feedback_graph`).
     #[cfg(feature = "cuda")]
     pub(crate) feedback_graphs: crate::feedback_graph::GraphCache,
+    /// Text windows captured as CUDA graphs (see `crate::text_window_graph`).
+    #[cfg(feature = "cuda")]
+    pub(crate) text_window_graphs: crate::text_window_graph::GraphCache,
 }
 
 fn open_weights(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
@@ -153,6 +156,8 @@ impl VibeVoiceModel {
             fallbacks: Vec::new(),
             #[cfg(feature = "cuda")]
             feedback_graphs: crate::feedback_graph::GraphCache::new("speech feedback step"),
+            #[cfg(feature = "cuda")]
+            text_window_graphs: crate::text_window_graph::GraphCache::new("text window"),
         })
     }
 
@@ -297,7 +302,8 @@ impl VibeVoiceModel {
         Ok(((z / self.speech_scaling as f64)? - self.speech_bias as f64)?)
     }
 
-    /// Whether each frame's sampling loop, decoder step and speech feedback replay CUDA graphs
+    /// Whether text windows and each frame's sampling loop, decoder step and speech feedback
+    /// replay CUDA graphs
     /// (on by default; off runs them kernel by kernel, e.g. to rule graphs out when debugging).
     /// Only CUDA builds capture graphs: elsewhere this has no effect.
     pub fn set_cuda_graphs(&self, enabled: bool) {
@@ -306,9 +312,31 @@ impl VibeVoiceModel {
             self.head.graphs().set_enabled(enabled);
             self.decoder.graphs().set_enabled(enabled);
             self.feedback_graphs.set_enabled(enabled);
+            self.text_window_graphs.set_enabled(enabled);
         }
         #[cfg(not(feature = "cuda"))]
         let _ = enabled;
+    }
+
+    /// Runs a text window: `ids` through the lower LM, then as text rows through the TTS LM's
+    /// positive stream, committing them to both caches; returns the positive stream's last
+    /// hidden row `[1, hidden]`.
+    pub(crate) fn text_window(
+        &self,
+        ids: &[u32],
+        kv_lm: &mut KvCache,
+        kv_pos: &mut KvCache,
+    ) -> Result<Tensor> {
+        let Some(last) = ids.len().checked_sub(1) else {
+            return Err(ModelError::InvalidInput("an empty text window".into()));
+        };
+        #[cfg(feature = "cuda")]
+        if let Some(h) = crate::text_window_graph::forward(self, ids, kv_lm, kv_pos)? {
+            return Ok(h);
+        }
+        let h_text = self.text_lm.forward(ids, kv_lm)?;
+        let h = self.tts_lm.forward(TtsInput::text(&h_text), kv_pos)?;
+        Ok(h.narrow(0, last, 1)?)
     }
 
     /// Feeds a frame's latent `z` (`[1, latent]`) back through the connector into both CFG

@@ -30,17 +30,16 @@ impl KvTable {
     /// The table of one or two streams (`rows[s]` new rows into `caches[s]`, room reserved),
     /// uploaded to `device`.
     pub(crate) fn upload(caches: &[&mut KvCache], rows: &[usize], device: &Device) -> Result<Self> {
-        let (entries, rows) = entries(caches, rows)?;
-        let keys_bound = (0..2).map(|s| entries[s] as usize + rows[s]).max();
-        let len = entries.len();
+        let table = table(caches, rows, device)?;
+        let keys_bound = caches.iter().zip(rows).map(|(c, n)| c.len() + n).max();
         Ok(Self {
-            table: Tensor::from_vec(entries, len, device)?,
-            rows,
+            table,
+            rows: [rows[0], rows.get(1).copied().unwrap_or(0)],
             keys_bound: keys_bound.unwrap_or(0),
         })
     }
 
-    /// A table kept in the persistent buffer `table` (rewritten with [`entries`] before each
+    /// A table kept in the persistent buffer `table` (rewritten with [`table`] before each
     /// replay of a CUDA graph), for streams of `rows` rows and heads `head_dim` wide: any
     /// position the kernels accept.
     pub(crate) fn persistent(table: Tensor, rows: [usize; 2], head_dim: usize) -> Self {
@@ -69,9 +68,9 @@ pub(crate) fn table_len(layers: usize) -> usize {
     HEADER + 4 * layers
 }
 
-/// The host entries of the table for `rows[s]` new rows into `caches[s]` (one or two streams,
-/// room reserved, positions within the attention kernel's limit), and the rows per stream.
-pub(crate) fn entries(caches: &[&mut KvCache], rows: &[usize]) -> Result<(Vec<i64>, [usize; 2])> {
+/// The table for `rows[s]` new rows into `caches[s]` (one or two streams, room reserved,
+/// positions within the attention kernel's limit) as an i64 tensor on `device`.
+pub(crate) fn table(caches: &[&mut KvCache], rows: &[usize], device: &Device) -> Result<Tensor> {
     if rows.is_empty() || rows.len() > 2 || rows.len() != caches.len() {
         bail!(
             "kv table: {} streams over {} caches, one or two supported",
@@ -106,8 +105,8 @@ pub(crate) fn entries(caches: &[&mut KvCache], rows: &[usize]) -> Result<(Vec<i6
             entries.push(address(values)?);
         }
     }
-    let second = if rows.len() == 2 { rows[1] } else { 0 };
-    Ok((entries, [rows[0], second]))
+    let len = entries.len();
+    Tensor::from_vec(entries, len, device)
 }
 
 /// The device address of the first element of `t` (contiguous, f32 or bf16, on CUDA).

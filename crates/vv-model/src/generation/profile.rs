@@ -1,6 +1,7 @@
 //! Per-component timing of the generation loop's pieces on a real model (for `bench`): where a
-//! frame's time goes. Each piece runs as in [`Utterance`](super::Utterance), on the
-//! component's own device, synchronised before the clock is read.
+//! frame's time goes. Each piece runs through the same calls as in
+//! [`Utterance`](super::Utterance) (CUDA graphs included), on the component's own device,
+//! synchronised before the clock is read.
 
 use std::time::Instant;
 
@@ -10,7 +11,6 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::generation::params::{GenerationParams, TEXT_WINDOW};
 use crate::generation::voice::PreparedVoice;
-use crate::language_model::TtsInput;
 use crate::model::VibeVoiceModel;
 use crate::placement::Component;
 use crate::sampler::{DiffusionSampler, GaussianNoise, NoiseSource};
@@ -65,11 +65,7 @@ pub fn component_times(
         let mut kv_neg = voice.tts_neg.try_clone()?;
 
         let t = Instant::now();
-        let h_text = model.text_lm.forward(&ids, &mut kv_lm)?;
-        let h = model
-            .tts_lm
-            .forward(TtsInput::text(&tts.put(&h_text)?), &mut kv_pos)?;
-        let h_pos = h.narrow(0, TEXT_WINDOW - 1, 1)?;
+        let h_pos = model.text_window(&ids, &mut kv_lm, &mut kv_pos)?;
         sync(&tts.device)?;
         let text_ms = t.elapsed().as_secs_f64() * 1e3;
 
@@ -97,15 +93,8 @@ pub fn component_times(
         let dec_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
-        let e = model
-            .connector
-            .forward(&model.place(Component::Connector).put(&z)?)?;
-        let e = tts.put(&e)?;
-        let out = model.tts_lm.forward_batch(
-            &[TtsInput::speech(&e), TtsInput::speech(&e)],
-            &mut [&mut kv_pos, &mut kv_neg],
-        )?;
-        let h = model.place(Component::EosClassifier).put(&out[0])?;
+        let (h_pos, _) = model.feed_speech(&z, &mut kv_pos, &mut kv_neg)?;
+        let h = model.place(Component::EosClassifier).put(&h_pos)?;
         model
             .eos
             .logit(&h)?

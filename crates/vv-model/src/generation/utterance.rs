@@ -8,7 +8,6 @@ use crate::error::{ModelError, Result};
 use crate::generation::params::{GenerationParams, SPEECH_WINDOW, TEXT_WINDOW};
 use crate::generation::voice::PreparedVoice;
 use crate::kv_cache::KvCache;
-use crate::language_model::TtsInput;
 use crate::model::VibeVoiceModel;
 use crate::placement::Component;
 use crate::sampler::{DiffusionSampler, NoiseSource};
@@ -242,11 +241,8 @@ impl Utterance {
                 return Ok(Some(self.finish(StopReason::MaxLength)));
             }
             let ids = &self.tokens[self.state.consumed..self.state.consumed + n];
-            let h_text = model.text_lm.forward(ids, &mut self.state.kv_lm)?;
-            let h = model
-                .tts_lm
-                .forward(TtsInput::text(&h_text), &mut self.state.kv_pos)?;
-            self.state.h_pos = h.narrow(0, n - 1, 1)?;
+            self.state.h_pos =
+                model.text_window(ids, &mut self.state.kv_lm, &mut self.state.kv_pos)?;
             self.state.consumed += n;
         }
         self.state.frames_left_in_window = SPEECH_WINDOW;
