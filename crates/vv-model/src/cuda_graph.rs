@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaGraph};
 use candle_core::cuda_backend::WrapErr;
-use candle_core::{CudaDevice, Device};
+use candle_core::{CudaDevice, Device, Tensor};
 
 use crate::error::Result;
 
@@ -32,8 +32,12 @@ pub(crate) struct Graph(CudaGraph);
 unsafe impl Send for Graph {}
 
 impl Graph {
-    /// Queues one replay on the stream it was captured from.
-    pub(crate) fn launch(&self) -> Result<()> {
+    /// Copies each `(buffer, value)` pair's value into the graph's persistent input buffer,
+    /// then queues one replay on the stream the graph was captured from.
+    pub(crate) fn replay(&self, inputs: &[(&Tensor, &Tensor)]) -> Result<()> {
+        for (buffer, value) in inputs {
+            buffer.slice_set(value, 0, 0)?;
+        }
         Ok(self.0.launch().w()?)
     }
 }

@@ -69,9 +69,7 @@ pub(crate) fn feed(
         (),
         || capture(model, cuda, &table),
         |c| {
-            c.z.slice_set(&z, 0, 0)?;
-            c.table.slice_set(&table, 0, 0)?;
-            c.graph.launch()?;
+            c.graph.replay(&[(&c.z, &z), (&c.table, &table)])?;
             // A device copy queued behind the graph: the next replay overwrites the buffer.
             Ok(c.out.copy()?)
         },

@@ -73,18 +73,18 @@ pub(crate) fn sample(
         key,
         || capture(sampler, cuda, key),
         |c| {
-            let device = head.device();
-            c.positive.slice_set(&positive.reshape((1, h))?, 0, 0)?;
-            c.negative.slice_set(&negative.reshape((1, h))?, 0, 0)?;
             let mut host = Vec::with_capacity(2 * latent);
             host.extend_from_slice(noise);
             host.resize(2 * latent, guidance);
-            c.noise_and_guidance.slice_set(
-                &Tensor::from_vec(host, (1, 2 * latent), device)?,
-                0,
-                0,
-            )?;
-            c.graph.launch()?;
+            let inputs = [
+                (&c.positive, &positive.reshape((1, h))?),
+                (&c.negative, &negative.reshape((1, h))?),
+                (
+                    &c.noise_and_guidance,
+                    &Tensor::from_vec(host, (1, 2 * latent), head.device())?,
+                ),
+            ];
+            c.graph.replay(&inputs)?;
             // A device copy, queued behind the graph: the caller may read it whenever it needs.
             Ok(c.out.copy()?)
         },

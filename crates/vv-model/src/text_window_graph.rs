@@ -65,10 +65,12 @@ pub(crate) fn forward(
         n,
         || capture(model, cuda, &ids_t, &lm_table, &tts_table),
         |c| {
-            c.ids.slice_set(&ids_t, 0, 0)?;
-            c.lm_table.slice_set(&lm_table, 0, 0)?;
-            c.tts_table.slice_set(&tts_table, 0, 0)?;
-            c.graph.launch()?;
+            let inputs = [
+                (&c.ids, &ids_t),
+                (&c.lm_table, &lm_table),
+                (&c.tts_table, &tts_table),
+            ];
+            c.graph.replay(&inputs)?;
             // A device copy queued behind the graph: the next replay overwrites the buffer.
             Ok(c.out.copy()?)
         },

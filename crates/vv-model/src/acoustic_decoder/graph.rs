@@ -52,9 +52,7 @@ pub(super) fn decode_step(
         (),
         || capture(decoder, cuda),
         |c| {
-            c.input.slice_set(&input, 0, 0)?;
-            c.state.slice_set(&packed, 0, 0)?;
-            c.graph.launch()?;
+            c.graph.replay(&[(&c.input, &input), (&c.state, &packed)])?;
             // Device copies queued behind the graph: the next replay may overwrite the buffers.
             Ok((c.out.copy()?, c.state.copy()?))
         },

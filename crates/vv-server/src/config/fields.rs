@@ -274,7 +274,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "cuda-graphs",
         "TTS_CUDA_GRAPHS",
         "BOOL",
-        "Replay each frame's sampling, decoder and feedback as CUDA graphs (CUDA only)",
+        "Replay text windows and each frame's sampling, decoder and feedback as CUDA graphs (CUDA only)",
         |s, v| set(&mut s.cuda_graphs, v.boolean()),
     )
     .switch(),
