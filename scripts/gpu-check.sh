@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the CUDA build of scripts/build-cuda.sh on a machine with an NVIDIA GPU, in one go:
 # linking, device report and resolution, golden parity in f32 and bf16, the benchmark at 5 and
-# 20 diffusion steps (bf16, CFG 1.5), and the service's /metrics on CUDA.
+# 20 diffusion steps (bf16, CFG 1.5), CUDA graphs against kernel-by-kernel runs (identical
+# audio), and the service's /metrics on CUDA.
 #
 # Usage: scripts/gpu-check.sh [BINARY]
 #   BINARY defaults to .gpu/vibevoice-rt, or .gpu/vibevoice-rt.xz unpacked to a temporary file.
@@ -79,9 +80,33 @@ step bench-20 ok "$bin" "${bench[@]}" --diffusion-steps 20
 step bench-5-breakdown ok "$bin" "${bench[@]}" --diffusion-steps 5 --breakdown
 step bench-20-breakdown ok "$bin" "${bench[@]}" --diffusion-steps 20 --breakdown
 
-# The service on CUDA with the tiny fixture model: one speech request, then /metrics.
 voices=$(mktemp -d)
 cp testdata/vibevoice-tiny/golden/voice_preset.pt "$voices/tiny.pt"
+
+# CUDA graphs against kernel-by-kernel on a long f32 utterance of the tiny model (seed 13: 163
+# frames over 33 text windows, past a KV-cache reallocation), and the CPU's output of the same
+# binary: graphs on and off must give the same samples.
+long_text=$(python3 -c "print('The quick brown fox jumps over the lazy dog. ' * 30)")
+say=(say --model testdata/vibevoice-tiny/model --tokenizer testdata/vibevoice-tiny/tokenizer
+    --voices-dir "$voices" --dtype f32 --seed 13)
+step say-graphs ok env TTS_CUDA_GRAPHS=true "$bin" "${say[@]}" --device cuda -o "$out/say-graphs.wav" "$long_text"
+step say-eager ok env TTS_CUDA_GRAPHS=false "$bin" "${say[@]}" --device cuda -o "$out/say-eager.wav" "$long_text"
+step say-cpu ok "$bin" "${say[@]}" --device cpu -o "$out/say-cpu.wav" "$long_text"
+step graphs-vs-eager ok python3 - "$out/say-graphs.wav" "$out/say-eager.wav" "$out/say-cpu.wav" <<'EOF'
+import array, sys, wave
+def samples(path):
+    w = wave.open(path)
+    return array.array("h", w.readframes(w.getnframes()))
+graphs, eager, cpu = (samples(p) for p in sys.argv[1:])
+n = min(len(graphs), len(eager), len(cpu))
+worst = lambda a, b: max((abs(a[i] - b[i]) for i in range(n)), default=0)
+print(f"samples graphs/eager/cpu {len(graphs)}/{len(eager)}/{len(cpu)}; "
+      f"max |graphs - eager| {worst(graphs, eager)}, max |graphs - cpu| {worst(graphs, cpu)} (int16)")
+if graphs != eager:
+    sys.exit("CUDA graphs and kernel-by-kernel runs differ")
+EOF
+
+# The service on CUDA with the tiny fixture model: one speech request, then /metrics.
 "$bin" serve --device cuda --model testdata/vibevoice-tiny/model \
     --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir "$voices" --port 18777 \
     >"$steps_dir/serve.out" 2>"$steps_dir/serve.err" &
@@ -160,6 +185,10 @@ for name in ("bench-5", "bench-20", "bench-5-breakdown", "bench-20-breakdown"):
               f"{b['peak_gpu_memory_bytes']} B, kv {b['kv_cache_bytes']} B, load {b['load_seconds']:.2f} s, "
               f"ttfa runs {[round(x, 2) for x in b['ttfa_runs_ms']]}, "
               f"per-frame runs {[round(x, 2) for x in b['per_frame_runs_ms']]}")
+try:
+    print("graphs vs eager:", open(f"{d}/graphs-vs-eager.out").read().strip())
+except OSError as e:
+    print(f"graphs vs eager: no output ({e})")
 EOF
 for f in "${failures[@]}"; do echo "FAILED: $f" >>"$out/summary.txt"; done
 tar -czf "$out/results.tar.gz" -C "$out" steps && rm -rf "$steps_dir"
