@@ -5,14 +5,12 @@
 //! `past + i` and sees keys `0..=past + i` (causal); the caches and positions come from the
 //! forward's [`KvTable`]. Scores, softmax and the weighted sum are f32.
 
-use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use half::bf16;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::kv_table::{table_len, KvTable};
-use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
+use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// Threads per (row, head) block.
 const THREADS: u32 = 128;
@@ -143,37 +141,21 @@ impl CustomOp2 for Attention {
                 self.keys_bound
             );
         }
-        let table = view!(table, i64, start_with_unit_stride(table_l, "table")?);
-        let ints = [self.layer, self.rows[0], heads, kv_heads, hd].map(|x| x as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, heads as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: ((hd + self.keys_bound) * std::mem::size_of::<f32>()) as u32,
+        let launch = Launch {
+            name: "attention",
+            cfg: LaunchConfig {
+                grid_dim: (rows as u32, heads as u32, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: ((hd + self.keys_bound) * std::mem::size_of::<f32>()) as u32,
+            },
+            inputs: &[(q, start_with_unit_stride(q_l, "q")?)],
+            out_len: rows * heads * hd,
+            table: Some((table, start_with_unit_stride(table_l, "table")?)),
+            ints: &[self.layer, self.rows[0], heads, kv_heads, hd].map(|x| x as i32),
         };
-        let dev = q.device().clone();
-        let start = start_with_unit_stride(q_l, "q")?;
-        macro_rules! launch {
-            ($t:ty) => {{
-                let qv = view!(q, $t, start);
-                let func = load_kernel!(dev, "attention", q.dtype());
-                let mut b = func.builder();
-                // SAFETY: every element is written by the kernel before it is read.
-                let out = unsafe { dev.alloc::<$t>(rows * heads * hd)? };
-                b.arg(&qv).arg(&out).arg(&table);
-                for x in &ints {
-                    b.arg(x);
-                }
-                // SAFETY: the arguments match the kernel's signature; the table's positions
-                // and buffers were checked when it was built (`KvTable`).
-                unsafe { b.launch(cfg) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match q.dtype() {
-            DType::F32 => launch!(f32),
-            DType::BF16 => launch!(bf16),
-            other => bail!("attention kernel: no kernel for {other:?}"),
-        };
+        // SAFETY: the arguments match the kernel's signature; the table's positions and
+        // buffers were checked when it was built (`KvTable`).
+        let out = unsafe { launch.run() }?;
         Ok((out, Shape::from((rows, heads * hd))))
     }
 }

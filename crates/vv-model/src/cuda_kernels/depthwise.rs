@@ -4,12 +4,11 @@
 //! is never concatenated and the history never copied (two launches fewer per block).
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
-use half::bf16;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
-use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
+use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// One thread per output value. The window is `hist` (`kernel - 1` rows) then `normed` (`len`
 /// rows); output rows `0..len` are `res + bias + Σ_k taps[k] · window[t + k]`, rows
@@ -103,40 +102,24 @@ impl CustomOp3 for DepthwiseCausal {
                 res_l.shape()
             );
         }
-        let dev = normed.device().clone();
         let rows = len + kernel - 1;
         let n = rows * channels;
-        let dims = [len as i32, channels as i32, kernel as i32];
-        let starts = [
-            start_with_unit_stride(hist_l, "history")?,
-            start_with_unit_stride(normed_l, "input")?,
-            start_with_unit_stride(taps_l, "taps")?,
-            start_with_unit_stride(res_l, "residual")?,
+        let inputs = [
+            (hist, start_with_unit_stride(hist_l, "history")?),
+            (normed, start_with_unit_stride(normed_l, "input")?),
+            (taps, start_with_unit_stride(taps_l, "taps")?),
+            (res, start_with_unit_stride(res_l, "residual")?),
         ];
-        macro_rules! launch {
-            ($t:ty) => {{
-                let (hv, xv, tv, rv) = (
-                    view!(hist, $t, starts[0]),
-                    view!(normed, $t, starts[1]),
-                    view!(taps, $t, starts[2]),
-                    view!(res, $t, starts[3]),
-                );
-                let func = load_kernel!(dev, "depthwise_causal", normed.dtype());
-                let mut b = func.builder();
-                // SAFETY: every element is written by the kernel before it is read.
-                let out = unsafe { dev.alloc::<$t>(n)? };
-                b.arg(&hv).arg(&xv).arg(&tv).arg(&rv).arg(&out);
-                b.arg(&dims[0]).arg(&dims[1]).arg(&dims[2]);
-                // SAFETY: the arguments match the kernel's signature; sizes checked above.
-                unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match normed.dtype() {
-            DType::F32 => launch!(f32),
-            DType::BF16 => launch!(bf16),
-            other => bail!("depthwise conv kernel: no kernel for {other:?}"),
+        let launch = Launch {
+            name: "depthwise_causal",
+            cfg: LaunchConfig::for_num_elems(n as u32),
+            inputs: &inputs,
+            out_len: n,
+            table: None,
+            ints: &[len as i32, channels as i32, kernel as i32],
         };
+        // SAFETY: the arguments match the kernel's signature; sizes checked above.
+        let out = unsafe { launch.run() }?;
         Ok((out, Shape::from((rows, channels))))
     }
 }

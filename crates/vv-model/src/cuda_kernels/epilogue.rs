@@ -2,14 +2,13 @@
 //! launches (and the host upload of the broadcast bias's strides).
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::CudaStorage;
 use candle_core::{
-    bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, StorageRef, Tensor,
+    bail, CpuStorage, CustomOp1, Layout, Result, Shape, Storage, StorageRef, Tensor,
 };
-use half::bf16;
 
-use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
+use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// One thread per value; absent inputs are flagged (their pointer is then `y`, never read).
 pub(super) const SOURCE: &str = r#"
@@ -85,43 +84,33 @@ impl CustomOp1 for Epilogue {
                 y_l.shape()
             );
         }
-        let dev = y.device().clone();
         let len = m * n;
         let y_start = start_with_unit_stride(y_l, "y")?;
         let bias = self.bias.as_ref().map(Tensor::storage_and_layout);
         let residual = self.residual.as_ref().map(Tensor::storage_and_layout);
         let (bias_s, bias_start) = cuda_part(&bias, y_start)?;
         let (res_s, res_start) = cuda_part(&residual, y_start)?;
-        let flags = [
-            len as i32,
-            n as i32,
-            i32::from(bias_s.is_some()),
-            i32::from(self.gelu),
-            i32::from(res_s.is_some()),
+        let inputs = [
+            (y, y_start),
+            (bias_s.unwrap_or(y), bias_start),
+            (res_s.unwrap_or(y), res_start),
         ];
-        macro_rules! launch {
-            ($t:ty) => {{
-                let yv = view!(y, $t, y_start);
-                let bv = view!(bias_s.unwrap_or(y), $t, bias_start);
-                let rv = view!(res_s.unwrap_or(y), $t, res_start);
-                let func = load_kernel!(dev, "epilogue", y.dtype());
-                let mut b = func.builder();
-                // SAFETY: every element is written by the kernel before it is read.
-                let out = unsafe { dev.alloc::<$t>(len)? };
-                b.arg(&yv).arg(&bv).arg(&rv).arg(&out);
-                for x in &flags {
-                    b.arg(x);
-                }
-                // SAFETY: the arguments match the kernel's signature; shapes checked above.
-                unsafe { b.launch(LaunchConfig::for_num_elems(len as u32)) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match y.dtype() {
-            DType::F32 => launch!(f32),
-            DType::BF16 => launch!(bf16),
-            other => bail!("epilogue kernel: no kernel for {other:?}"),
+        let launch = Launch {
+            name: "epilogue",
+            cfg: LaunchConfig::for_num_elems(len as u32),
+            inputs: &inputs,
+            out_len: len,
+            table: None,
+            ints: &[
+                len as i32,
+                n as i32,
+                i32::from(bias_s.is_some()),
+                i32::from(self.gelu),
+                i32::from(res_s.is_some()),
+            ],
         };
+        // SAFETY: the arguments match the kernel's signature; shapes checked above.
+        let out = unsafe { launch.run() }?;
         Ok((out, Shape::from((m, n))))
     }
 }

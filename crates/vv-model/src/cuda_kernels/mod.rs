@@ -12,8 +12,12 @@ pub(crate) mod swiglu;
 
 use std::sync::OnceLock;
 
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::cudarc::nvrtc;
+use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
 use candle_core::{bail, DType, Layout, Result};
+use half::bf16;
 
 /// Module name under which the device caches the compiled kernels.
 const MODULE: &str = "vv_fused_kernels";
@@ -93,18 +97,72 @@ fn compiled() -> Result<&'static str> {
     ptx().map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
-/// Loads kernel `$name` for `$dtype` on CUDA device `$dev` (a macro: candle's function type
-/// cannot be named outside candle).
-macro_rules! load_kernel {
-    ($dev:expr, $name:expr, $dtype:expr) => {
-        $dev.get_or_load_custom_func(
-            &super::kernel_name($name, $dtype)?,
-            super::MODULE,
-            super::compiled()?,
-        )?
-    };
+/// One launch of a fused kernel, whose arguments are, in order: its inputs (all of one dtype,
+/// each a storage and the start offset of its data), a new output of `out_len` elements, the
+/// i64 KV table if any, then the integer arguments.
+pub(crate) struct Launch<'a> {
+    /// Kernel name without its dtype suffix.
+    pub name: &'static str,
+    pub cfg: LaunchConfig,
+    pub inputs: &'a [(&'a CudaStorage, usize)],
+    pub out_len: usize,
+    pub table: Option<(&'a CudaStorage, usize)>,
+    pub ints: &'a [i32],
 }
-pub(crate) use load_kernel;
+
+impl Launch<'_> {
+    /// Queues the kernel for the inputs' dtype on their device and returns its output.
+    ///
+    /// # Safety
+    /// The arguments must match the kernel's signature, and the sizes, offsets, integers and
+    /// table must keep every access the kernel makes in bounds.
+    pub(crate) unsafe fn run(&self) -> Result<CudaStorage> {
+        let Some((first, _)) = self.inputs.first() else {
+            bail!("fused CUDA kernel {}: no inputs", self.name);
+        };
+        let kernel = kernel_name(self.name, first.dtype())?;
+        // SAFETY: forwarded from the caller.
+        match first.dtype() {
+            DType::F32 => unsafe { self.typed::<f32>(first.device(), &kernel) },
+            DType::BF16 => unsafe { self.typed::<bf16>(first.device(), &kernel) },
+            other => bail!("fused CUDA kernel {}: no kernel for {other:?}", self.name),
+        }
+    }
+
+    /// [`Launch::run`] with inputs of element type `T`, running the compiled `kernel`.
+    unsafe fn typed<T: CudaDType + DeviceRepr>(
+        &self,
+        dev: &CudaDevice,
+        kernel: &str,
+    ) -> Result<CudaStorage> {
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|(s, start)| Ok(s.as_cuda_slice::<T>()?.slice(*start..)))
+            .collect::<Result<Vec<_>>>()?;
+        let table = match self.table {
+            Some((s, start)) => Some(s.as_cuda_slice::<i64>()?.slice(start..)),
+            None => None,
+        };
+        let func = dev.get_or_load_custom_func(kernel, MODULE, compiled()?)?;
+        let mut b = func.builder();
+        // SAFETY: every element is written by the kernel before it is read.
+        let out = unsafe { dev.alloc::<T>(self.out_len)? };
+        for input in &inputs {
+            b.arg(input);
+        }
+        b.arg(&out);
+        if let Some(table) = &table {
+            b.arg(table);
+        }
+        for i in self.ints {
+            b.arg(i);
+        }
+        // SAFETY: the caller guarantees the arguments and bounds (see `run`).
+        unsafe { b.launch(self.cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    }
+}
 
 /// The start offset of a layout whose last dimension is contiguous, or an error.
 fn start_with_unit_stride(l: &Layout, what: &str) -> Result<usize> {
@@ -127,11 +185,3 @@ macro_rules! no_cpu_fwd {
     };
 }
 pub(crate) use no_cpu_fwd;
-
-/// The slice of `s` from `start` as a typed device view, for kernel arguments.
-macro_rules! view {
-    ($s:expr, $t:ty, $start:expr) => {
-        $s.as_cuda_slice::<$t>()?.slice($start..)
-    };
-}
-pub(crate) use view;

@@ -4,14 +4,12 @@
 //! candle's per-stream rotation, two transposed copies and two cache writes (about six
 //! launches per stream and layer).
 
-use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
-use half::bf16;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
 use super::kv_table::KvTable;
-use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
+use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// One thread per (row, head slot, pair `j`/`j + hd/2`). Row `i` of stream `s` sits at
 /// position `table[s] + i`; slots are the `heads` queries, the `kv_heads` keys, then the
@@ -122,49 +120,30 @@ impl CustomOp3 for RopeAppend {
         let Storage::Cuda(table) = &*table else {
             bail!("rope-append kernel: the KV table is not on the GPU");
         };
-        let table = view!(table, i64, start_with_unit_stride(table_l, "table")?);
-        let ints = [
-            self.layer,
-            self.rows[0],
-            self.rows[1],
-            heads,
-            kv_heads,
-            half,
-        ]
-        .map(|x| x as i32);
-        let starts = [
-            start_with_unit_stride(qkv_l, "qkv")?,
-            start_with_unit_stride(cos_l, "cos")?,
-            start_with_unit_stride(sin_l, "sin")?,
+        let inputs = [
+            (qkv, start_with_unit_stride(qkv_l, "qkv")?),
+            (cos, start_with_unit_stride(cos_l, "cos")?),
+            (sin, start_with_unit_stride(sin_l, "sin")?),
         ];
-        let dev = qkv.device().clone();
-        let threads = rows * slots * half;
-        macro_rules! launch {
-            ($t:ty) => {{
-                let (x, c, s) = (
-                    view!(qkv, $t, starts[0]),
-                    view!(cos, $t, starts[1]),
-                    view!(sin, $t, starts[2]),
-                );
-                let func = load_kernel!(dev, "rope_append", qkv.dtype());
-                let mut b = func.builder();
-                // SAFETY: every element is written by the kernel before it is read.
-                let out = unsafe { dev.alloc::<$t>(rows * heads * hd)? };
-                b.arg(&x).arg(&c).arg(&s).arg(&out).arg(&table);
-                for i in &ints {
-                    b.arg(i);
-                }
-                // SAFETY: the arguments match the kernel's signature; the table was built from
-                // caches with room reserved for these rows (`KvTable`).
-                unsafe { b.launch(LaunchConfig::for_num_elems(threads as u32)) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match qkv.dtype() {
-            DType::F32 => launch!(f32),
-            DType::BF16 => launch!(bf16),
-            other => bail!("rope-append kernel: no kernel for {other:?}"),
+        let launch = Launch {
+            name: "rope_append",
+            cfg: LaunchConfig::for_num_elems((rows * slots * half) as u32),
+            inputs: &inputs,
+            out_len: rows * heads * hd,
+            table: Some((table, start_with_unit_stride(table_l, "table")?)),
+            ints: &[
+                self.layer,
+                self.rows[0],
+                self.rows[1],
+                heads,
+                kv_heads,
+                half,
+            ]
+            .map(|x| x as i32),
         };
+        // SAFETY: the arguments match the kernel's signature; the table was built from caches
+        // with room reserved for these rows (`KvTable`).
+        let out = unsafe { launch.run() }?;
         Ok((out, Shape::from((rows, heads, hd))))
     }
 }

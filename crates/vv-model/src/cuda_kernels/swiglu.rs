@@ -2,13 +2,11 @@
 //! two launches on strided halves, each uploading its strides from host memory (which makes
 //! the host wait for the GPU at every layer).
 
-use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
-use half::bf16;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::CudaStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::{load_kernel, no_cpu_fwd, start_with_unit_stride, view};
+use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// One thread per output value of `[rows, half]` from `[rows, 2·half]` (gate first).
 pub(super) const SOURCE: &str = r#"
@@ -45,28 +43,17 @@ impl CustomOp1 for Swiglu {
             bail!("swiglu kernel: input {:?}", x_l.shape());
         }
         let half = width / 2;
-        let dev = x.device().clone();
         let len = rows * half;
-        let start = start_with_unit_stride(x_l, "input")?;
-        let dims = [rows as i32, half as i32];
-        macro_rules! launch {
-            ($t:ty) => {{
-                let xv = view!(x, $t, start);
-                let func = load_kernel!(dev, "swiglu", x.dtype());
-                let mut b = func.builder();
-                // SAFETY: every element is written by the kernel before it is read.
-                let out = unsafe { dev.alloc::<$t>(len)? };
-                b.arg(&xv).arg(&out).arg(&dims[0]).arg(&dims[1]);
-                // SAFETY: the arguments match the kernel's signature; shapes checked above.
-                unsafe { b.launch(LaunchConfig::for_num_elems(len as u32)) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match x.dtype() {
-            DType::F32 => launch!(f32),
-            DType::BF16 => launch!(bf16),
-            other => bail!("swiglu kernel: no kernel for {other:?}"),
+        let launch = Launch {
+            name: "swiglu",
+            cfg: LaunchConfig::for_num_elems(len as u32),
+            inputs: &[(x, start_with_unit_stride(x_l, "input")?)],
+            out_len: len,
+            table: None,
+            ints: &[rows as i32, half as i32],
         };
+        // SAFETY: the arguments match the kernel's signature; shapes checked above.
+        let out = unsafe { launch.run() }?;
         Ok((out, Shape::from((rows, half))))
     }
 }
