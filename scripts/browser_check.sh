@@ -31,11 +31,20 @@ fi
 WORK=$(mktemp -d)
 SERVER_PID=
 CHROME_PID=
+# Keeps the check's exit status: Chromium's helper processes may still be writing its profile
+# when the browser is killed, so removing the work directory is retried, and a directory that
+# cannot be removed is reported, never turned into a failure of the check.
 cleanup() {
+    local status=$?
     [ -n "$CHROME_PID" ] && kill "$CHROME_PID" 2>/dev/null || true
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
     wait 2>/dev/null || true
-    rm -rf "$WORK"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        rm -rf "$WORK" 2>/dev/null && break
+        sleep 0.5
+    done
+    [ ! -e "$WORK" ] || say "could not remove $WORK"
+    exit "$status"
 }
 trap cleanup EXIT
 
