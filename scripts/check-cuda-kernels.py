@@ -13,7 +13,7 @@ import pathlib
 import re
 import sys
 
-KERNELS = "crates/vv-model/src/cuda_kernels"
+KERNELS = "crates/vv-kernels/src/cuda"
 
 
 def source(root: pathlib.Path) -> str:

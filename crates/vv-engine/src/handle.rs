@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
+use crate::capacity::{CapacityModel, CapacityReport};
 use crate::command::{Command, UtteranceId};
 use crate::error::EngineError;
 use crate::events::UtteranceEvent;
@@ -30,6 +31,7 @@ fn dispatch(tx: &SyncSender<Command>, cmd: Command, slots_total: usize) -> Resul
 pub struct EngineHandle {
     commands: SyncSender<Command>,
     slots: Arc<Slots>,
+    capacity: Arc<CapacityModel>,
     info: Arc<EngineInfo>,
     device: Device,
     next_id: Arc<AtomicU64>,
@@ -40,6 +42,7 @@ impl EngineHandle {
     pub(crate) fn new(
         commands: SyncSender<Command>,
         slots: Arc<Slots>,
+        capacity: Arc<CapacityModel>,
         info: Arc<EngineInfo>,
         device: Device,
         max_buffered_frames: usize,
@@ -47,6 +50,7 @@ impl EngineHandle {
         Self {
             commands,
             slots,
+            capacity,
             info,
             device,
             next_id: Arc::new(AtomicU64::new(1)),
@@ -69,9 +73,24 @@ impl EngineHandle {
         self.slots.used()
     }
 
-    /// Utterance slots in all.
+    /// Utterance slots in all (with automatic slots, the capacity measured now).
     pub fn slots_total(&self) -> usize {
         self.slots.total()
+    }
+
+    /// Utterances admitted so far.
+    pub fn admitted(&self) -> u64 {
+        self.slots.admitted()
+    }
+
+    /// Utterances refused for want of a slot so far.
+    pub fn refused(&self) -> u64 {
+        self.slots.refused()
+    }
+
+    /// The capacity and the round times it rests on.
+    pub fn capacity(&self) -> CapacityReport {
+        self.capacity.report()
     }
 
     /// Whether a new utterance would be admitted now.

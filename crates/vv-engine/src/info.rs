@@ -3,13 +3,16 @@
 use serde::Serialize;
 use vv_device::info::ModelInfo;
 
+use crate::capacity::SlotPolicy;
 use crate::error::EngineError;
 
 /// The model as loaded.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
-    /// Hub id or local directory it was loaded from.
+    /// Hub id or local directory it was loaded from (or the random-weights notice).
     pub source: String,
+    /// Random weights of the real shapes: the audio is noise, EOS is off.
+    pub random_weights: bool,
     /// Native output sample rate (24 kHz).
     pub sample_rate: u32,
     /// Samples per decoded frame (3200 for the real model).
@@ -37,8 +40,8 @@ pub struct EngineInfo {
     pub voices: Vec<String>,
     /// Voice used when a request names none.
     pub default_voice: String,
-    /// Concurrent utterances admitted.
-    pub slots_total: usize,
+    /// How concurrent utterances are admitted.
+    pub slots: SlotPolicy,
     /// Crate version.
     pub version: &'static str,
 }

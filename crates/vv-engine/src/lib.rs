@@ -2,6 +2,8 @@
 //! utterance slots with fail-fast admission, cancellation at frame boundaries, metric hooks.
 //! No async runtime: clients read events through runtime-agnostic channels.
 
+mod calibrate;
+pub mod capacity;
 mod command;
 pub mod error;
 pub mod events;
@@ -17,7 +19,9 @@ mod worker;
 
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use capacity::{CapacityModel, CapacityReport, SlotPolicy};
 pub use error::EngineError;
 pub use events::{FinishReason, UtteranceEvent};
 pub use handle::{EngineHandle, UtteranceHandle};
@@ -33,26 +37,49 @@ use worker::{Worker, WorkerLimits};
 /// Commands queued for the model thread at most (text pieces, closes, cancels, starts).
 const COMMAND_QUEUE: usize = 4096;
 
-/// Starts the model thread on a loaded runtime and returns the handle clients use.
+/// Starts the model thread on a loaded runtime and returns the handle clients use. The
+/// capacity model is calibrated first (see `calibrate`): with automatic slots the number of
+/// slots starts from its measurements.
 pub fn start_engine(
     runtime: Runtime,
     opts: &EngineOptions,
     observer: Arc<dyn EngineObserver>,
-) -> std::io::Result<EngineHandle> {
+) -> Result<EngineHandle, LoadError> {
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
-    let slots = Slots::new(opts.slots);
+    let frame = runtime.info.model.frame_samples as f64 / f64::from(runtime.info.model.sample_rate);
+    let capacity = Arc::new(CapacityModel::new(
+        opts.slots,
+        Duration::from_secs_f64(frame),
+    ));
+    calibrate::run(&runtime, &capacity, opts)?;
+    let slots = Slots::new(capacity.capacity());
+    observer.capacity(capacity.capacity(), capacity.headroom_at(1));
     let info = Arc::new(runtime.info.clone());
     let device = runtime.device.clone();
     let limits = WorkerLimits {
         max_frames_per_token: opts.max_frames_per_token,
     };
-    let worker = Worker::new(runtime, rx, observer, limits);
+    let worker = Worker::new(
+        runtime,
+        rx,
+        observer,
+        limits,
+        Arc::clone(&capacity),
+        Arc::clone(&slots),
+    );
     std::thread::Builder::new()
         .name("vv-model".into())
-        .spawn(move || worker.run())?;
+        .spawn(move || worker.run())
+        .map_err(|e| {
+            LoadError::Model(vv_model::ModelError::Io {
+                path: "model thread".into(),
+                source: e,
+            })
+        })?;
     Ok(EngineHandle::new(
         tx,
         slots,
+        capacity,
         info,
         device,
         opts.max_buffered_frames,
@@ -65,11 +92,5 @@ pub fn load_engine(
     probe: &dyn vv_device::probe::DeviceProbe,
     observer: Arc<dyn EngineObserver>,
 ) -> Result<EngineHandle, LoadError> {
-    let runtime = Runtime::load(opts, probe)?;
-    start_engine(runtime, opts, observer).map_err(|e| {
-        LoadError::Model(vv_model::ModelError::Io {
-            path: "model thread".into(),
-            source: e,
-        })
-    })
+    start_engine(Runtime::load(opts, probe)?, opts, observer)
 }

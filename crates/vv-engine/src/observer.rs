@@ -4,12 +4,15 @@ use std::time::Duration;
 
 /// Receives engine measurements; every method has an empty default.
 pub trait EngineObserver: Send + Sync {
-    /// One engine step (a frame for each utterance in the batch) took `elapsed`.
+    /// One engine round (a frame for each utterance in the batch) took `elapsed`.
     fn step(&self, _elapsed: Duration, _batch_size: usize) {}
     /// An utterance waited `wait` between being started and its first engine step.
     fn queue_wait(&self, _wait: Duration) {}
     /// An utterance could not advance because its next text window is incomplete.
     fn text_starved(&self) {}
+    /// After a round (and at start): utterances admitted at once, and the real-time headroom
+    /// at the current batch size (1 − round time / frame duration; `None` before any round).
+    fn capacity(&self, _capacity: usize, _headroom: Option<f64>) {}
 }
 
 /// An observer that records nothing.

@@ -5,11 +5,16 @@ use std::path::PathBuf;
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_model::scheduler::SolverKind;
 
+pub use crate::capacity::SlotPolicy;
+
 /// Engine construction options.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Hub id or local checkpoint directory.
     pub model: String,
+    /// Build the real architecture with random weights instead of loading `model` (for
+    /// capacity measurements without the checkpoint: the audio is noise, EOS never fires).
+    pub random_weights: bool,
     /// Hub revision of the model.
     pub model_revision: Option<String>,
     /// Tokenizer hub id, directory or `tokenizer.json` path.
@@ -24,8 +29,8 @@ pub struct EngineOptions {
     pub device: DeviceRequest,
     /// Dtype request.
     pub dtype: DTypeRequest,
-    /// Concurrent utterances.
-    pub slots: usize,
+    /// Concurrent utterances: fixed, or as many as run in real time.
+    pub slots: SlotPolicy,
     /// Unread audio frames per utterance before `slow_consumer`.
     pub max_buffered_frames: usize,
     /// Safety cap on speech frames per text token.
@@ -34,6 +39,9 @@ pub struct EngineOptions {
     pub warmup: bool,
     /// Replay each frame's work as CUDA graphs (no effect off CUDA).
     pub cuda_graphs: bool,
+    /// Capture the CUDA graphs of every batch-size bucket up to the slot limit during warm-up
+    /// (otherwise each is captured at its first use).
+    pub cuda_graph_warmup: bool,
     /// Default diffusion steps.
     pub diffusion_steps: usize,
     /// Default guidance scale.

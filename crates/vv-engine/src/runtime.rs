@@ -16,10 +16,13 @@ use vv_model::generation::{warmup, PreparedVoice};
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
 use vv_model::text::TextTokenizer;
 use vv_model::voice_preset::{VoiceLibrary, VoicePreset};
-use vv_model::VibeVoiceModel;
+use vv_model::{VibeVoiceConfig, VibeVoiceModel};
 
 use crate::info::{EngineInfo, ModelSummary};
 use crate::options::EngineOptions;
+
+/// What `/api/info` names as the model's source with `random_weights`.
+pub const RANDOM_WEIGHTS_SOURCE: &str = "random weights (real 0.5B shapes)";
 
 /// Voices directory used when none is configured and it exists (the repository ships one).
 pub const DEFAULT_VOICES_DIR: &str = "voices";
@@ -131,9 +134,18 @@ impl Runtime {
             progress: opts.progress,
         };
         let started = Instant::now();
-        let files = resolve_checkpoint(&opts.model, &hub)?;
         let tokenizer = TextTokenizer::from_file(&resolve_tokenizer(&opts.tokenizer, &hub)?)?;
-        let model = VibeVoiceModel::load(&files, &device, dtype.dtype)?;
+        let model = if opts.random_weights {
+            warn!(
+                "RANDOM WEIGHTS: serving the real 0.5B architecture with random weights, not the \
+                 model; every utterance is NOISE and ends only at the frame cap (EOS is off). \
+                 For capacity measurements only."
+            );
+            VibeVoiceModel::random(VibeVoiceConfig::realtime_0_5b(), &device, dtype.dtype)?
+        } else {
+            let files = resolve_checkpoint(&opts.model, &hub)?;
+            VibeVoiceModel::load(&files, &device, dtype.dtype)?
+        };
         model.set_cuda_graphs(opts.cuda_graphs);
         if !opts.cuda_graphs && device.is_cuda() {
             info!("CUDA graphs off by setting: every frame runs kernel by kernel (slower)");
@@ -158,7 +170,12 @@ impl Runtime {
         let cfg = model.config();
         let info = EngineInfo {
             model: ModelSummary {
-                source: opts.model.clone(),
+                source: if opts.random_weights {
+                    RANDOM_WEIGHTS_SOURCE.to_string()
+                } else {
+                    opts.model.clone()
+                },
+                random_weights: opts.random_weights,
                 sample_rate: model.sample_rate(),
                 frame_samples: model.frame_samples(),
                 text_window: vv_model::generation::TEXT_WINDOW,
@@ -170,7 +187,7 @@ impl Runtime {
             device: device_info,
             voices: voices.keys().cloned().collect(),
             default_voice,
-            slots_total: opts.slots.max(1),
+            slots: opts.slots,
             version: env!("CARGO_PKG_VERSION"),
         };
         Ok(Self {

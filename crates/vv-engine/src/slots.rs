@@ -1,6 +1,7 @@
-//! Admission control: a fixed number of utterance slots, taken without waiting.
+//! Admission control: utterance slots, taken without waiting. Their number is fixed or set by
+//! the model thread from its capacity model (`crate::capacity`) after every round.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::EngineError;
@@ -8,18 +9,22 @@ use crate::error::EngineError;
 /// Shared slot counter; a [`SlotGuard`] holds one slot until dropped.
 #[derive(Debug)]
 pub struct Slots {
-    total: usize,
+    total: AtomicUsize,
     used: AtomicUsize,
     draining: AtomicBool,
+    admitted: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Slots {
     /// `total` slots, none used.
     pub fn new(total: usize) -> Arc<Self> {
         Arc::new(Self {
-            total: total.max(1),
+            total: AtomicUsize::new(total.max(1)),
             used: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            admitted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -28,12 +33,33 @@ impl Slots {
         if self.draining.load(Ordering::SeqCst) {
             return Err(EngineError::Draining);
         }
-        self.used
+        let total = self.total();
+        let taken = self
+            .used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
-                (u < self.total).then_some(u + 1)
-            })
-            .map_err(|_| EngineError::Overloaded { total: self.total })?;
+                (u < total).then_some(u + 1)
+            });
+        if taken.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(EngineError::Overloaded { total });
+        }
+        self.admitted.fetch_add(1, Ordering::Relaxed);
         Ok(SlotGuard(Arc::clone(self)))
+    }
+
+    /// Sets the number of slots (slots in use above it are kept until released).
+    pub fn set_total(&self, total: usize) {
+        self.total.store(total.max(1), Ordering::SeqCst);
+    }
+
+    /// Utterances admitted so far.
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
+    }
+
+    /// Utterances refused for want of a slot so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Slots in use.
@@ -43,12 +69,12 @@ impl Slots {
 
     /// Slots in all.
     pub fn total(&self) -> usize {
-        self.total
+        self.total.load(Ordering::SeqCst)
     }
 
     /// Whether a slot could be taken now.
     pub fn has_free(&self) -> bool {
-        !self.is_draining() && self.used() < self.total
+        !self.is_draining() && self.used() < self.total()
     }
 
     /// Stops admitting new work.
@@ -96,6 +122,20 @@ mod tests {
                 prop_assert_eq!(slots.used(), held.len());
             }
         }
+    }
+
+    #[test]
+    fn a_lower_total_refuses_new_work_and_keeps_what_is_held() {
+        let slots = Slots::new(3);
+        let held: Vec<_> = (0..3).map(|_| slots.try_acquire().unwrap()).collect();
+        slots.set_total(1);
+        assert_eq!(slots.try_acquire().unwrap_err().code(), "overloaded");
+        assert_eq!(slots.used(), 3);
+        drop(held);
+        let one = slots.try_acquire().unwrap();
+        assert!(slots.try_acquire().is_err());
+        drop(one);
+        assert_eq!((slots.admitted(), slots.refused()), (4, 2));
     }
 
     #[test]

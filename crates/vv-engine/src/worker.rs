@@ -1,10 +1,13 @@
 //! The model thread: owns the runtime and the active utterances, takes commands from a bounded
-//! channel, and advances every runnable utterance by one frame per round (so a cancel or a
-//! disconnect takes effect within one frame). Candle work never runs on an async runtime.
-//! A step that fails because the device ran out of memory is retried once after the device's
-//! cached buffers are released.
+//! channel, and advances every runnable utterance by one frame per round, all of them in one
+//! batched round of the model (so a cancel or a disconnect takes effect within one frame, a new
+//! utterance gets its first frame in the next round, and an utterance waiting for text sits
+//! rounds out without holding them up). Each round's time feeds the capacity model that sets
+//! the number of slots. Candle work never runs on an async runtime. A round that fails because
+//! the device ran out of memory is retried once after the device's cached buffers are
+//! released; a round that still fails is run utterance by utterance, so only the utterance at
+//! fault fails.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -14,18 +17,20 @@ use candle_core::Device;
 use tracing::{debug, warn};
 use vv_device::fallback::retry_after_clear_cache;
 use vv_device::ops::{BackendOps, CandleOps};
-use vv_model::generation::{GenerationParams, StepOutcome, Utterance};
+use vv_model::generation::{step_round, GenerationParams, StepOutcome, Utterance};
+use vv_model::graphs::MAX_BATCH;
 use vv_model::sampler::GaussianNoise;
 use vv_model::text::IncrementalTokenizer;
-use vv_model::ModelError;
+use vv_model::{ModelError, VibeVoiceModel};
 
+use crate::capacity::CapacityModel;
 use crate::command::{Command, UtteranceId};
 use crate::error::EngineError;
 use crate::events::{FinishReason, UtteranceEvent};
 use crate::observer::EngineObserver;
 use crate::outbox::{Outbox, Queued};
 use crate::runtime::Runtime;
-use crate::slots::SlotGuard;
+use crate::slots::{SlotGuard, Slots};
 
 /// Texts of at most this many words get a `short_text` warning (the model is unstable there).
 const SHORT_TEXT_WORDS: usize = 3;
@@ -38,6 +43,7 @@ pub(crate) struct WorkerLimits {
 }
 
 struct Active {
+    id: UtteranceId,
     utt: Utterance,
     text: IncrementalTokenizer,
     words: usize,
@@ -52,8 +58,10 @@ pub(crate) struct Worker {
     commands: Receiver<Command>,
     observer: Arc<dyn EngineObserver>,
     limits: WorkerLimits,
-    active: HashMap<UtteranceId, Active>,
-    order: Vec<UtteranceId>,
+    capacity: Arc<CapacityModel>,
+    slots: Arc<Slots>,
+    /// In arrival order.
+    active: Vec<Active>,
 }
 
 impl Worker {
@@ -62,21 +70,24 @@ impl Worker {
         commands: Receiver<Command>,
         observer: Arc<dyn EngineObserver>,
         limits: WorkerLimits,
+        capacity: Arc<CapacityModel>,
+        slots: Arc<Slots>,
     ) -> Self {
         Self {
             runtime,
             commands,
             observer,
             limits,
-            active: HashMap::new(),
-            order: Vec::new(),
+            capacity,
+            slots,
+            active: Vec::new(),
         }
     }
 
     /// Runs until a `Shutdown` command or until every handle is gone.
     pub(crate) fn run(mut self) {
         loop {
-            let runnable = self.order.iter().any(|id| self.is_runnable(*id));
+            let runnable = self.active.iter().any(|a| !a.starved);
             let first = if runnable {
                 self.commands.try_recv().ok()
             } else {
@@ -100,8 +111,8 @@ impl Worker {
         }
     }
 
-    fn is_runnable(&self, id: UtteranceId) -> bool {
-        self.active.get(&id).is_some_and(|a| !a.starved)
+    fn get(&mut self, id: UtteranceId) -> Option<&mut Active> {
+        self.active.iter_mut().find(|a| a.id == id)
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -140,7 +151,7 @@ impl Worker {
             cfg_scale: params.cfg_scale as f32,
             diffusion_steps: params.diffusion_steps,
             solver: params.solver,
-            eos_enabled: true,
+            eos_enabled: !self.runtime.info.model.random_weights,
             max_frames_per_token: self.limits.max_frames_per_token,
             max_frames: None,
         };
@@ -149,30 +160,28 @@ impl Worker {
         match Utterance::new(&self.runtime.model, prepared, gen, noise) {
             Ok(utt) => {
                 debug!(id, voice, seed, "utterance started");
-                self.active.insert(
+                self.active.push(Active {
                     id,
-                    Active {
-                        utt,
-                        text: IncrementalTokenizer::new(),
-                        words: 0,
-                        outbox,
-                        _slot: slot,
-                        queued_at: Some(queued_at),
-                        starved: true,
-                    },
-                );
-                self.order.push(id);
+                    utt,
+                    text: IncrementalTokenizer::new(),
+                    words: 0,
+                    outbox,
+                    _slot: slot,
+                    queued_at: Some(queued_at),
+                    starved: true,
+                });
             }
             Err(e) => outbox.fail(e.into()),
         }
     }
 
     fn text(&mut self, id: UtteranceId, text: &str) {
-        let Some(a) = self.active.get_mut(&id) else {
+        let tokenizer = &self.runtime.tokenizer;
+        let Some(a) = self.active.iter_mut().find(|a| a.id == id) else {
             return;
         };
         a.words += text.split_whitespace().count();
-        match a.text.push(&self.runtime.tokenizer, text) {
+        match a.text.push(tokenizer, text) {
             Ok(ids) => {
                 if !ids.is_empty() {
                     a.utt.push_tokens(&ids);
@@ -184,10 +193,11 @@ impl Worker {
     }
 
     fn close(&mut self, id: UtteranceId) {
-        let Some(a) = self.active.get_mut(&id) else {
+        let tokenizer = &self.runtime.tokenizer;
+        let Some(a) = self.active.iter_mut().find(|a| a.id == id) else {
             return;
         };
-        match a.text.finish(&self.runtime.tokenizer) {
+        match a.text.finish(tokenizer) {
             Ok(ids) => {
                 a.utt.push_tokens(&ids);
                 a.utt.close_input();
@@ -214,7 +224,8 @@ impl Worker {
     /// The slot is released before the event is queued, so a client that starts new work as
     /// soon as it reads the terminal event finds the slot free.
     fn remove(&mut self, id: UtteranceId, terminal: impl FnOnce(&Active) -> UtteranceEvent) {
-        if let Some(a) = self.active.remove(&id) {
+        if let Some(pos) = self.active.iter().position(|a| a.id == id) {
+            let a = self.active.remove(pos);
             let ev = terminal(&a);
             let Active {
                 mut outbox,
@@ -224,11 +235,11 @@ impl Worker {
             drop(slot);
             outbox.event(ev);
         }
-        self.order.retain(|x| *x != id);
     }
 
     fn cancel_all(&mut self) {
-        for id in self.order.clone() {
+        let ids: Vec<UtteranceId> = self.active.iter().map(|a| a.id).collect();
+        for id in ids {
             self.remove(id, |a| UtteranceEvent::Cancelled {
                 frames: a.utt.frames() as u32,
             });
@@ -238,10 +249,10 @@ impl Worker {
     /// Cancels utterances whose client dropped its handle.
     fn drop_disconnected(&mut self) {
         let gone: Vec<UtteranceId> = self
-            .order
+            .active
             .iter()
-            .copied()
-            .filter(|id| self.active.get(id).is_some_and(|a| a.outbox.is_closed()))
+            .filter(|a| a.outbox.is_closed())
+            .map(|a| a.id)
             .collect();
         for id in gone {
             debug!(id, "client gone; cancelling");
@@ -251,34 +262,54 @@ impl Worker {
         }
     }
 
-    /// Advances every runnable utterance by one frame.
+    /// Advances every runnable utterance by one frame in one batched round (in parts of
+    /// [`MAX_BATCH`] beyond that), then hands out the outcomes and updates the capacity.
     fn round(&mut self) {
         let started = Instant::now();
-        let mut produced = 0;
-        for id in self.order.clone() {
-            if self.is_runnable(id) && self.advance(id) {
-                produced += 1;
+        let (model, device) = (&self.runtime.model, &self.runtime.device);
+        let observer = &self.observer;
+        let mut ids = Vec::new();
+        let mut utts: Vec<&mut Utterance> = Vec::new();
+        for a in self.active.iter_mut().filter(|a| !a.starved) {
+            if let Some(q) = a.queued_at.take() {
+                observer.queue_wait(q.elapsed());
             }
+            ids.push(a.id);
+            utts.push(&mut a.utt);
         }
+        if ids.is_empty() {
+            return;
+        }
+        let outcomes: Vec<Result<StepOutcome, EngineError>> = utts
+            .chunks_mut(MAX_BATCH)
+            .flat_map(|part| step_part(model, device, part))
+            .collect();
+        drop(utts);
+        let produced = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(StepOutcome::Frame { .. })))
+            .count();
+        for (id, outcome) in ids.iter().zip(outcomes) {
+            self.dispatch(*id, outcome);
+        }
+        let elapsed = started.elapsed();
         if produced > 0 {
-            self.observer.step(started.elapsed(), produced);
+            self.observer.step(elapsed, ids.len());
+            self.capacity.observe(ids.len(), elapsed);
+            let capacity = self.capacity.capacity();
+            self.slots.set_total(capacity);
+            self.observer
+                .capacity(capacity, self.capacity.headroom_at(ids.len()));
         }
     }
 
-    /// One step of one utterance; true when it produced a frame.
-    fn advance(&mut self, id: UtteranceId) -> bool {
-        let (model, device) = (&self.runtime.model, &self.runtime.device);
-        let Some(a) = self.active.get_mut(&id) else {
-            return false;
+    /// Hands one utterance's outcome of a round to its client.
+    fn dispatch(&mut self, id: UtteranceId, outcome: Result<StepOutcome, EngineError>) {
+        let Some(a) = self.get(id) else {
+            return;
         };
-        if let Some(q) = a.queued_at.take() {
-            self.observer.queue_wait(q.elapsed());
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            step_with_retry(&CandleOps, device, || a.utt.step(model))
-        }));
         match outcome {
-            Ok(Ok(StepOutcome::Frame { audio, last })) => {
+            Ok(StepOutcome::Frame { audio, last }) => {
                 let seq = (a.utt.frames() - 1) as u32;
                 let queued = a.outbox.audio(UtteranceEvent::Audio {
                     seq,
@@ -298,46 +329,61 @@ impl Worker {
                         frames: a.utt.frames() as u32,
                     }),
                 }
-                true
             }
-            Ok(Ok(StepOutcome::NeedText)) => {
+            Ok(StepOutcome::NeedText) => {
                 a.starved = true;
                 self.observer.text_starved();
-                false
             }
-            Ok(Ok(StepOutcome::Finished(reason))) => {
+            Ok(StepOutcome::Finished(reason)) => {
                 self.remove(id, |a| UtteranceEvent::Finished {
                     reason,
                     frames: a.utt.frames() as u32,
                 });
-                false
             }
-            Ok(Err(e)) => {
-                self.fail(id, e.into());
-                false
-            }
-            Err(_) => {
-                self.fail(
-                    id,
-                    EngineError::Model {
-                        code: "internal_error",
-                        message: "the model panicked on this utterance".into(),
-                    },
-                );
-                false
-            }
+            Err(e) => self.fail(id, e),
         }
+    }
+}
+
+/// One batched round of `utts`; when it fails (after the out-of-memory retry) each utterance
+/// is stepped alone, so that only the one at fault fails.
+fn step_part(
+    model: &VibeVoiceModel,
+    device: &Device,
+    utts: &mut [&mut Utterance],
+) -> Vec<Result<StepOutcome, EngineError>> {
+    match guarded(|| step_with_retry(&CandleOps, device, || step_round(model, utts))) {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(error) if utts.len() == 1 => vec![Err(error)],
+        Err(error) => {
+            warn!(error = %error, batch = utts.len(), "a batched round failed; stepping its utterances one by one");
+            utts.iter_mut()
+                .map(|u| guarded(|| step_with_retry(&CandleOps, device, || u.step(model))))
+                .collect()
+        }
+    }
+}
+
+/// Runs `f`, turning its model error or panic into the engine's error.
+fn guarded<T>(f: impl FnOnce() -> vv_model::Result<T>) -> Result<T, EngineError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(EngineError::Model {
+            code: "internal_error",
+            message: "the model panicked on this utterance".into(),
+        }),
     }
 }
 
 /// Runs `step`; when it fails because `device` ran out of memory (as
 /// [`vv_device::fallback::classify`] reads candle's error), releases the device's cached buffers
 /// through `ops` and runs it once more. Other errors, and the second attempt's, are returned.
-fn step_with_retry(
+fn step_with_retry<T>(
     ops: &dyn BackendOps,
     device: &Device,
-    mut step: impl FnMut() -> vv_model::Result<StepOutcome>,
-) -> vv_model::Result<StepOutcome> {
+    mut step: impl FnMut() -> vv_model::Result<T>,
+) -> vv_model::Result<T> {
     // Only candle errors come from the device; the retry helper sees those and passes every
     // other outcome through untouched.
     let outcome = retry_after_clear_cache(ops, device, || match step() {

@@ -10,7 +10,8 @@ use futures::executor::block_on;
 use vv_device::probe::SystemProbe;
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_engine::{
-    load_engine, EngineHandle, EngineOptions, NoopObserver, SynthesisParams, UtteranceEvent,
+    load_engine, EngineHandle, EngineOptions, NoopObserver, SlotPolicy, SynthesisParams,
+    UtteranceEvent,
 };
 use vv_model::scheduler::SolverKind;
 
@@ -34,6 +35,7 @@ fn engine(slots: usize) -> EngineHandle {
     .unwrap();
     let opts = EngineOptions {
         model: testdata("vibevoice-tiny/model").display().to_string(),
+        random_weights: false,
         model_revision: None,
         tokenizer: testdata("vibevoice-tiny/tokenizer/tokenizer.json")
             .display()
@@ -43,11 +45,12 @@ fn engine(slots: usize) -> EngineHandle {
         default_voice: None,
         device: DeviceRequest::Cpu,
         dtype: DTypeRequest::Auto,
-        slots,
+        slots: SlotPolicy::Fixed { slots },
         max_buffered_frames: 64,
         max_frames_per_token: 3,
         warmup: true,
         cuda_graphs: true,
+        cuda_graph_warmup: true,
         diffusion_steps: 5,
         cfg_scale: 1.5,
         solver: SolverKind::Ode,

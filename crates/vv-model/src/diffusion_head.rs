@@ -188,9 +188,9 @@ pub struct DiffusionHead {
     hidden: usize,
     latent: usize,
     device: Device,
-    /// Sampling loops captured as CUDA graphs (see `crate::sampler_graph`).
+    /// Sampling loops captured as CUDA graphs (see `crate::graphs::sampler`).
     #[cfg(feature = "cuda")]
-    graphs: crate::sampler_graph::GraphCache,
+    graphs: crate::graphs::sampler::GraphCache,
 }
 
 impl DiffusionHead {
@@ -223,13 +223,13 @@ impl DiffusionHead {
             latent: cfg.latent_size,
             device: vb.device().clone(),
             #[cfg(feature = "cuda")]
-            graphs: crate::sampler_graph::GraphCache::new("diffusion sampling loop"),
+            graphs: crate::graphs::sampler::GraphCache::new("diffusion sampling loop"),
         })
     }
 
     /// The CUDA graphs captured for this head (shared by its clones).
     #[cfg(feature = "cuda")]
-    pub(crate) fn graphs(&self) -> &crate::sampler_graph::GraphCache {
+    pub(crate) fn graphs(&self) -> &crate::graphs::sampler::GraphCache {
         &self.graphs
     }
 

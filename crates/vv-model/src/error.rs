@@ -29,6 +29,8 @@ pub enum ModelError {
     Fixture { path: String, reason: String },
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("the model panicked: {0}")]
+    Panicked(String),
 }
 
 impl ModelError {
@@ -46,6 +48,7 @@ impl ModelError {
             ModelError::InvalidInput(_) => "invalid_input",
             ModelError::Fixture { .. } => "fixture_error",
             ModelError::Candle(_) => "compute_error",
+            ModelError::Panicked(_) => "internal_error",
         }
     }
 }

@@ -251,21 +251,6 @@ impl KvCache {
         self.view(i, self.len + n)
     }
 
-    /// Layer `i`'s whole key and value buffers `[num_kv_heads, capacity, head_dim]`, for a
-    /// kernel that writes the `n` positions after the committed ones in place; room must have
-    /// been reserved. [`KvCache::view`] then gives the filled positions.
-    #[cfg(feature = "cuda")]
-    pub(crate) fn buffers(&self, i: usize, n: usize) -> Result<(&Tensor, &Tensor)> {
-        match (self.keys.get(i), self.values.get(i)) {
-            (Some(k), Some(v)) if self.len + n <= self.capacity => Ok((k, v)),
-            _ => Err(ModelError::InvalidInput(format!(
-                "kv cache: layer {i} of {} has no room reserved for {n} positions (len {}, \
-                 capacity {})",
-                self.num_layers, self.len, self.capacity
-            ))),
-        }
-    }
-
     /// Advances the length by `n` after every layer's block was appended.
     pub(crate) fn commit(&mut self, n: usize) {
         self.len += n;
@@ -304,6 +289,33 @@ impl KvCache {
         }
         self.commit(len);
         Ok(())
+    }
+}
+
+/// What the fused CUDA kernels read of a cache (room must be reserved for the rows written).
+#[cfg(feature = "cuda")]
+impl vv_kernels::cuda::kv_table::KvBuffers for KvCache {
+    fn position(&self) -> usize {
+        self.len
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_layers
+    }
+
+    fn layer_buffers(&self, layer: usize) -> candle_core::Result<(&Tensor, &Tensor)> {
+        match (self.keys.get(layer), self.values.get(layer)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => candle_core::bail!(
+                "kv cache: layer {layer} of {} has no buffers (capacity {})",
+                self.num_layers,
+                self.capacity
+            ),
+        }
     }
 }
 

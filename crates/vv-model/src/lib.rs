@@ -6,17 +6,11 @@
 pub mod acoustic_decoder;
 pub mod config;
 pub mod connector;
-mod cpu_kernels;
-#[cfg(feature = "cuda")]
-mod cuda_graph;
-#[cfg(feature = "cuda")]
-mod cuda_kernels;
 pub mod diffusion_head;
 pub mod eos_classifier;
 pub mod error;
-#[cfg(feature = "cuda")]
-mod feedback_graph;
 pub mod generation;
+pub mod graphs;
 pub mod kv_cache;
 pub mod language_model;
 pub mod linear;
@@ -26,14 +20,11 @@ pub mod placement;
 pub mod qwen2;
 pub mod random_init;
 pub mod rope;
+mod rows;
 pub mod sampler;
-#[cfg(feature = "cuda")]
-mod sampler_graph;
 pub mod scheduler;
 pub mod source;
 pub mod text;
-#[cfg(feature = "cuda")]
-mod text_window_graph;
 pub mod voice_preset;
 
 pub use config::VibeVoiceConfig;

@@ -40,12 +40,33 @@ pub struct VibeVoiceModel {
     /// Device and dtype of each component, indexed like [`Component::ALL`].
     places: [Place; 6],
     fallbacks: Vec<Component>,
-    /// The speech feedback step captured as a CUDA graph (see `crate::feedback_graph`).
+    /// The speech feedback step captured as CUDA graphs (see `crate::graphs::feedback`).
     #[cfg(feature = "cuda")]
-    pub(crate) feedback_graphs: crate::feedback_graph::GraphCache,
-    /// Text windows captured as CUDA graphs (see `crate::text_window_graph`).
+    pub(crate) feedback_graphs: crate::graphs::feedback::GraphCache,
+    /// Text windows captured as CUDA graphs (see `crate::graphs::text_window`).
     #[cfg(feature = "cuda")]
-    pub(crate) text_window_graphs: crate::text_window_graph::GraphCache,
+    pub(crate) text_window_graphs: crate::graphs::text_window::GraphCache,
+}
+
+/// One utterance's text window in a batch: its token ids (1 to 5) and the two caches it extends.
+pub struct TextWindow<'a> {
+    /// The window's token ids.
+    pub ids: &'a [u32],
+    /// The lower LM's cache.
+    pub kv_lm: &'a mut KvCache,
+    /// The positive TTS stream's cache.
+    pub kv_pos: &'a mut KvCache,
+}
+
+/// What feeding a batch of frames back gives, row `b` for frame `b`.
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    /// The positive streams' new hidden states `[B, hidden]`.
+    pub h_pos: Tensor,
+    /// The negative streams' new hidden states `[B, hidden]`.
+    pub h_neg: Tensor,
+    /// The EOS classifier's logits on `h_pos`, `[B, 1]` f32 (still on the device).
+    pub eos_logits: Tensor,
 }
 
 fn open_weights(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
@@ -155,9 +176,9 @@ impl VibeVoiceModel {
             places,
             fallbacks: Vec::new(),
             #[cfg(feature = "cuda")]
-            feedback_graphs: crate::feedback_graph::GraphCache::new("speech feedback step"),
+            feedback_graphs: crate::graphs::feedback::GraphCache::new("speech feedback step"),
             #[cfg(feature = "cuda")]
-            text_window_graphs: crate::text_window_graph::GraphCache::new("text window"),
+            text_window_graphs: crate::graphs::text_window::GraphCache::new("text windows"),
         })
     }
 
@@ -327,16 +348,43 @@ impl VibeVoiceModel {
         kv_lm: &mut KvCache,
         kv_pos: &mut KvCache,
     ) -> Result<Tensor> {
-        let Some(last) = ids.len().checked_sub(1) else {
+        self.text_windows(&mut [TextWindow { ids, kv_lm, kv_pos }])
+    }
+
+    /// Runs the text windows of several utterances in one pass of each LM (their caches at
+    /// different positions), committing each window's tokens to its caches; returns each
+    /// window's last positive hidden row, `[W, hidden]`. On CUDA the batch replays the graph
+    /// of its bucket.
+    pub fn text_windows(&self, windows: &mut [TextWindow]) -> Result<Tensor> {
+        if windows.is_empty() || windows.iter().any(|w| w.ids.is_empty()) {
             return Err(ModelError::InvalidInput("an empty text window".into()));
-        };
+        }
         #[cfg(feature = "cuda")]
-        if let Some(h) = crate::text_window_graph::forward(self, ids, kv_lm, kv_pos)? {
+        if let Some(h) = crate::graphs::text_window::forward(self, windows)? {
             return Ok(h);
         }
-        let h_text = self.text_lm.forward(ids, kv_lm)?;
-        let h = self.tts_lm.forward(TtsInput::text(&h_text), kv_pos)?;
-        Ok(h.narrow(0, last, 1)?)
+        let rows: Vec<usize> = windows.iter().map(|w| w.ids.len()).collect();
+        let ids: Vec<u32> = windows.iter().flat_map(|w| w.ids.iter().copied()).collect();
+        let (mut lm, mut pos): (Vec<&mut KvCache>, Vec<&mut KvCache>) = windows
+            .iter_mut()
+            .map(|w| (&mut *w.kv_lm, &mut *w.kv_pos))
+            .unzip();
+        let h_text =
+            self.text_lm
+                .stack()
+                .forward_packed(&self.text_lm.embed(&ids)?, &rows, &mut lm)?;
+        let h_text = self.place(Component::TtsLm).put(&h_text)?;
+        let x = self.tts_lm.input_embeds(&TtsInput::text(&h_text))?;
+        let h = self.tts_lm.stack().forward_packed(&x, &rows, &mut pos)?;
+        let last: Vec<u32> = rows
+            .iter()
+            .scan(0, |end, n| {
+                *end += n;
+                Some(*end as u32 - 1)
+            })
+            .collect();
+        let last = Tensor::new(last.as_slice(), h.device())?;
+        Ok(h.index_select(&last, 0)?)
     }
 
     /// Feeds a frame's latent `z` (`[1, latent]`) back through the connector into both CFG
@@ -348,20 +396,58 @@ impl VibeVoiceModel {
         kv_pos: &mut KvCache,
         kv_neg: &mut KvCache,
     ) -> Result<(Tensor, Tensor)> {
+        let out = self.feed_speech_batch(z, &mut [kv_pos], &mut [kv_neg])?;
+        Ok((out.h_pos, out.h_neg))
+    }
+
+    /// Feeds the latents of a batch of frames (`z` `[B, latent]`, row `b` for the caches
+    /// `kv_pos[b]`, `kv_neg[b]`) back through the connector into both CFG streams of each (one
+    /// speech row each, `2B` streams in one TTS-LM pass), committing one position to each cache,
+    /// and runs the EOS classifier on the positive rows. On CUDA the batch replays the graph of
+    /// its bucket.
+    pub fn feed_speech_batch(
+        &self,
+        z: &Tensor,
+        kv_pos: &mut [&mut KvCache],
+        kv_neg: &mut [&mut KvCache],
+    ) -> Result<Feedback> {
+        let batch = z.dim(0)?;
+        if batch == 0 || kv_pos.len() != batch || kv_neg.len() != batch {
+            return Err(ModelError::InvalidInput(format!(
+                "{batch} latents for {} positive and {} negative caches",
+                kv_pos.len(),
+                kv_neg.len()
+            )));
+        }
         #[cfg(feature = "cuda")]
-        if let Some(rows) = crate::feedback_graph::feed(self, z, kv_pos, kv_neg)? {
-            return Ok((rows.narrow(0, 0, 1)?, rows.narrow(0, 1, 1)?));
+        if let Some(out) = crate::graphs::feedback::feed(self, z, kv_pos, kv_neg)? {
+            return Ok(out);
         }
         let e = self
             .connector
             .forward(&self.place(Component::Connector).put(z)?)?;
         let e = self.place(Component::TtsLm).put(&e)?;
-        let inputs = [TtsInput::speech(&e), TtsInput::speech(&e)];
-        let mut out = self.tts_lm.forward_batch(&inputs, &mut [kv_pos, kv_neg])?;
-        match (out.pop(), out.pop()) {
-            (Some(neg), Some(pos)) => Ok((pos, neg)),
-            _ => Err(ModelError::InvalidInput("TTS LM returned no rows".into())),
-        }
+        let x = self.tts_lm.input_embeds(&TtsInput::speech(&e))?;
+        let mut caches: Vec<&mut KvCache> = kv_pos
+            .iter_mut()
+            .map(|c| &mut **c)
+            .chain(kv_neg.iter_mut().map(|c| &mut **c))
+            .collect();
+        let rows = vec![1; 2 * batch];
+        let h =
+            self.tts_lm
+                .stack()
+                .forward_packed(&Tensor::cat(&[&x, &x], 0)?, &rows, &mut caches)?;
+        let h_pos = h.narrow(0, 0, batch)?;
+        let eos_logits = self
+            .eos
+            .logit(&self.place(Component::EosClassifier).put(&h_pos)?)?
+            .to_dtype(DType::F32)?;
+        Ok(Feedback {
+            h_neg: h.narrow(0, batch, batch)?,
+            h_pos,
+            eos_logits,
+        })
     }
 
     /// The text LM (lower layers).

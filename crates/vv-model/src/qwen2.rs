@@ -58,8 +58,8 @@ impl Mlp {
 /// two ops elsewhere.
 fn swiglu(gate_up: &Tensor) -> candle_core::Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if gate_up.device().is_cuda() && crate::cuda_kernels::supported(gate_up.dtype()) {
-        return crate::cuda_kernels::swiglu::swiglu(gate_up);
+    if gate_up.device().is_cuda() && vv_kernels::cuda::supported(gate_up.dtype()) {
+        return vv_kernels::cuda::swiglu::swiglu(gate_up);
     }
     candle_nn::ops::swiglu(gate_up)
 }
@@ -247,17 +247,16 @@ impl Qwen2Stack {
     }
 
     /// The fused CUDA kernels' table of `caches` (room reserved for `rows`), or `None` where
-    /// they do not apply (not CUDA, a dtype without kernels, more than two streams, positions
-    /// they do not reach).
+    /// they do not apply (not CUDA, a dtype without kernels, positions they do not reach).
     #[cfg(feature = "cuda")]
     fn kv_table(
         &self,
         caches: &[&mut KvCache],
         rows: &[usize],
-    ) -> Result<Option<crate::cuda_kernels::kv_table::KvTable>> {
+    ) -> Result<Option<vv_kernels::cuda::kv_table::KvTable>> {
+        use vv_kernels::cuda::kv_table::{KvTable, StreamRows};
         let applies = self.device.is_cuda()
-            && crate::cuda_kernels::supported(self.dtype)
-            && rows.len() <= 2
+            && vv_kernels::cuda::supported(self.dtype)
             && caches
                 .iter()
                 .zip(rows)
@@ -265,8 +264,25 @@ impl Qwen2Stack {
         if !applies {
             return Ok(None);
         }
-        let table = crate::cuda_kernels::kv_table::KvTable::upload(caches, rows, &self.device)?;
-        Ok(Some(table))
+        let streams: Vec<StreamRows> = caches
+            .iter()
+            .zip(rows)
+            .map(|(cache, &rows)| StreamRows {
+                cache: &**cache,
+                rows,
+            })
+            .collect();
+        Ok(Some(KvTable::upload(&streams, &self.device)?))
+    }
+
+    /// A cache no stream owns, with room for `rows` positions: the padding streams of a CUDA
+    /// graph captured for more streams than a replay has write and read it (their rows are
+    /// discarded), so real caches are never touched by padding.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn scratch_cache(&self, rows: usize) -> Result<KvCache> {
+        let mut cache = self.new_cache();
+        cache.reserve(rows)?;
+        Ok(cache)
     }
 
     /// The layers and the final norm through the fused CUDA kernels only, the caches reached
@@ -275,7 +291,7 @@ impl Qwen2Stack {
     pub(crate) fn run_fused(
         &self,
         x: &Tensor,
-        kv: crate::cuda_kernels::kv_table::KvTable,
+        kv: vv_kernels::cuda::kv_table::KvTable,
     ) -> Result<Tensor> {
         let mut ctx = StepContext {
             rope: &self.rope,
@@ -291,7 +307,7 @@ impl Qwen2Stack {
     #[cfg(feature = "cuda")]
     pub(crate) fn fused_reach(&self, end: usize) -> bool {
         self.rope.tables().0.dim(0).is_ok_and(|rows| end <= rows)
-            && crate::cuda_kernels::attention::fits(end, self.head_dim)
+            && vv_kernels::cuda::attention::fits(end, self.head_dim)
     }
 
     /// Whether `cache` was made for this stack (layers, KV heads, head width, dtype, device).

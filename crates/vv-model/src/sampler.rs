@@ -168,25 +168,48 @@ impl DiffusionSampler {
         noise: &[f32],
         step_noise: Option<&mut dyn NoiseSource>,
     ) -> Result<Tensor> {
+        let h = self.head.hidden_size();
+        let mut sources: Vec<&mut dyn NoiseSource> = step_noise.into_iter().collect();
+        self.sample_frames(
+            &positive.reshape((1, h))?,
+            &negative.reshape((1, h))?,
+            &[guidance],
+            noise,
+            &mut sources,
+        )
+    }
+
+    /// Samples B frames of a round: conditions `[B, H]` on the head's device, one guidance
+    /// scale per frame, the initial noise `B·latent` values (row `b` for frame `b`), and for the
+    /// SDE solver one step-noise source per frame. Returns z `[B, latent]` f32 on the head's
+    /// device. On CUDA the ODE solver replays the graph of the batch's bucket.
+    pub fn sample_frames(
+        &self,
+        positive: &Tensor,
+        negative: &Tensor,
+        guidance: &[f32],
+        noise: &[f32],
+        step_noise: &mut [&mut dyn NoiseSource],
+    ) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if step_noise.is_none() {
+        if step_noise.is_empty() {
             if let Some(z) =
-                crate::sampler_graph::sample(self, positive, negative, guidance, noise)?
+                crate::graphs::sampler::sample(self, positive, negative, guidance, noise)?
             {
                 return Ok(z);
             }
         }
-        let h = self.head.hidden_size();
         let device = self.head.device();
-        let noise = Tensor::from_slice(noise, (1, noise.len()), device)?;
+        let latent = self.head.latent_size();
+        let rows = noise.len() / latent.max(1);
+        let noise = Tensor::from_slice(noise, (rows, latent), device)?;
         let batch = FrameBatch {
-            positive: &positive.reshape((1, h))?,
-            negative: &negative.reshape((1, h))?,
-            guidance: &[guidance],
+            positive,
+            negative,
+            guidance,
             noise: &noise,
         };
-        let mut sources: Vec<&mut dyn NoiseSource> = step_noise.into_iter().collect();
-        self.sample_batch(batch, &mut sources)
+        self.sample_batch(batch, step_noise)
     }
 
     /// Samples B frames at once; returns `[B, latent]` f32. `step_noise` holds one source

@@ -2,10 +2,11 @@
 
 use std::io::IsTerminal;
 
-use vv_engine::EngineOptions;
+use vv_engine::{EngineOptions, SlotPolicy};
+use vv_model::graphs::MAX_BATCH;
 use vv_model::scheduler::SolverKind;
 
-use crate::config::{Settings, Solver};
+use crate::config::{MaxSlots, Settings, Solver};
 
 /// The engine's solver for a configured solver.
 pub fn solver_kind(solver: Solver) -> SolverKind {
@@ -21,6 +22,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
     let limits = &settings.limits;
     EngineOptions {
         model: settings.model.clone(),
+        random_weights: settings.random_weights,
         model_revision: Some(settings.model_revision.clone()).filter(|r| !r.is_empty()),
         tokenizer: settings.tokenizer.clone(),
         cache_dir: settings.cache_dir.clone(),
@@ -28,11 +30,18 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         default_voice: settings.default_voice.clone(),
         device: settings.device,
         dtype: settings.dtype,
-        slots: limits.max_slots,
+        slots: match limits.max_slots {
+            MaxSlots::Auto => SlotPolicy::Auto {
+                headroom: settings.capacity_headroom,
+                limit: MAX_BATCH,
+            },
+            MaxSlots::Fixed(n) => SlotPolicy::Fixed { slots: n },
+        },
         max_buffered_frames: limits.max_buffered_frames,
         max_frames_per_token: limits.max_frames_per_token,
         warmup: settings.warmup,
         cuda_graphs: settings.cuda_graphs,
+        cuda_graph_warmup: settings.cuda_graph_warmup,
         diffusion_steps: settings.diffusion_steps,
         cfg_scale: f64::from(settings.cfg_scale),
         solver: solver_kind(settings.solver),
@@ -47,11 +56,21 @@ mod tests {
     #[test]
     fn settings_carry_over() {
         let mut s = Settings::default();
-        s.limits.max_slots = 3;
+        s.limits.max_slots = MaxSlots::Fixed(3);
         s.solver = Solver::Sde;
         s.model_revision = String::new();
         let o = engine_options(&s);
-        assert_eq!(o.slots, 3);
+        assert_eq!(o.slots, SlotPolicy::Fixed { slots: 3 });
+        s.limits.max_slots = MaxSlots::Auto;
+        s.capacity_headroom = 0.5;
+        let limit = MAX_BATCH;
+        assert_eq!(
+            engine_options(&s).slots,
+            SlotPolicy::Auto {
+                headroom: 0.5,
+                limit
+            }
+        );
         assert_eq!(o.solver, SolverKind::Sde);
         assert_eq!(o.model_revision, None);
         assert_eq!(o.diffusion_steps, 5);

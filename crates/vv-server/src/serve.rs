@@ -167,7 +167,7 @@ async fn load_engine(state: AppState) -> ServeError {
                 device = %info.device.device,
                 dtype = %info.device.dtype.as_str(),
                 voices = info.voices.len(),
-                slots = info.slots_total,
+                slots = engine.slots_total(),
                 load_seconds = info.model.load_seconds,
                 warmup_seconds = info.model.warmup_seconds,
                 "model ready"

@@ -113,6 +113,9 @@ impl AppState {
         let metrics = &self.inner.metrics;
         if let Some(engine) = self.loaded_engine() {
             metrics.record_slots(engine.slots_used(), engine.slots_total());
+            metrics
+                .capacity
+                .admissions(engine.admitted(), engine.refused());
         }
         if let Some(device) = self.device() {
             metrics.device.update(&device.stats());

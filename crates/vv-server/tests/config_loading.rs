@@ -5,8 +5,8 @@ mod support;
 use support::{env_of, lookup, scratch_dir, write_file};
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_server::config::{
-    field_spec, CommandLine, ConfigError, LoadedSettings, LogFormat, Settings, Solver, Source,
-    REDACTED,
+    field_spec, CommandLine, ConfigError, LoadedSettings, LogFormat, MaxSlots, Settings, Solver,
+    Source, REDACTED,
 };
 
 fn flags(pairs: &[(&str, &str)]) -> CommandLine {
@@ -41,7 +41,7 @@ fn nothing_set_gives_the_documented_defaults() {
     let l = s.limits;
     assert_eq!(
         (l.max_slots, l.max_text_chars, l.max_message_bytes),
-        (4, 5000, 65536)
+        (MaxSlots::Auto, 5000, 65536)
     );
     assert_eq!((l.max_frames_per_token, l.max_buffered_frames), (10, 64));
     assert_eq!(
@@ -75,7 +75,7 @@ fn each_layer_overrides_the_previous_one() {
     assert_eq!(s.diffusion_steps, 8);
     assert_eq!(s.solver, Solver::Ode);
     assert_eq!(s.dtype, DTypeRequest::F16);
-    assert_eq!(s.limits.max_slots, 3);
+    assert_eq!(s.limits.max_slots, MaxSlots::Fixed(3));
     assert_eq!(s.cfg_scale, 1.5);
     assert_eq!(loaded.config_file.as_deref(), Some(file.as_path()));
     assert_eq!(loaded.source_of("port"), Some(Source::Flag("port")));

@@ -155,7 +155,8 @@ async fn empty_text_gives_no_audio() {
 
 #[tokio::test]
 async fn a_second_client_gets_backend_busy_and_1013() {
-    let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
+    let server =
+        TestServer::ready(|s| s.limits.max_slots = vv_server::config::MaxSlots::Fixed(1)).await;
     let long = "A long demo utterance that keeps the only slot busy for a good while. ".repeat(8);
     let mut first = connect(
         &server,

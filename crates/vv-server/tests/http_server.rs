@@ -46,7 +46,8 @@ async fn health_at_once_ready_after_warmup() {
 
 #[tokio::test]
 async fn info_voices_models_and_config() {
-    let server = TestServer::ready(|s| s.limits.max_slots = 3).await;
+    let server =
+        TestServer::ready(|s| s.limits.max_slots = vv_server::config::MaxSlots::Fixed(3)).await;
     let (status, info) = server.get_json("/api/info").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(info["status"], "ready");

@@ -316,7 +316,8 @@ async fn bad_inputs_get_typed_4xx_and_the_service_keeps_serving() {
 
 #[tokio::test]
 async fn a_full_server_answers_503_overloaded_with_retry_after() {
-    let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
+    let server =
+        TestServer::ready(|s| s.limits.max_slots = vv_server::config::MaxSlots::Fixed(1)).await;
     let held = send(
         server.addr,
         json_request("/v1/audio/speech", &long_speech()),
@@ -350,7 +351,8 @@ async fn a_full_server_answers_503_overloaded_with_retry_after() {
 
 #[tokio::test]
 async fn a_client_disconnect_cancels_the_utterance_and_frees_the_slot() {
-    let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
+    let server =
+        TestServer::ready(|s| s.limits.max_slots = vv_server::config::MaxSlots::Fixed(1)).await;
     let metrics = server.state.metrics().clone();
     let steps = || metrics.engine_step_seconds.get_sample_count();
 

@@ -240,7 +240,8 @@ async fn cancel_stops_audio_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_context_without_a_free_slot_is_refused_but_not_fatal() {
-    let server = TestServer::ready(|s| s.limits.max_slots = 1).await;
+    let server =
+        TestServer::ready(|s| s.limits.max_slots = vv_server::config::MaxSlots::Fixed(1)).await;
     let mut c = connect(server.addr, "").await;
     c.text("a", "Holding the only slot while waiting for more")
         .await;

@@ -1,4 +1,4 @@
-//! Block1D of the σ-VAE decoder on time-major `[T, C]`: RMSNorm → depthwise causal conv →
+//! Block1D of the σ-VAE decoder on time-major rows `[B·T, C]` of a batch of streams: RMSNorm → depthwise causal conv →
 //! ·gamma → residual, then RMSNorm → Linear(4C) → GELU(erf) → Linear → ·ffn_gamma → residual.
 //!
 //! The layer scales are folded into the mixer taps/bias and into `linear2` at load time.
@@ -89,7 +89,8 @@ impl Block1D {
         (KERNEL - 1, self.channels)
     }
 
-    /// `[T, C] -> [T, C]`, consuming and updating the mixer's normed-input history.
+    /// `[B·T, C] -> [B·T, C]`, consuming and updating the streams' mixer histories
+    /// (`[B, K - 1, C]`, normed inputs).
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
         let normed = rms_norm(x, &self.norm, self.eps)?;
         let x = mix(history, &normed, &self.mixer_taps_bias, x)?;

@@ -1,5 +1,6 @@
 //! The dense causal convolution (stem, head) and the causal transposed convolution (upsampling),
-//! both expressed as matmuls on time-major `[T, C]` activations.
+//! both expressed as matmuls on time-major activations of a batch of streams (`[B·T, C]`,
+//! stream-major, each stream with its own history).
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -36,14 +37,14 @@ impl CausalConv1d {
         (KERNEL - 1, self.c_in)
     }
 
-    /// `[T, C_in] -> [T, C_out]`, consuming and updating the `[K - 1, C_in]` history.
+    /// `[B·T, C_in] -> [B·T, C_out]`, consuming and updating the `[B, K - 1, C_in]` histories.
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
-        let len = x.dim(0)?;
-        let window = extend_history(history, x)?;
+        let (batch, len, c) = by_stream(x, history)?;
+        let window = extend_history(history, &x.reshape((batch, len, c))?)?;
         let taps = (0..KERNEL)
-            .map(|k| window.narrow(0, k, len))
+            .map(|k| window.narrow(1, k, len))
             .collect::<Result<Vec<_>>>()?;
-        let columns = Tensor::cat(&taps, 1)?;
+        let columns = Tensor::cat(&taps, 2)?.reshape((batch * len, KERNEL * c))?;
         let e = Epilogue {
             bias: Some(&self.bias),
             ..Epilogue::default()
@@ -100,10 +101,11 @@ impl CausalConvTranspose1d {
         (1, self.c_in)
     }
 
-    /// `[T, C_in] -> [T·r, C_out]`, consuming and updating the previous input sample.
+    /// `[B·T, C_in] -> [B·T·r, C_out]`, consuming and updating each stream's previous input
+    /// sample (`[B, 1, C_in]`).
     pub(super) fn forward(&self, x: &Tensor, previous: &mut Tensor) -> Result<Tensor> {
-        let len = x.dim(0)?;
-        let window = extend_history(previous, x)?;
+        let (batch, len, c) = by_stream(x, previous)?;
+        let window = extend_history(previous, &x.reshape((batch, len, c))?)?;
         let own = Epilogue {
             bias: Some(&self.bias),
             ..Epilogue::default()
@@ -113,7 +115,21 @@ impl CausalConvTranspose1d {
             residual: Some(&current),
             ..Epilogue::default()
         };
-        linear(&window.narrow(0, 0, len)?, &self.carried, carried)?
-            .reshape((len * self.stride, self.c_out))
+        let earlier = window.narrow(1, 0, len)?.reshape((batch * len, c))?;
+        linear(&earlier, &self.carried, carried)?.reshape((batch * len * self.stride, self.c_out))
     }
+}
+
+/// `(B, T, C)` of stream-major rows `x` (`[B·T, C]`) whose streams' histories are `history`
+/// (`[B, H, C]`).
+pub(super) fn by_stream(x: &Tensor, history: &Tensor) -> Result<(usize, usize, usize)> {
+    let (rows, c) = x.dims2()?;
+    let (batch, _, hist_c) = history.dims3()?;
+    if batch == 0 || rows % batch != 0 || hist_c != c {
+        candle_core::bail!(
+            "decoder: {rows} rows of {c} channels for histories {:?}",
+            history.dims()
+        );
+    }
+    Ok((batch, rows / batch, c))
 }

@@ -1,18 +1,20 @@
 //! Depthwise causal convolution (the Block1D mixer) as shifted multiply-adds on time-major
-//! `[T, C]` tensors: a fused CPU kernel for f32 on the CPU, one NVRTC kernel on CUDA (f32 and
-//! bf16, which also carries the history), candle ops elsewhere.
+//! rows of a batch of streams (`[B·T, C]`, each stream with its history): a fused CPU kernel
+//! for f32 on the CPU, one NVRTC kernel on CUDA for the whole batch (f32 and bf16, which also
+//! carries the histories), candle ops elsewhere.
 //!
 //! candle's grouped `conv1d` loops over the groups and is orders of magnitude slower (CPU and
 //! CUDA) than `K` broadcast multiply-adds of shifted time slices, so it is never used.
 
 use candle_core::{bail, Device, Result, Tensor};
 
+use super::conv::by_stream;
 use super::state::extend_history;
-use crate::cpu_kernels::{self as cpu, CpuSlice};
+use vv_kernels::cpu::{self as cpu, CpuSlice};
 
-/// The Block1D mixer on new normed rows `[T, C]` with its carried `history` `[K - 1, C]`
-/// (updated): one fused kernel on CUDA, else the window is formed and passed to
-/// [`depthwise_causal`].
+/// The Block1D mixer on new normed rows `[B·T, C]` with the streams' carried histories
+/// `[B, K - 1, C]` (updated): one fused kernel on CUDA, else each stream's window is formed and
+/// passed to [`depthwise_causal`].
 pub(super) fn mix(
     history: &mut Tensor,
     normed: &Tensor,
@@ -20,14 +22,27 @@ pub(super) fn mix(
     residual: &Tensor,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if normed.device().is_cuda() && crate::cuda_kernels::supported(normed.dtype()) {
+    if normed.device().is_cuda() && vv_kernels::cuda::supported(normed.dtype()) {
         let (out, next) =
-            crate::cuda_kernels::depthwise::depthwise_causal(history, normed, taps_bias, residual)?;
+            vv_kernels::cuda::depthwise::depthwise_causal(history, normed, taps_bias, residual)?;
         *history = next;
         return Ok(out);
     }
-    let window = extend_history(history, normed)?;
-    depthwise_causal(&window, taps_bias, residual)
+    let (batch, len, c) = by_stream(normed, history)?;
+    let window = extend_history(history, &normed.reshape((batch, len, c))?)?;
+    let outs = (0..batch)
+        .map(|b| {
+            depthwise_causal(
+                &window.get(b)?,
+                taps_bias,
+                &residual.narrow(0, b * len, len)?,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match outs.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Tensor::cat(&outs, 0),
+    }
 }
 
 /// `residual + bias + Σ_k taps[k] ⊙ window[k .. k + T]`, with `window` `[K - 1 + T, C]` (history

@@ -1,28 +1,27 @@
 //! σ-VAE acoustic decoder (`model.acoustic_tokenizer.decoder`): latents `[1, vae_dim, T]` to
-//! audio `[1, channels, T·hop]`, one-shot or streaming with a minimal carried state.
+//! audio `[1, channels, T·hop]`, one-shot or streaming with a minimal carried state, and the
+//! next frame of a whole batch of streams at once (each with its own state).
 //!
-//! Activations are kept time-major (`[T, C]`, row-major) throughout, so every FFN, stem, head and
-//! upsampling step is a plain matmul and the depthwise mixers are shifted multiply-adds (never
-//! candle's grouped conv). f32 on the CPU runs fused kernels (`cpu`): a threaded skinny matmul
+//! Activations are kept time-major (`[B·T, C]`, row-major, stream-major) throughout, so every
+//! FFN, stem, head and upsampling step is one plain matmul for the whole batch and the
+//! depthwise mixers are shifted multiply-adds (never candle's grouped conv). f32 on the CPU runs fused kernels (`cpu`): a threaded skinny matmul
 //! for the weight-bound early layers and single-pass epilogues; every other device and dtype
 //! runs the same maths as plain candle ops.
 
 mod block;
 mod conv;
 mod depthwise;
-#[cfg(feature = "cuda")]
-mod graph;
-mod state;
+pub(crate) mod state;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::AcousticTokenizerConfig;
 use crate::error::{ModelError, Result};
+use crate::rows::{gather, BatchRow};
 use block::Block1D;
 use conv::{CausalConv1d, CausalConvTranspose1d};
 pub use state::DecoderState;
-use state::History;
 
 /// The σ-VAE decoder: stem conv, stages of Block1D separated by transposed-conv upsamplers, head.
 #[derive(Debug, Clone)]
@@ -41,9 +40,9 @@ pub struct AcousticDecoder {
     history_shapes: Vec<(usize, usize)>,
     dtype: DType,
     device: Device,
-    /// The single-frame step captured as a CUDA graph (see `graph`).
+    /// The batched single-frame step captured as CUDA graphs (see `crate::graphs::decoder`).
     #[cfg(feature = "cuda")]
-    graphs: graph::GraphCache,
+    graphs: crate::graphs::decoder::GraphCache,
 }
 
 /// Receives `(name, [1, C, L] tensor)` for each intermediate of a decode (parity debugging).
@@ -104,14 +103,44 @@ impl AcousticDecoder {
             dtype: vb.dtype(),
             device: vb.device().clone(),
             #[cfg(feature = "cuda")]
-            graphs: graph::GraphCache::new("acoustic decoder step"),
+            graphs: crate::graphs::decoder::GraphCache::new("acoustic decoder step"),
         })
     }
 
-    /// The single-frame step captured as a CUDA graph (see `graph`).
+    /// The batched single-frame step captured as CUDA graphs.
     #[cfg(feature = "cuda")]
-    pub(crate) fn graphs(&self) -> &graph::GraphCache {
+    pub(crate) fn graphs(&self) -> &crate::graphs::decoder::GraphCache {
         &self.graphs
+    }
+
+    /// Latent width of the input.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn vae_dim(&self) -> usize {
+        self.vae_dim
+    }
+
+    /// Output audio channels.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Compute dtype.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device of the weights.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// `(rows, channels)` of each convolution's history, in decode order.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn history_shapes(&self) -> &[(usize, usize)] {
+        &self.history_shapes
     }
 
     /// Audio samples produced per latent frame.
@@ -123,7 +152,7 @@ impl AcousticDecoder {
     pub fn new_state(&self) -> Result<DecoderState> {
         let len = state::packed_len(&self.history_shapes);
         Ok(DecoderState {
-            history: History::Packed(Tensor::zeros(len, self.dtype, &self.device)?),
+            packed: BatchRow::single(&Tensor::zeros((1, len), self.dtype, &self.device)?),
             frames: 0,
         })
     }
@@ -134,18 +163,54 @@ impl AcousticDecoder {
     }
 
     /// Decodes the next `T` frames of a stream (`[1, vae_dim, T]`), returning exactly the `T·hop`
-    /// new samples as f32 `[1, channels, T·hop]`. Any chunking gives the one-shot result. On
-    /// CUDA a single frame replays a captured graph of the whole step. The state is left as it
-    /// was when an error is returned.
+    /// new samples as f32 `[1, channels, T·hop]`. Any chunking gives the one-shot result. The
+    /// state is left as it was when an error is returned.
     pub fn decode_step(&self, latents: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        if let Some(audio) = graph::decode_step(self, latents, state)? {
-            return Ok(audio);
-        }
-        let mut histories = state.split(&self.history_shapes)?;
-        let audio = self.run(latents, &mut histories, None)?;
-        state.history = History::Split(histories);
+        let x = self.time_major_input(latents)?;
+        let mut histories = state::unpack(&state.packed.get()?, &self.history_shapes)?;
+        let audio = self.run(&x, 1, &mut histories, None)?;
+        state.packed = BatchRow::single(&state::pack(&histories)?);
         state.frames += latents.dim(2)?;
+        Ok(audio)
+    }
+
+    /// Decodes the next frame of each of `B` streams: `latents` `[B, vae_dim]` (row `b` for
+    /// `states[b]`) → f32 audio `[B, channels, hop]`. Every weight is read once for the batch;
+    /// each stream's audio equals what [`AcousticDecoder::decode_step`] gives it alone. On CUDA
+    /// the step replays a graph captured for the batch's size bucket. The states are left as
+    /// they were when an error is returned.
+    pub fn decode_frames(
+        &self,
+        latents: &Tensor,
+        states: &mut [&mut DecoderState],
+    ) -> Result<Tensor> {
+        let (batch, dim) = latents.dims2()?;
+        if batch != states.len() || dim != self.vae_dim || batch == 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "decoder latents {:?} for {} states",
+                latents.dims(),
+                states.len()
+            )));
+        }
+        let rows: Vec<&BatchRow> = states.iter().map(|s| &s.packed).collect();
+        let packed = gather(&rows)?;
+        #[cfg(feature = "cuda")]
+        let decoded = crate::graphs::decoder::decode(self, latents, &packed)?;
+        #[cfg(not(feature = "cuda"))]
+        let decoded = None;
+        let (audio, next) = match decoded {
+            Some(done) => done,
+            None => {
+                let x = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
+                let mut histories = state::unpack(&packed, &self.history_shapes)?;
+                let audio = self.run(&x, batch, &mut histories, None)?;
+                (audio, state::pack(&histories)?)
+            }
+        };
+        for (b, state) in states.iter_mut().enumerate() {
+            state.packed = BatchRow::new(&next, b);
+            state.frames += 1;
+        }
         Ok(audio)
     }
 
@@ -156,23 +221,26 @@ impl AcousticDecoder {
         latents: &Tensor,
     ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let mut recorded = Vec::new();
-        let mut histories = self.new_state()?.split(&self.history_shapes)?;
-        let audio = self.run(latents, &mut histories, Some(&mut recorded))?;
+        let x = self.time_major_input(latents)?;
+        let mut histories = state::unpack(&self.new_state()?.packed.get()?, &self.history_shapes)?;
+        let audio = self.run(&x, 1, &mut histories, Some(&mut recorded))?;
         Ok((audio, recorded))
     }
 
-    /// Decodes `latents` with `histories` (in decode order, replaced by the next ones).
-    fn run(
+    /// Decodes the time-major latent rows `x` (`[B·T, vae_dim]` in the decoder's dtype, stream
+    /// by stream) of `batch` streams with their `histories` (`[B, rows, cols]` each, in decode
+    /// order, replaced by the next ones) into f32 audio `[B, channels, T·hop]`.
+    pub(crate) fn run(
         &self,
-        latents: &Tensor,
+        x: &Tensor,
+        batch: usize,
         histories: &mut [Tensor],
         mut record: Recorder,
     ) -> Result<Tensor> {
-        let x = self.time_major_input(latents)?;
         let frames = x.dim(0)?;
         if frames == 0 {
             return Ok(Tensor::zeros(
-                (1, self.channels, 0),
+                (batch, self.channels, 0),
                 DType::F32,
                 &self.device,
             )?);
@@ -189,7 +257,7 @@ impl AcousticDecoder {
             next.next()
                 .ok_or_else(|| ModelError::InvalidInput("decoder state too short".into()))
         };
-        let mut x = self.stem.forward(&x, history()?)?;
+        let mut x = self.stem.forward(x, history()?)?;
         keep(&mut record, "stem", &x)?;
         for (i, blocks) in self.stages.iter().enumerate() {
             if i > 0 {
@@ -202,7 +270,7 @@ impl AcousticDecoder {
             keep(&mut record, &format!("stage{i}"), &x)?;
         }
         let audio = self.head.forward(&x, history()?)?;
-        Ok(channels_first(&audio)?)
+        Ok(channels_first(&audio, batch)?)
     }
 
     /// Validates `[1, vae_dim, T]` and returns it as `[T, vae_dim]` in the decoder's dtype.
@@ -227,14 +295,18 @@ fn bad_shape(latents: &Tensor) -> ModelError {
     ))
 }
 
-/// `[L, C]` time-major to f32 `[1, C, L]`.
-fn channels_first(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.to_dtype(DType::F32)?.t()?.contiguous()?.unsqueeze(0)
+/// `[B·L, C]` time-major rows of `batch` streams to f32 `[B, C, L]`.
+fn channels_first(x: &Tensor, batch: usize) -> candle_core::Result<Tensor> {
+    let (rows, c) = x.dims2()?;
+    x.to_dtype(DType::F32)?
+        .reshape((batch, rows / batch.max(1), c))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 fn keep(record: &mut Recorder, name: &str, x: &Tensor) -> candle_core::Result<()> {
     if let Some(list) = record.as_mut() {
-        list.push((name.to_string(), channels_first(x)?));
+        list.push((name.to_string(), channels_first(x, 1)?));
     }
     Ok(())
 }

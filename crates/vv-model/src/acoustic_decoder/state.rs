@@ -1,8 +1,11 @@
 //! Streaming state of the σ-VAE decoder: the minimal causal history of every convolution,
-//! held one tensor per convolution (eager decoding) or packed into one buffer (what a CUDA
-//! graph of the decoder step reads and writes whole).
+//! packed into one row of values per utterance, so that a batch of utterances decodes from one
+//! `[B, len]` tensor (what a CUDA graph of the batched decoder step reads and writes whole) and
+//! an utterance's state stays a row of the batch that produced it.
 
 use candle_core::{Result, Tensor};
+
+use crate::rows::BatchRow;
 
 /// Carried context between [`super::AcousticDecoder::decode_step`] calls.
 ///
@@ -10,22 +13,14 @@ use candle_core::{Result, Tensor};
 /// stage 0's mixers, first upsampler, stage 1's mixers, ..., head): the stem and head keep their
 /// last `k - 1` inputs, each Block1D mixer its last `k - 1` *normed* inputs, each transposed
 /// conv its previous input sample. A fresh state holds zeros, which is exactly the causal zero
-/// padding of a one-shot decode. Decoding replaces tensors, never writes them in place, so a
+/// padding of a one-shot decode. Decoding replaces rows, never writes them in place, so a
 /// cloned state is a snapshot.
 #[derive(Debug, Clone)]
 pub struct DecoderState {
-    pub(super) history: History,
+    /// Every history flattened and concatenated: a row of a `[B, len]` batch tensor.
+    pub(super) packed: BatchRow,
     /// Latent frames consumed so far.
     pub(super) frames: usize,
-}
-
-/// The histories, in decode order.
-#[derive(Debug, Clone)]
-pub(super) enum History {
-    /// One tensor per convolution.
-    Split(Vec<Tensor>),
-    /// Every history flattened and concatenated into one 1-D buffer.
-    Packed(Tensor),
 }
 
 impl DecoderState {
@@ -33,91 +28,68 @@ impl DecoderState {
     pub fn frames(&self) -> usize {
         self.frames
     }
-
-    /// The histories one tensor each (views of the packed buffer when packed), for histories
-    /// of `shapes`.
-    pub(super) fn split(&self, shapes: &[(usize, usize)]) -> Result<Vec<Tensor>> {
-        match &self.history {
-            History::Split(tensors) => Ok(tensors.clone()),
-            History::Packed(packed) => views(packed, shapes),
-        }
-    }
-
-    /// The histories as one packed buffer (concatenated when split).
-    #[cfg(any(feature = "cuda", test))]
-    pub(super) fn packed(&self) -> Result<Tensor> {
-        match &self.history {
-            History::Packed(packed) => Ok(packed.clone()),
-            History::Split(tensors) => pack(tensors),
-        }
-    }
 }
 
-/// Elements of a packed buffer holding histories of `shapes`.
-pub(super) fn packed_len(shapes: &[(usize, usize)]) -> usize {
+/// Elements of a packed row holding histories of `shapes`.
+pub(crate) fn packed_len(shapes: &[(usize, usize)]) -> usize {
     shapes.iter().map(|(rows, cols)| rows * cols).sum()
 }
 
-/// Views of the `shapes` histories packed in `packed` (no copy).
-pub(super) fn views(packed: &Tensor, shapes: &[(usize, usize)]) -> Result<Vec<Tensor>> {
+/// The histories `[B, rows, cols]` of `shapes` held by the packed rows `packed` (`[B, len]`):
+/// views for one row, copies otherwise.
+pub(crate) fn unpack(packed: &Tensor, shapes: &[(usize, usize)]) -> Result<Vec<Tensor>> {
+    let batch = packed.dim(0)?;
     let mut offset = 0;
     shapes
         .iter()
         .map(|&(rows, cols)| {
-            let view = packed.narrow(0, offset, rows * cols)?.reshape((rows, cols));
+            let view = packed
+                .narrow(1, offset, rows * cols)?
+                .reshape((batch, rows, cols));
             offset += rows * cols;
             view
         })
         .collect()
 }
 
-/// The histories concatenated into one 1-D buffer.
-#[cfg(any(feature = "cuda", test))]
-pub(super) fn pack(histories: &[Tensor]) -> Result<Tensor> {
+/// The histories (`[B, rows, cols]` each) packed into `[B, len]` rows.
+pub(crate) fn pack(histories: &[Tensor]) -> Result<Tensor> {
     let flat = histories
         .iter()
-        .map(Tensor::flatten_all)
+        .map(|h| h.flatten_from(1))
         .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&flat, 0)
+    Tensor::cat(&flat, 1)
 }
 
-/// Prepends the carried history to `x` (`[T, C]`) and replaces the history with the last
-/// `history.dim(0)` rows of the result, which is returned (`[H + T, C]`).
+/// Prepends the carried history (`[B, H, C]`) to `x` (`[B, T, C]`) and replaces the history
+/// with the last `H` rows of the result, which is returned (`[B, H + T, C]`).
 pub(super) fn extend_history(history: &mut Tensor, x: &Tensor) -> Result<Tensor> {
-    let keep = history.dim(0)?;
-    let window = Tensor::cat(&[&*history, x], 0)?;
-    let len = window.dim(0)?;
-    *history = window.narrow(0, len - keep, keep)?.copy()?;
+    let keep = history.dim(1)?;
+    let window = Tensor::cat(&[&*history, x], 1)?;
+    let len = window.dim(1)?;
+    *history = window.narrow(1, len - keep, keep)?.contiguous()?;
     Ok(window)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::Device;
 
     #[test]
-    fn packing_and_splitting_round_trip_in_decode_order() -> Result<()> {
+    fn packing_and_unpacking_round_trip_in_decode_order_for_a_batch() -> Result<()> {
         let shapes = [(6, 4), (1, 3), (6, 2)];
         let len = packed_len(&shapes);
         assert_eq!(len, 24 + 3 + 12);
-        let packed = Tensor::arange(0f32, len as f32, &Device::Cpu)?;
-        let state = DecoderState {
-            history: History::Packed(packed.clone()),
-            frames: 0,
-        };
-        let split = state.split(&shapes)?;
-        let dims: Vec<_> = split.iter().map(|t| t.dims2()).collect::<Result<_>>()?;
-        assert_eq!(dims, shapes);
-        // The second history starts right after the first one's 24 elements.
-        assert_eq!(split[1].to_vec2::<f32>()?, [[24f32, 25., 26.]]);
-        let state = DecoderState {
-            history: History::Split(split),
-            frames: 0,
-        };
-        let repacked = state.packed()?;
-        assert_eq!(repacked.to_vec1::<f32>()?, packed.to_vec1::<f32>()?);
-        assert_eq!(repacked.dtype(), DType::F32);
+        let packed = Tensor::arange(0f32, (2 * len) as f32, &Device::Cpu)?.reshape((2, len))?;
+        let split = unpack(&packed, &shapes)?;
+        let dims: Vec<_> = split.iter().map(|t| t.dims3()).collect::<Result<_>>()?;
+        assert_eq!(dims, [(2, 6, 4), (2, 1, 3), (2, 6, 2)]);
+        // The second history of the second row starts right after its first one's 24 values.
+        let l = len as f32;
+        assert_eq!(split[1].to_vec3::<f32>()?[1], [[l + 24., l + 25., l + 26.]]);
+        let repacked = pack(&split)?;
+        assert_eq!(repacked.to_vec2::<f32>()?, packed.to_vec2::<f32>()?);
         Ok(())
     }
 }

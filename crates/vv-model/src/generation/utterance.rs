@@ -1,4 +1,6 @@
 //! The utterance state machine: text windows, CFG-guided frames, decoding, feedback, stopping.
+//! Its steps run in engine rounds ([`super::round`]), batched with other utterances; each
+//! phase of a round is a method here that reads or updates one utterance.
 
 use candle_core::{DType, Tensor};
 use serde::Serialize;
@@ -9,7 +11,7 @@ use crate::generation::params::{GenerationParams, SPEECH_WINDOW, TEXT_WINDOW};
 use crate::generation::voice::PreparedVoice;
 use crate::kv_cache::KvCache;
 use crate::model::VibeVoiceModel;
-use crate::placement::Component;
+use crate::rows::BatchRow;
 use crate::sampler::{DiffusionSampler, NoiseSource};
 use crate::scheduler::{DpmSolver, SolverKind};
 
@@ -27,7 +29,7 @@ pub enum StopReason {
     Empty,
 }
 
-/// What one call of [`Utterance::step`] did.
+/// What one step of an utterance did.
 #[derive(Debug, Clone)]
 pub enum StepOutcome {
     /// A decoded frame of f32 audio; `last` when a cap makes it the final one. A frame that
@@ -59,27 +61,44 @@ pub struct FrameTrace {
 /// feedback (and the EOS test on its result) opens the next step.
 #[derive(Clone)]
 struct PendingFeedback {
-    /// The frame's latent `z`, `[1, latent]` f32 on the diffusion head's device.
-    z: Tensor,
+    /// The frame's latent `z`, a `[1, latent]` f32 row on the diffusion head's device.
+    z: BatchRow,
     /// The frame's trace, completed by the feedback.
     trace: Option<FrameTrace>,
 }
 
-/// The state a step changes, restored as a whole when a step fails (KV caches and decoder
-/// state are cheap copy-on-write clones).
+/// The state a step changes, restored as a whole when a round fails (KV caches, rows and the
+/// decoder state are cheap copy-on-write clones).
 #[derive(Clone)]
-struct StepState {
+pub(super) struct StepState {
     kv_lm: KvCache,
     kv_pos: KvCache,
     kv_neg: KvCache,
-    h_pos: Tensor,
-    h_neg: Tensor,
+    /// The conditions of the next frame, `[1, hidden]` rows in the TTS LM's dtype.
+    h_pos: BatchRow,
+    h_neg: BatchRow,
     decoder: DecoderState,
     consumed: usize,
     frames_left_in_window: usize,
     frames: usize,
     stop: Option<StopReason>,
     pending: Option<PendingFeedback>,
+}
+
+/// An utterance as it was before a round, to restore when the round fails.
+pub(super) struct Snapshot {
+    state: StepState,
+    traces: usize,
+}
+
+/// What an utterance needs before its next frame (the planning phase of a round).
+pub(super) enum Plan {
+    /// The step ends here with this outcome.
+    Done(StepOutcome),
+    /// Run this text window (its token ids), then sample a frame.
+    Window(Vec<u32>),
+    /// Sample a frame.
+    Frame,
 }
 
 /// One utterance being generated.
@@ -93,7 +112,7 @@ pub struct Utterance {
     trace: Option<Vec<FrameTrace>>,
 }
 
-fn row_vec(t: &Tensor) -> Result<Vec<f32>> {
+pub(super) fn row_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
 }
 
@@ -125,8 +144,8 @@ impl Utterance {
                 kv_lm: voice.lm.try_clone()?,
                 kv_pos: voice.tts_pos.try_clone()?,
                 kv_neg: voice.tts_neg.try_clone()?,
-                h_pos: voice.pos_condition.clone(),
-                h_neg: voice.neg_condition.clone(),
+                h_pos: BatchRow::single(&voice.pos_condition),
+                h_neg: BatchRow::single(&voice.neg_condition),
                 decoder: model.decoder().new_state()?,
                 consumed: 0,
                 frames_left_in_window: 0,
@@ -190,63 +209,115 @@ impl Utterance {
             + self.state.kv_neg.memory_bytes()
     }
 
-    /// Advances by at most one frame. All or nothing: when the step fails (e.g. the device ran
-    /// out of memory) the utterance is exactly as before it, so the caller may retry; only the
-    /// noise already drawn is not given back.
+    /// The generation settings.
+    pub fn params(&self) -> &GenerationParams {
+        &self.params
+    }
+
+    /// Advances by at most one frame, alone (a round of one; see
+    /// [`step_round`](super::step_round) for several). All or nothing: when the step fails
+    /// (e.g. the device ran out of memory) the utterance is exactly as before it, so the caller
+    /// may retry; only the noise already drawn is not given back.
     pub fn step(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
-        let before = self.state.clone();
-        let traces = self.traces().len();
-        let outcome = self.step_inner(model);
-        if outcome.is_err() {
-            self.state = before;
-            if let Some(t) = self.trace.as_mut() {
-                t.truncate(traces);
-            }
-        }
-        outcome
+        let mut outcomes = super::step_round(model, &mut [self])?;
+        outcomes
+            .pop()
+            .ok_or_else(|| ModelError::InvalidInput("a round of one gave no outcome".into()))
     }
 
-    fn step_inner(&mut self, model: &VibeVoiceModel) -> Result<StepOutcome> {
-        if let Some(pending) = self.state.pending.take() {
-            self.feed_back(model, pending)?;
+    pub(super) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.state.clone(),
+            traces: self.traces().len(),
         }
+    }
+
+    pub(super) fn restore(&mut self, snapshot: Snapshot) {
+        self.state = snapshot.state;
+        if let Some(t) = self.trace.as_mut() {
+            t.truncate(snapshot.traces);
+        }
+    }
+
+    /// Takes the pending frame's latent if it is to be fed back now; a frame that would not
+    /// fit the TTS LM's positions stops the utterance instead.
+    pub(super) fn take_feedback(&mut self, max_positions: usize) -> Option<BatchRow> {
+        let pending = self.state.pending.take()?;
+        if self.state.kv_pos.len() + 1 > max_positions {
+            self.state.stop = Some(StopReason::MaxLength);
+            self.record(pending.trace);
+            return None;
+        }
+        let z = pending.z.clone();
+        self.state.pending = Some(pending);
+        Some(z)
+    }
+
+    /// The caches a feedback step extends: (positive, negative) TTS streams.
+    pub(super) fn feedback_caches(&mut self) -> (&mut KvCache, &mut KvCache) {
+        (&mut self.state.kv_pos, &mut self.state.kv_neg)
+    }
+
+    /// Takes the fed-back frame's new conditions and its EOS logit.
+    pub(super) fn finish_feedback(
+        &mut self,
+        h_pos: BatchRow,
+        h_neg: BatchRow,
+        eos_logit: f32,
+    ) -> Result<()> {
+        let Some(PendingFeedback { mut trace, .. }) = self.state.pending.take() else {
+            return Ok(());
+        };
+        if let Some(t) = trace.as_mut() {
+            t.pos_hidden_after = Some(row_vec(&h_pos.get()?)?);
+            t.eos_logit = Some(eos_logit);
+        }
+        self.state.h_pos = h_pos;
+        self.state.h_neg = h_neg;
+        if self.params.eos_enabled && eos_logit > 0.0 {
+            self.state.stop = Some(StopReason::Eos);
+        }
+        self.record(trace);
+        Ok(())
+    }
+
+    /// What the utterance needs before its next frame.
+    pub(super) fn plan(&mut self, max_positions: usize) -> Plan {
         if let Some(reason) = self.state.stop {
-            return Ok(StepOutcome::Finished(reason));
+            return Plan::Done(StepOutcome::Finished(reason));
         }
-        if self.state.frames_left_in_window == 0 {
-            if let Some(outcome) = self.begin_window(model)? {
-                return Ok(outcome);
-            }
+        if self.state.frames_left_in_window > 0 {
+            return Plan::Frame;
         }
-        let audio = self.frame(model)?;
-        Ok(StepOutcome::Frame {
-            audio,
-            last: self.state.stop.is_some(),
-        })
-    }
-
-    /// Consumes the next text window if one is ready; `Some` when the step cannot go on.
-    fn begin_window(&mut self, model: &VibeVoiceModel) -> Result<Option<StepOutcome>> {
         let remaining = self.tokens.len() - self.state.consumed;
         if remaining < TEXT_WINDOW && !self.input_closed {
-            return Ok(Some(StepOutcome::NeedText));
+            return Plan::Done(StepOutcome::NeedText);
         }
         if self.tokens.is_empty() {
-            return Ok(Some(self.finish(StopReason::Empty)));
+            return Plan::Done(self.finish(StopReason::Empty));
         }
         let n = remaining.min(TEXT_WINDOW);
-        if n > 0 {
-            let max = model.config().decoder_config.max_position_embeddings;
-            if self.state.kv_pos.len() + n > max {
-                return Ok(Some(self.finish(StopReason::MaxLength)));
-            }
-            let ids = &self.tokens[self.state.consumed..self.state.consumed + n];
-            self.state.h_pos =
-                model.text_window(ids, &mut self.state.kv_lm, &mut self.state.kv_pos)?;
-            self.state.consumed += n;
+        if n == 0 {
+            self.state.frames_left_in_window = SPEECH_WINDOW;
+            return Plan::Frame;
         }
+        if self.state.kv_pos.len() + n > max_positions {
+            return Plan::Done(self.finish(StopReason::MaxLength));
+        }
+        let start = self.state.consumed;
+        Plan::Window(self.tokens[start..start + n].to_vec())
+    }
+
+    /// The caches a text window extends: (lower LM, positive TTS stream).
+    pub(super) fn window_caches(&mut self) -> (&mut KvCache, &mut KvCache) {
+        (&mut self.state.kv_lm, &mut self.state.kv_pos)
+    }
+
+    /// Takes a text window's result (`tokens` consumed, the new positive condition).
+    pub(super) fn finish_window(&mut self, tokens: usize, h_pos: BatchRow) {
+        self.state.h_pos = h_pos;
+        self.state.consumed += tokens;
         self.state.frames_left_in_window = SPEECH_WINDOW;
-        Ok(None)
     }
 
     fn finish(&mut self, reason: StopReason) -> StepOutcome {
@@ -254,45 +325,46 @@ impl Utterance {
         StepOutcome::Finished(reason)
     }
 
-    /// Whether the safety caps forbid another frame.
-    fn frames_cap_reached(&self) -> bool {
-        let text_done = self.input_closed && self.state.consumed == self.tokens.len();
-        let per_token = self.params.max_frames_per_token.max(1) * self.tokens.len().max(1);
-        (text_done && self.state.frames >= per_token)
-            || self
-                .params
-                .max_frames
-                .is_some_and(|m| self.state.frames >= m)
+    /// What the frame's sampling needs of this utterance: its conditions and guidance, and a
+    /// fresh initial noise vector of `latent` values.
+    pub(super) fn frame_inputs(&mut self, latent: usize) -> Result<(FrameInputs<'_>, Vec<f32>)> {
+        let noise = self.noise.next_vector(latent)?;
+        Ok((
+            FrameInputs {
+                h_pos: &self.state.h_pos,
+                h_neg: &self.state.h_neg,
+                cfg_scale: self.params.cfg_scale,
+            },
+            noise,
+        ))
     }
 
-    /// Samples and decodes one frame and returns its audio; its feedback waits for the next
-    /// step, so the audio leaves one TTS-LM pass earlier (the time to first audio is text
-    /// window + diffusion + decoder).
-    fn frame(&mut self, model: &VibeVoiceModel) -> Result<Vec<f32>> {
-        let latent_size = model.config().acoustic_vae_dim;
-        let x_t = self.noise.next_vector(latent_size)?;
-        let step_noise: Option<&mut dyn NoiseSource> = match self.params.solver {
-            SolverKind::Sde => Some(self.noise.as_mut()),
-            SolverKind::Ode => None,
-        };
-        let head = model.place(Component::DiffusionHead);
-        // z stays on the head's device: the decoder is queued without a host round trip.
-        let z = self.sampler.sample(
-            &head.put(&self.state.h_pos)?,
-            &head.put(&self.state.h_neg)?,
-            self.params.cfg_scale,
-            &x_t,
-            step_noise,
-        )?;
-        let z_dec = model
-            .place(Component::AcousticDecoder)
-            .put(&model.denormalize(&z)?.reshape((1, latent_size, 1))?)?;
-        let audio = row_vec(&model.decoder.decode_step(&z_dec, &mut self.state.decoder)?)?;
+    /// The source of the SDE solver's step noise.
+    pub(super) fn step_noise(&mut self) -> &mut dyn NoiseSource {
+        self.noise.as_mut()
+    }
+
+    /// The sampler, and what frames must share to be sampled together: step count and solver.
+    pub(super) fn sampler(&self) -> (&DiffusionSampler, (usize, SolverKind)) {
+        (
+            &self.sampler,
+            (self.params.diffusion_steps, self.params.solver),
+        )
+    }
+
+    /// The decoder's streaming state.
+    pub(super) fn decoder_state(&mut self) -> &mut DecoderState {
+        &mut self.state.decoder
+    }
+
+    /// Takes a sampled and decoded frame: its latent (fed back next round unless a cap stops
+    /// the utterance) and its audio.
+    pub(super) fn finish_frame(&mut self, z: BatchRow, audio: Vec<f32>) -> Result<StepOutcome> {
         let trace = match self.trace {
             Some(_) => Some(FrameTrace {
-                pos_condition: row_vec(&self.state.h_pos)?,
-                neg_condition: row_vec(&self.state.h_neg)?,
-                latent: row_vec(&z)?,
+                pos_condition: row_vec(&self.state.h_pos.get()?)?,
+                neg_condition: row_vec(&self.state.h_neg.get()?)?,
+                latent: row_vec(&z.get()?)?,
                 pos_hidden_after: None,
                 eos_logit: None,
             }),
@@ -306,7 +378,21 @@ impl Utterance {
         } else {
             self.state.pending = Some(PendingFeedback { z, trace });
         }
-        Ok(audio)
+        Ok(StepOutcome::Frame {
+            audio,
+            last: self.state.stop.is_some(),
+        })
+    }
+
+    /// Whether the safety caps forbid another frame.
+    fn frames_cap_reached(&self) -> bool {
+        let text_done = self.input_closed && self.state.consumed == self.tokens.len();
+        let per_token = self.params.max_frames_per_token.max(1) * self.tokens.len().max(1);
+        (text_done && self.state.frames >= per_token)
+            || self
+                .params
+                .max_frames
+                .is_some_and(|m| self.state.frames >= m)
     }
 
     fn record(&mut self, trace: Option<FrameTrace>) {
@@ -314,37 +400,11 @@ impl Utterance {
             list.push(t);
         }
     }
+}
 
-    /// Feeds a frame's z to both TTS streams in one batched pass and tests EOS.
-    fn feed_back(&mut self, model: &VibeVoiceModel, pending: PendingFeedback) -> Result<()> {
-        let PendingFeedback { z, mut trace } = pending;
-        let max = model.config().decoder_config.max_position_embeddings;
-        if self.state.kv_pos.len() + 1 > max {
-            self.state.stop = Some(StopReason::MaxLength);
-            self.record(trace);
-            return Ok(());
-        }
-        let (h_pos, h_neg) =
-            model.feed_speech(&z, &mut self.state.kv_pos, &mut self.state.kv_neg)?;
-        self.state.h_pos = h_pos;
-        self.state.h_neg = h_neg;
-        if self.params.eos_enabled || trace.is_some() {
-            let h = model
-                .place(Component::EosClassifier)
-                .put(&self.state.h_pos)?;
-            let logit = row_vec(&model.eos.logit(&h)?)?
-                .first()
-                .copied()
-                .unwrap_or(f32::NEG_INFINITY);
-            if let Some(t) = trace.as_mut() {
-                t.pos_hidden_after = Some(row_vec(&self.state.h_pos)?);
-                t.eos_logit = Some(logit);
-            }
-            if self.params.eos_enabled && logit > 0.0 {
-                self.state.stop = Some(StopReason::Eos);
-            }
-        }
-        self.record(trace);
-        Ok(())
-    }
+/// A frame's sampling inputs, borrowed from its utterance.
+pub(super) struct FrameInputs<'a> {
+    pub h_pos: &'a BatchRow,
+    pub h_neg: &'a BatchRow,
+    pub cfg_scale: f32,
 }

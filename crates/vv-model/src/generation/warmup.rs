@@ -1,10 +1,12 @@
 //! Warmup: a short generation that makes the backend compile kernels and allocate pools
-//! before the first request (seed property 12 on every backend).
+//! before the first request (seed property 12 on every backend), and calibration rounds that
+//! measure a batch's round time (capturing, on CUDA, the graphs of its bucket).
 
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
-use crate::generation::params::{GenerationParams, TEXT_WINDOW};
+use crate::error::{ModelError, Result};
+use crate::generation::params::{GenerationParams, SPEECH_WINDOW, TEXT_WINDOW};
+use crate::generation::round::step_round;
 use crate::generation::utterance::{StepOutcome, Utterance};
 use crate::generation::voice::PreparedVoice;
 use crate::model::VibeVoiceModel;
@@ -27,4 +29,51 @@ pub fn warmup(model: &VibeVoiceModel, voice: &PreparedVoice) -> Result<Duration>
     utt.close_input();
     while let StepOutcome::Frame { last: false, .. } = utt.step(model)? {}
     Ok(start.elapsed())
+}
+
+/// Runs `batch` utterances of `voice` together through one text window and its frames, then
+/// the next window's round, and returns the mean time of the rounds after the first: the
+/// steady mix of a serving engine (every round feeds back and samples a frame for each
+/// utterance; one round in six also runs a text window). The first round (text windows, no
+/// feedback yet) is left out; on CUDA it and the second capture every graph of the batch's
+/// bucket.
+pub fn calibrate(
+    model: &VibeVoiceModel,
+    voice: &PreparedVoice,
+    params: &GenerationParams,
+    batch: usize,
+) -> Result<Duration> {
+    let params = GenerationParams {
+        eos_enabled: false,
+        max_frames: None,
+        ..params.clone()
+    };
+    let mut utts = (0..batch)
+        .map(|i| {
+            let noise = Box::new(GaussianNoise::new(i as u64));
+            let mut u = Utterance::new(model, voice, params.clone(), noise)?;
+            // Any ids below the vocabulary size do: two windows' worth.
+            u.push_tokens(&[0; 2 * TEXT_WINDOW]);
+            u.close_input();
+            Ok(u)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut refs: Vec<&mut Utterance> = utts.iter_mut().collect();
+    let mut steady = Duration::ZERO;
+    for round in 0..=SPEECH_WINDOW {
+        let start = Instant::now();
+        let outcomes = step_round(model, &mut refs)?;
+        if round > 0 {
+            steady += start.elapsed();
+        }
+        if !outcomes
+            .iter()
+            .all(|o| matches!(o, StepOutcome::Frame { last: false, .. }))
+        {
+            return Err(ModelError::InvalidInput(
+                "a calibration round did not produce a frame for every utterance".into(),
+            ));
+        }
+    }
+    Ok(steady / SPEECH_WINDOW as u32)
 }

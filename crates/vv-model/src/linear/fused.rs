@@ -3,7 +3,7 @@
 
 use candle_core::{bail, Device, Result, Tensor};
 
-use crate::cpu_kernels::{self as cpu, CpuSlice};
+use vv_kernels::cpu::{self as cpu, CpuSlice};
 
 /// What follows the matmul: `act(x·wᵀ + bias) + residual`.
 #[derive(Default, Clone, Copy)]
@@ -28,9 +28,9 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if y.device().is_cuda()
         && (e.bias.is_some() || e.gelu || e.residual.is_some())
-        && crate::cuda_kernels::supported(y.dtype())
+        && vv_kernels::cuda::supported(y.dtype())
     {
-        return crate::cuda_kernels::epilogue::apply(&y, e.bias, e.gelu, e.residual);
+        return vv_kernels::cuda::epilogue::apply(&y, e.bias, e.gelu, e.residual);
     }
     if let Some(bias) = e.bias {
         y = y.broadcast_add(bias)?;

@@ -3,7 +3,7 @@
 //! The q/k/v projections of all rows of all streams run as one matmul (the three weights are
 //! concatenated at load, with the `1/√d_h` score scale folded into the query part, which is
 //! exact for power-of-two head widths); RoPE, cache append and attention then run per stream,
-//! or on CUDA as two fused launches for all streams (`crate::cuda_kernels`).
+//! or on CUDA as two fused launches for all streams (`vv_kernels::cuda`).
 
 use std::cell::OnceCell;
 
@@ -82,7 +82,7 @@ pub(crate) struct StepContext<'a, 'b> {
     pub(super) caches: &'a mut [&'b mut KvCache],
     /// The caches as the fused kernels reach them; `None` runs candle ops.
     #[cfg(feature = "cuda")]
-    pub(super) kv: Option<crate::cuda_kernels::kv_table::KvTable>,
+    pub(super) kv: Option<vv_kernels::cuda::kv_table::KvTable>,
 }
 
 /// `self_attn` of one decoder layer.
@@ -147,7 +147,7 @@ impl Attention {
         let qkv = self.qkv.forward(x)?.reshape((rows, nh + 2 * nkv, hd))?;
         #[cfg(feature = "cuda")]
         if let Some(kv) = &ctx.kv {
-            use crate::cuda_kernels::{attention::attention, rope_append::rope_append};
+            use vv_kernels::cuda::{attention::attention, rope_append::rope_append};
             let (cos, sin) = ctx.rope.tables();
             let q = rope_append(&qkv, cos, sin, nh, kv, layer)?;
             let out = attention(&q, nkv, kv, layer)?;

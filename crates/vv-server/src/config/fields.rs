@@ -4,7 +4,7 @@
 use super::api_keys::ApiKeys;
 use super::error::ValueProblem;
 use super::paths;
-use super::settings::Settings;
+use super::settings::{MaxSlots, Settings};
 use super::value::RawValue;
 use std::net::IpAddr;
 
@@ -109,6 +109,26 @@ fn cfg_scale(raw: RawValue<'_>) -> Result<f32, ValueProblem> {
         Err(ValueProblem::OutOfRange {
             value: value.to_string(),
             range: "greater than 0 and at most 10",
+        })
+    }
+}
+
+fn max_slots(raw: RawValue<'_>) -> Result<MaxSlots, ValueProblem> {
+    if raw.text()?.trim().eq_ignore_ascii_case("auto") {
+        return Ok(MaxSlots::Auto);
+    }
+    raw.integer_in(1..=1024, "auto, or between 1 and 1024")
+        .map(MaxSlots::Fixed)
+}
+
+fn headroom(raw: RawValue<'_>) -> Result<f64, ValueProblem> {
+    let value: f64 = raw.number("a number")?;
+    if value.is_finite() && value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(ValueProblem::OutOfRange {
+            value: value.to_string(),
+            range: "greater than 0 and at most 1",
         })
     }
 }
@@ -279,17 +299,38 @@ pub static FIELDS: &[FieldSpec] = &[
     )
     .switch(),
     FieldSpec::new(
+        "cuda_graph_warmup",
+        "cuda-graph-warmup",
+        "TTS_CUDA_GRAPH_WARMUP",
+        "BOOL",
+        "Capture the CUDA graphs of every batch-size bucket (up to the slot limit) during warm-up; false captures each at first use",
+        |s, v| set(&mut s.cuda_graph_warmup, v.boolean()),
+    )
+    .switch(),
+    FieldSpec::new(
+        "capacity_headroom",
+        "capacity-headroom",
+        "TTS_CAPACITY_HEADROOM",
+        "FRACTION",
+        "With max_slots = auto: admit a new utterance only while the projected round time stays within this fraction of the real-time budget (0-1]",
+        |s, v| set(&mut s.capacity_headroom, headroom(v)),
+    ),
+    FieldSpec::new(
+        "random_weights",
+        "random-weights",
+        "TTS_RANDOM_WEIGHTS",
+        "BOOL",
+        "Serve the real 0.5B architecture with random weights instead of loading the model (capacity measurements; the audio is noise)",
+        |s, v| set(&mut s.random_weights, v.boolean()),
+    )
+    .switch(),
+    FieldSpec::new(
         "max_slots",
         "max-slots",
         "TTS_MAX_SLOTS",
-        "N",
-        "Utterances synthesised concurrently (1-1024)",
-        |s, v| {
-            set(
-                &mut s.limits.max_slots,
-                v.integer_in(1..=1024, "between 1 and 1024"),
-            )
-        },
+        "auto|N",
+        "Utterances synthesised concurrently: auto (as many as run in real time, measured) or 1-1024",
+        |s, v| set(&mut s.limits.max_slots, max_slots(v)),
     ),
     FieldSpec::new(
         "max_text_chars",

@@ -18,5 +18,7 @@ pub use error::{ConfigError, ConfigErrors, ValueProblem};
 pub use fields::{field_spec, FieldSpec, FIELDS};
 pub use loader::{CommandLine, EnvLookup, FlagValue, LoadedSettings, SettingEntry, CONFIG_ENV};
 pub use location::ResourceLocation;
-pub use settings::{Choice, Limits, LogFormat, Settings, Solver, DEFAULT_MODEL, DEFAULT_TOKENIZER};
+pub use settings::{
+    Choice, Limits, LogFormat, MaxSlots, Settings, Solver, DEFAULT_MODEL, DEFAULT_TOKENIZER,
+};
 pub use source::{Origin, Source};

@@ -49,6 +49,14 @@ pub struct Settings {
     pub warmup: bool,
     /// Replay each frame's work as CUDA graphs (CUDA builds on a CUDA device only).
     pub cuda_graphs: bool,
+    /// Capture the CUDA graphs of every batch-size bucket during warm-up (else at first use).
+    pub cuda_graph_warmup: bool,
+    /// With automatic slots: the fraction of the real-time budget (one frame of audio per
+    /// round) a round may take at the batch size admission allows (0 < h <= 1).
+    pub capacity_headroom: f64,
+    /// Serve the real architecture with random weights instead of loading the model (capacity
+    /// measurements without the checkpoint; the audio is noise).
+    pub random_weights: bool,
     /// Resource limits.
     #[serde(flatten)]
     pub limits: Limits,
@@ -77,6 +85,9 @@ impl Default for Settings {
             seed: None,
             warmup: true,
             cuda_graphs: true,
+            cuda_graph_warmup: true,
+            capacity_headroom: 0.7,
+            random_weights: false,
             limits: Limits::default(),
             api_keys: ApiKeys::default(),
             log_format: LogFormat::Text,
@@ -99,8 +110,9 @@ impl Settings {
 /// Limits that protect the service from overload and misbehaving clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limits {
-    /// Utterances synthesised concurrently (>= 1).
-    pub max_slots: usize,
+    /// Utterances synthesised concurrently: as many as the device runs in real time, or a
+    /// fixed number (>= 1).
+    pub max_slots: MaxSlots,
     /// Characters of text per utterance (>= 1).
     pub max_text_chars: usize,
     /// Bytes per inbound WebSocket message (>= 256).
@@ -120,7 +132,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_slots: 4,
+            max_slots: MaxSlots::Auto,
             max_text_chars: 5000,
             max_message_bytes: 65536,
             max_frames_per_token: 10,
@@ -128,6 +140,33 @@ impl Default for Limits {
             context_idle_timeout_secs: 30,
             max_buffered_frames: 64,
             shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// How many utterances are synthesised concurrently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxSlots {
+    /// As many as the device advances in real time (measured; see `capacity_headroom`).
+    Auto,
+    /// A fixed number.
+    Fixed(usize),
+}
+
+impl fmt::Display for MaxSlots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for MaxSlots {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => serializer.serialize_str("auto"),
+            Self::Fixed(n) => serializer.serialize_u64(*n as u64),
         }
     }
 }

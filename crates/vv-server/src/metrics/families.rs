@@ -10,6 +10,7 @@ use prometheus::{
 };
 use vv_engine::EngineInfo;
 
+use super::capacity::CapacityMetrics;
 use super::context::ContextRecorder;
 use super::device::DeviceGauges;
 
@@ -22,9 +23,13 @@ const QUEUE_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 /// Duration of one engine step, in seconds.
-const STEP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4];
+const STEP_BUCKETS: &[f64] = &[
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.133, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4,
+];
 /// Utterances advanced together in one step.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 48.0, 64.0, 96.0, 128.0, 192.0, 256.0, 512.0,
+];
 /// Real-time factor (generation time / audio duration).
 const RTF_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
 
@@ -68,6 +73,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Device memory and utilisation gauges.
     pub device: DeviceGauges,
+    /// Round times by batch size, headroom, admissions.
+    pub capacity: CapacityMetrics,
 }
 
 impl Metrics {
@@ -161,6 +168,7 @@ impl Metrics {
                 )?,
             )?,
             device: DeviceGauges::new(r)?,
+            capacity: CapacityMetrics::new(r)?,
             registry,
         })
     }
@@ -188,7 +196,6 @@ impl Metrics {
         if let Some(warmup) = info.model.warmup_seconds {
             self.warmup_seconds.set(warmup);
         }
-        self.slots_total.set(gauge_value(info.slots_total));
         self.build_info
             .with_label_values(&[
                 info.version,
@@ -252,5 +259,16 @@ mod tests {
         assert!(text.contains("vibevoice_ttfa_seconds_bucket{le=\"0.3\"} 1"));
         assert!(text.contains("# TYPE vibevoice_rtf histogram"));
         assert!(text.contains("vibevoice_slots_total 0"));
+        m.capacity.round(std::time::Duration::from_millis(12), 40);
+        m.capacity.admissions(5, 2);
+        m.capacity.admissions(7, 2);
+        let text = m.render().unwrap();
+        assert!(
+            text.contains("vibevoice_engine_round_seconds_bucket{batch=\"48\",le=\"0.016\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("vibevoice_engine_batch_current 40"));
+        assert!(text.contains("vibevoice_admissions_total{outcome=\"admitted\"} 7"));
+        assert!(text.contains("vibevoice_admissions_total{outcome=\"refused\"} 2"));
     }
 }

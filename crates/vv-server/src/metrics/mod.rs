@@ -1,12 +1,14 @@
 //! Prometheus metrics (prefix `vibevoice_`): one [`Metrics`] registry shared through the app
 //! state, the engine observer that feeds it, per-utterance recording and device gauges.
 
+mod capacity;
 mod context;
 mod device;
 mod families;
 mod observer;
 mod session;
 
+pub use capacity::CapacityMetrics;
 pub use context::{ContextRecorder, Outcome};
 pub use device::{DeviceGauges, DeviceMonitor};
 pub use families::Metrics;

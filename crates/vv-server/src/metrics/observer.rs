@@ -7,13 +7,23 @@ use vv_engine::EngineObserver;
 
 use super::families::Metrics;
 
-/// Records engine steps, batch sizes, queue waits and text starvation.
+/// Records engine rounds, batch sizes, capacity, queue waits and text starvation.
 pub struct MetricsObserver(pub Arc<Metrics>);
 
 impl EngineObserver for MetricsObserver {
     fn step(&self, elapsed: Duration, batch_size: usize) {
         self.0.engine_step_seconds.observe(elapsed.as_secs_f64());
         self.0.engine_batch_size.observe(batch_size as f64);
+        self.0.capacity.round(elapsed, batch_size);
+    }
+
+    fn capacity(&self, capacity: usize, headroom: Option<f64>) {
+        self.0
+            .slots_total
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        if let Some(headroom) = headroom {
+            self.0.capacity.realtime_headroom.set(headroom);
+        }
     }
 
     fn queue_wait(&self, wait: Duration) {

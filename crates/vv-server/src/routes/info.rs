@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::ready::readiness;
 use crate::state::AppState;
+use vv_engine::EngineHandle;
 
 /// Cargo features of this build that select a backend or math library.
 pub fn enabled_features() -> Vec<&'static str> {
@@ -21,6 +22,23 @@ pub fn enabled_features() -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
     .collect()
+}
+
+/// The capacity block: how slots are decided, the capacity now, the current batch's real-time
+/// headroom, round times by batch size, admissions.
+fn capacity(engine: &EngineHandle) -> Value {
+    let report = engine.capacity();
+    json!({
+        "mode": report.mode,
+        "capacity": report.capacity,
+        "headroom_setting": report.headroom,
+        "budget_ms": report.budget_ms,
+        "current_batch": report.current_batch,
+        "realtime_headroom": report.realtime_headroom,
+        "round_ms_by_batch": report.round_ms_by_batch,
+        "admitted": engine.admitted(),
+        "refused": engine.refused(),
+    })
 }
 
 /// The route.
@@ -42,6 +60,7 @@ async fn info(State(state): State<AppState>) -> Json<Value> {
             "device": null,
             "voices": null,
             "slots": null,
+            "capacity": null,
             "build": build,
         }));
     };
@@ -64,6 +83,7 @@ async fn info(State(state): State<AppState>) -> Json<Value> {
         "voices": info.voices,
         "default_voice": info.default_voice,
         "slots": { "used": engine.slots_used(), "total": engine.slots_total() },
+        "capacity": capacity(engine),
         "build": build,
     }))
 }

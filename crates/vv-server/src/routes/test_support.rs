@@ -8,6 +8,7 @@ pub fn engine_info(voices: &[&str]) -> EngineInfo {
     EngineInfo {
         model: ModelSummary {
             source: "testdata".to_string(),
+            random_weights: false,
             sample_rate: 24_000,
             frame_samples: 3200,
             text_window: 5,
@@ -32,7 +33,7 @@ pub fn engine_info(voices: &[&str]) -> EngineInfo {
         },
         voices: voices.iter().map(|v| v.to_string()).collect(),
         default_voice: voices.first().map(|v| v.to_string()).unwrap_or_default(),
-        slots_total: 2,
+        slots: vv_engine::SlotPolicy::Fixed { slots: 2 },
         version: "test",
     }
 }

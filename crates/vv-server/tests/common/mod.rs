@@ -37,6 +37,11 @@ pub fn tiny_settings(voices_dir: PathBuf, device: DeviceRequest) -> Settings {
         warmup: true,
         host: "127.0.0.1".to_string(),
         port: 0,
+        // A fixed number: automatic slots calibrate every bucket at start (tests/capacity.rs).
+        limits: vv_server::config::Limits {
+            max_slots: vv_server::config::MaxSlots::Fixed(4),
+            ..Default::default()
+        },
         ..Settings::default()
     }
 }

@@ -10,7 +10,7 @@ const MIN_PARALLEL_VALUES: usize = 1 << 17;
 const BLOCK_VALUES: usize = 1 << 14;
 
 /// What follows a matmul: `act(y + bias) + residual`, all optional.
-pub(crate) struct Epilogue<'a> {
+pub struct Epilogue<'a> {
     /// Per output column, `[n]`.
     pub bias: Option<&'a [f32]>,
     /// Apply GELU(erf) after the bias.
@@ -47,7 +47,7 @@ simd_fn! {
 }
 
 /// Applies `e` to the matmul result `y` (`[m, n]`, or `[n, m]` when `transposed`), giving `[m, n]`.
-pub(crate) fn epilogue(y: &[f32], transposed: bool, m: usize, n: usize, e: &Epilogue) -> Vec<f32> {
+pub fn epilogue(y: &[f32], transposed: bool, m: usize, n: usize, e: &Epilogue) -> Vec<f32> {
     let mut out = if transposed && m > 1 {
         let mut out = vec![0f32; m * n];
         for (j, column) in y.chunks_exact(m).enumerate() {
@@ -95,7 +95,7 @@ simd_fn! {
 
 /// `residual[t] + bias + Σ_k taps[k] ⊙ window[t + k]` over time-major rows of `c` channels,
 /// with `window` holding `K - 1` history rows before the `T` current ones.
-pub(crate) fn depthwise_causal(
+pub fn depthwise_causal(
     window: &[f32],
     taps: &[f32],
     bias: &[f32],

@@ -1,9 +1,10 @@
-//! Grouped-query attention of blocks of query rows against their streams' KV caches as one
-//! kernel, for one or two streams (the positive and negative CFG streams of a TTS-LM step),
-//! in place of candle's five to six launches per stream (scores, casts, mask, softmax, values)
-//! and the concatenation of the streams' outputs. Query row `i` of a stream sits at position
-//! `past + i` and sees keys `0..=past + i` (causal); the caches and positions come from the
-//! forward's [`KvTable`]. Scores, softmax and the weighted sum are f32.
+//! Grouped-query attention of packed query rows against their streams' KV caches as one
+//! kernel for any number of streams at different positions (both CFG streams of every
+//! utterance of an engine round, or every utterance's text window), in place of candle's five
+//! to six launches per stream (scores, casts, mask, softmax, values) and the concatenation of
+//! the streams' outputs. A row at position `p` sees keys `0..=p` of its stream (causal); rows,
+//! streams, positions and caches come from the forward's [`KvTable`]. Scores, softmax and the
+//! weighted sum are f32.
 
 use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::cuda_backend::CudaStorage;
@@ -43,16 +44,16 @@ __device__ float block_reduce(float v, float* red, bool is_max) {
 }
 #define ATTENTION(NAME, T, LOAD, STORE)                                                    \
 extern "C" __global__ void NAME(const T* q, T* out, const long long* table, int layer,    \
-        int n0, int heads, int kv_heads, int head_dim) {                                   \
+        int rows, int streams, int heads, int kv_heads, int head_dim) {                    \
     extern __shared__ float smem[];                                                        \
     __shared__ float red[32];                                                              \
     int row = blockIdx.x, h = blockIdx.y, kvh = h / (heads / kv_heads);                    \
-    int s = row >= n0;                                                                     \
-    int i = s ? row - n0 : row;                                                            \
-    long long capacity = table[2 + s], k_row = head_dim, v_row = head_dim;                 \
-    const T* kb = (const T*)table[4 + 4 * layer + 2 * s] + kvh * capacity * head_dim;     \
-    const T* vb = (const T*)table[5 + 4 * layer + 2 * s] + kvh * capacity * head_dim;     \
-    int visible = table[s] + i + 1;                                                        \
+    int s = (int)table[row];                                                               \
+    long long capacity = table[2 * rows + s], k_row = head_dim, v_row = head_dim;          \
+    const long long* addr = table + 2 * rows + streams + 2 * ((long long)layer * streams + s); \
+    const T* kb = (const T*)addr[0] + kvh * capacity * head_dim;                           \
+    const T* vb = (const T*)addr[1] + kvh * capacity * head_dim;                           \
+    int visible = (int)table[rows + row] + 1;                                              \
     float* qs = smem;                                                                      \
     float* sc = smem + head_dim;                                                           \
     const T* qr = q + ((long long)row * heads + h) * head_dim;                             \
@@ -86,18 +87,19 @@ ATTENTION(attention_bf16, unsigned short, load_bf16, store_bf16)
 "#;
 
 /// Whether the kernel handles `keys` keys of width `head_dim` (shared-memory bound).
-pub(crate) fn fits(keys: usize, head_dim: usize) -> bool {
+pub fn fits(keys: usize, head_dim: usize) -> bool {
     keys + head_dim <= MAX_KEYS
 }
 
-/// Attention of the packed rotated queries `q` (`[n₀ + n₁, heads, hd]`, stream 0's rows first)
+/// Attention of the packed rotated queries `q` (`[rows, heads, hd]`, in the table's row order)
 /// against layer `layer` of the streams' caches (`kv_heads` heads), reached through `kv`
-/// (positions before the rows, which are already appended) → `[n₀ + n₁, heads·hd]`.
-pub(crate) fn attention(q: &Tensor, kv_heads: usize, kv: &KvTable, layer: usize) -> Result<Tensor> {
+/// (the rows' keys and values already appended) → `[rows, heads·hd]`.
+pub fn attention(q: &Tensor, kv_heads: usize, kv: &KvTable, layer: usize) -> Result<Tensor> {
     let op = Attention {
         layer,
         kv_heads,
         rows: kv.rows(),
+        streams: kv.streams(),
         keys_bound: kv.keys_bound(),
     };
     q.contiguous()?.apply_op2_no_bwd(kv.table(), &op)
@@ -106,7 +108,8 @@ pub(crate) fn attention(q: &Tensor, kv_heads: usize, kv: &KvTable, layer: usize)
 struct Attention {
     layer: usize,
     kv_heads: usize,
-    rows: [usize; 2],
+    rows: usize,
+    streams: usize,
     keys_bound: usize,
 }
 
@@ -127,14 +130,14 @@ impl CustomOp2 for Attention {
         let (rows, heads, hd) = q_l.shape().dims3()?;
         let kv_heads = self.kv_heads;
         let valid = q_l.is_contiguous()
-            && self.rows[0] + self.rows[1] == rows
-            && table_l.shape().elem_count() >= table_len(self.layer + 1)
+            && self.rows == rows
+            && table_l.shape().elem_count() >= table_len(rows, self.streams, self.layer + 1)
             && kv_heads > 0
             && heads % kv_heads == 0
             && fits(self.keys_bound, hd);
         if !valid {
             bail!(
-                "attention kernel: q {:?}, {kv_heads} kv heads, rows {:?}, layer {}, {} keys",
+                "attention kernel: q {:?}, {kv_heads} kv heads, {} rows, layer {}, {} keys",
                 q_l.shape(),
                 self.rows,
                 self.layer,
@@ -151,7 +154,7 @@ impl CustomOp2 for Attention {
             inputs: &[(q, start_with_unit_stride(q_l, "q")?)],
             out_len: rows * heads * hd,
             table: Some((table, start_with_unit_stride(table_l, "table")?)),
-            ints: &[self.layer, self.rows[0], heads, kv_heads, hd].map(|x| x as i32),
+            ints: &[self.layer, rows, self.streams, heads, kv_heads, hd].map(|x| x as i32),
         };
         // SAFETY: the arguments match the kernel's signature; the table's positions and
         // buffers were checked when it was built (`KvTable`).

@@ -80,7 +80,7 @@ simd_fn! {
 }
 
 /// `x [m, k] · w [n, k]ᵀ`, returned **transposed** as `[n, m]` (row `j` holds output column `j`).
-pub(crate) fn skinny_matmul(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+pub fn skinny_matmul(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n * m];
     if n == 0 || m == 0 || k == 0 {
         return out;

@@ -3,12 +3,12 @@
 //! several candle ops saves their launches. Each kernel accumulates in f32 for f32 and bf16
 //! storage. Without NVRTC (or for other dtypes) callers keep their candle-op form.
 
-pub(crate) mod attention;
-pub(crate) mod depthwise;
-pub(crate) mod epilogue;
-pub(crate) mod kv_table;
-pub(crate) mod rope_append;
-pub(crate) mod swiglu;
+pub mod attention;
+pub mod depthwise;
+pub mod epilogue;
+pub mod kv_table;
+pub mod rope_append;
+pub mod swiglu;
 
 use std::sync::OnceLock;
 
@@ -62,7 +62,7 @@ fn ptx() -> std::result::Result<&'static str, &'static str> {
 
 /// Whether the fused kernels can run for `dtype`: it has kernels and NVRTC compiled them (a
 /// failure is logged once, and callers keep their candle-op form).
-pub(crate) fn supported(dtype: DType) -> bool {
+pub fn supported(dtype: DType) -> bool {
     static WARNED: OnceLock<()> = OnceLock::new();
     if !matches!(dtype, DType::F32 | DType::BF16) {
         return false;
@@ -100,7 +100,7 @@ fn compiled() -> Result<&'static str> {
 /// One launch of a fused kernel, whose arguments are, in order: its inputs (all of one dtype,
 /// each a storage and the start offset of its data), a new output of `out_len` elements, the
 /// i64 KV table if any, then the integer arguments.
-pub(crate) struct Launch<'a> {
+pub struct Launch<'a> {
     /// Kernel name without its dtype suffix.
     pub name: &'static str,
     pub cfg: LaunchConfig,
@@ -116,7 +116,7 @@ impl Launch<'_> {
     /// # Safety
     /// The arguments must match the kernel's signature, and the sizes, offsets, integers and
     /// table must keep every access the kernel makes in bounds.
-    pub(crate) unsafe fn run(&self) -> Result<CudaStorage> {
+    pub unsafe fn run(&self) -> Result<CudaStorage> {
         let Some((first, _)) = self.inputs.first() else {
             bail!("fused CUDA kernel {}: no inputs", self.name);
         };

@@ -1,4 +1,4 @@
-//! A Qwen2 layer's RoPE and KV-cache append as one kernel for one or two streams: it reads the
+//! A Qwen2 layer's RoPE and KV-cache append as one kernel for any number of streams: it reads the
 //! fused q/k/v projection, rotates the queries into a packed output and writes the rotated keys
 //! and the values straight into each stream's cache buffers at its next positions, in place of
 //! candle's per-stream rotation, two transposed copies and two cache writes (about six
@@ -11,24 +11,25 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use super::kv_table::KvTable;
 use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
-/// One thread per (row, head slot, pair `j`/`j + hd/2`). Row `i` of stream `s` sits at
-/// position `table[s] + i`; slots are the `heads` queries, the `kv_heads` keys, then the
-/// values. A cache buffer is `[kv_heads, capacity, hd]` at the table's address for the layer.
+/// One thread per (row, head slot, pair `j`/`j + hd/2`). Row `r` belongs to stream
+/// `table[r]` and sits at position `table[rows + r]`; slots are the `heads` queries, the
+/// `kv_heads` keys, then the values. A cache buffer is `[kv_heads, capacity, hd]` at the
+/// table's address for the layer and stream.
 /// Rotation (`rotate_half` convention) is computed in f32 from the cos/sin tables
 /// `[positions, hd/2]` of the activation dtype.
 pub(super) const SOURCE: &str = r#"
 #define ROPE_APPEND(NAME, T, LOAD, STORE)                                                  \
 extern "C" __global__ void NAME(const T* qkv, const T* cos_t, const T* sin_t, T* q_out,  \
-        const long long* table, int layer, int n0, int n1, int heads, int kv_heads,       \
+        const long long* table, int layer, int rows, int streams, int heads, int kv_heads, \
         int half) {                                                                        \
     int slots = heads + 2 * kv_heads;                                                      \
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;                      \
-    if (idx >= (long long)(n0 + n1) * slots * half) return;                                \
+    if (idx >= (long long)rows * slots * half) return;                                     \
     int j = idx % half;                                                                    \
     long long rest = idx / half;                                                           \
     int slot = rest % slots, row = rest / slots;                                           \
-    int s = row >= n0;                                                                     \
-    long long p = table[s] + (s ? row - n0 : row), capacity = table[2 + s];                \
+    int s = (int)table[row];                                                               \
+    long long p = table[rows + row], capacity = table[2 * rows + s];                       \
     const T* x = qkv + ((long long)row * slots + slot) * 2 * half;                         \
     float a = LOAD(x[j]), b = LOAD(x[j + half]);                                           \
     T* dst;                                                                                \
@@ -37,7 +38,7 @@ extern "C" __global__ void NAME(const T* qkv, const T* cos_t, const T* sin_t, T*
     } else {                                                                               \
         int value = slot >= heads + kv_heads;                                              \
         int h = slot - heads - value * kv_heads;                                           \
-        T* buffer = (T*)table[4 + 4 * layer + 2 * s + value];                              \
+        T* buffer = (T*)table[2 * rows + streams + 2 * ((long long)layer * streams + s) + value]; \
         dst = buffer + (h * capacity + p) * 2 * half;                                      \
     }                                                                                      \
     if (slot < heads + kv_heads) {                                                         \
@@ -53,11 +54,11 @@ ROPE_APPEND(rope_append_f32, float, load_f32, store_f32)
 ROPE_APPEND(rope_append_bf16, unsigned short, load_bf16, store_bf16)
 "#;
 
-/// Rotates the queries of `qkv` (`[rows, heads + 2·kv_heads, hd]`, the streams' rows in
-/// order) into a new `[rows, heads, hd]`, and writes the rotated keys and the values of each
-/// stream into layer `layer` of its cache at its next positions, through `kv` (`cos`/`sin`:
-/// the whole RoPE tables `[positions, hd/2]`, covering every position written).
-pub(crate) fn rope_append(
+/// Rotates the queries of `qkv` (`[rows, heads + 2·kv_heads, hd]`, in the table's row order)
+/// into a new `[rows, heads, hd]`, and writes the rotated keys and the values of each row into
+/// layer `layer` of its stream's cache at its position, through `kv` (`cos`/`sin`: the whole
+/// RoPE tables `[positions, hd/2]`, covering every position written).
+pub fn rope_append(
     qkv: &Tensor,
     cos: &Tensor,
     sin: &Tensor,
@@ -69,6 +70,7 @@ pub(crate) fn rope_append(
         heads,
         layer,
         rows: kv.rows(),
+        streams: kv.streams(),
         table: kv.table().clone(),
     };
     qkv.contiguous()?
@@ -78,7 +80,8 @@ pub(crate) fn rope_append(
 struct RopeAppend {
     heads: usize,
     layer: usize,
-    rows: [usize; 2],
+    rows: usize,
+    streams: usize,
     table: Tensor,
 }
 
@@ -107,10 +110,10 @@ impl CustomOp3 for RopeAppend {
             && slots == heads + 2 * kv_heads
             && hd == 2 * half
             && sin_l.shape() == cos_l.shape()
-            && self.rows[0] + self.rows[1] == rows;
+            && self.rows == rows;
         if !valid {
             bail!(
-                "rope-append kernel: qkv {:?} with {heads} heads, tables {:?}, rows {:?}",
+                "rope-append kernel: qkv {:?} with {heads} heads, tables {:?}, {} rows",
                 qkv_l.shape(),
                 cos_l.shape(),
                 self.rows
@@ -131,15 +134,7 @@ impl CustomOp3 for RopeAppend {
             inputs: &inputs,
             out_len: rows * heads * hd,
             table: Some((table, start_with_unit_stride(table_l, "table")?)),
-            ints: &[
-                self.layer,
-                self.rows[0],
-                self.rows[1],
-                heads,
-                kv_heads,
-                half,
-            ]
-            .map(|x| x as i32),
+            ints: &[self.layer, rows, self.streams, heads, kv_heads, half].map(|x| x as i32),
         };
         // SAFETY: the arguments match the kernel's signature; the table was built from caches
         // with room reserved for these rows (`KvTable`).

@@ -39,7 +39,7 @@ fn erf(x: f32) -> f32 {
 
 /// `x · Φ(x) = x/2 · (1 + erf(x/√2))` (PyTorch `gelu`, approximate = "none").
 #[inline(always)]
-pub(crate) fn gelu_erf(x: f32) -> f32 {
+pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 

@@ -21,10 +21,8 @@ use candle_core::cuda_backend::cudarc::driver::{sys, CudaGraph};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, Device, Tensor};
 
-use crate::error::Result;
-
 /// An instantiated, uploaded graph.
-pub(crate) struct Graph(CudaGraph);
+pub struct Graph(CudaGraph);
 
 // SAFETY: the graph handles are plain driver objects that may be used from any thread once the
 // context is bound (cudarc binds it in `launch`); `GraphCache`'s mutex gives exclusive access,
@@ -34,18 +32,21 @@ unsafe impl Send for Graph {}
 impl Graph {
     /// Copies each `(buffer, value)` pair's value into the graph's persistent input buffer,
     /// then queues one replay on the stream the graph was captured from.
-    pub(crate) fn replay(&self, inputs: &[(&Tensor, &Tensor)]) -> Result<()> {
+    pub fn replay(&self, inputs: &[(&Tensor, &Tensor)]) -> candle_core::Result<()> {
         for (buffer, value) in inputs {
             buffer.slice_set(value, 0, 0)?;
         }
-        Ok(self.0.launch().w()?)
+        self.0.launch().w()
     }
 }
 
 /// Runs `record` once eagerly (loading every kernel and cuBLAS state, and filling the parameter
 /// cache, outside the capture), then again while capturing the device's stream, and
 /// instantiates what was captured.
-pub(crate) fn capture(cuda: &CudaDevice, mut record: impl FnMut() -> Result<()>) -> Result<Graph> {
+pub fn capture<E: From<candle_core::Error>>(
+    cuda: &CudaDevice,
+    mut record: impl FnMut() -> Result<(), E>,
+) -> Result<Graph, E> {
     let _parameter_cache = cuda.enable_cuda_graph_htod_cache();
     record()?;
     Device::Cuda(cuda.clone()).synchronize()?;
@@ -73,7 +74,7 @@ struct Slots<K, V> {
 
 /// The graphs (with their buffers `V`) captured for one model component, keyed by what the
 /// capture depends on, shared by the component's clones.
-pub(crate) struct GraphCache<K, V> {
+pub struct GraphCache<K, V> {
     slots: Arc<Mutex<Slots<K, V>>>,
     /// What the graphs hold, for logs.
     what: &'static str,
@@ -98,7 +99,7 @@ impl<K, V> fmt::Debug for GraphCache<K, V> {
 
 impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
     /// An empty cache for graphs of `what` (named in logs).
-    pub(crate) fn new(what: &'static str) -> Self {
+    pub fn new(what: &'static str) -> Self {
         Self {
             slots: Arc::new(Mutex::new(Slots {
                 captured: HashMap::new(),
@@ -110,7 +111,7 @@ impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
     }
 
     /// Turns graph replay on or off (captured graphs are kept while off).
-    pub(crate) fn set_enabled(&self, enabled: bool) {
+    pub fn set_enabled(&self, enabled: bool) {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -120,12 +121,12 @@ impl<K: Eq + Hash + fmt::Debug, V> GraphCache<K, V> {
     /// Replays the graph for `key`, capturing it first if needed, while holding the cache's
     /// lock. `None` when graphs are off for this component (by setting or after a failure); a failed capture turns them off
     /// with one warning, so the caller runs the work kernel by kernel.
-    pub(crate) fn replay<R>(
+    pub fn replay<R, E: fmt::Display>(
         &self,
         key: K,
-        capture: impl FnOnce() -> Result<V>,
-        replay: impl FnOnce(&mut V) -> Result<R>,
-    ) -> Result<Option<R>> {
+        capture: impl FnOnce() -> Result<V, E>,
+        replay: impl FnOnce(&mut V) -> Result<R, E>,
+    ) -> Result<Option<R>, E> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.failed || !slots.enabled {
             return Ok(None);

@@ -24,7 +24,7 @@ SWIGLU(swiglu_bf16, unsigned short, load_bf16, store_bf16)
 "#;
 
 /// `SiLU(x[:, :h]) ⊙ x[:, h:]` for `x` `[rows, 2h]` on a CUDA device.
-pub(crate) fn swiglu(x: &Tensor) -> Result<Tensor> {
+pub fn swiglu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&Swiglu)
 }
 

@@ -13,28 +13,28 @@ use std::sync::{Mutex, PoisonError};
 
 use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
 
-pub(crate) use matmul::skinny_matmul;
-pub(crate) use pointwise::{depthwise_causal, epilogue, Epilogue};
+pub use matmul::skinny_matmul;
+pub use pointwise::{depthwise_causal, epilogue, Epilogue};
 
 /// Largest row count (time steps) sent to the skinny matmul; taller inputs go to candle's GEMM.
-pub(crate) const SKINNY_MAX_ROWS: usize = 16;
+pub const SKINNY_MAX_ROWS: usize = 16;
 
 /// Whether every tensor is an f32 tensor on the CPU (the fused kernels' domain).
-pub(crate) fn eligible(tensors: &[&Tensor]) -> bool {
+pub fn eligible(tensors: &[&Tensor]) -> bool {
     tensors
         .iter()
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
 /// Read access to the contiguous f32 data of a CPU tensor.
-pub(crate) struct CpuSlice<'a> {
+pub struct CpuSlice<'a> {
     storage: StorageRef<'a>,
     range: std::ops::Range<usize>,
 }
 
 impl<'a> CpuSlice<'a> {
     /// Borrows `t`, which must be contiguous (call `.contiguous()` first).
-    pub(crate) fn new(t: &'a Tensor) -> Result<Self> {
+    pub fn new(t: &'a Tensor) -> Result<Self> {
         let (storage, layout): (StorageRef<'a>, &Layout) = t.storage_and_layout();
         let Some((start, end)) = layout.contiguous_offsets() else {
             bail!("CPU kernel: tensor {:?} is not contiguous", t.dims())
@@ -46,7 +46,7 @@ impl<'a> CpuSlice<'a> {
     }
 
     /// The tensor's values in row-major order.
-    pub(crate) fn get(&self) -> Result<&[f32]> {
+    pub fn get(&self) -> Result<&[f32]> {
         match &*self.storage {
             Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[self.range.clone()]),
             _ => bail!("CPU kernel: tensor is not on the CPU"),
@@ -57,7 +57,7 @@ impl<'a> CpuSlice<'a> {
 /// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) cut into blocks of
 /// `rows_per_block` rows: on candle's CPU worker pool (warm threads, no spawning) when
 /// `parallel`, else in one call on the current thread.
-pub(crate) fn for_row_blocks(
+pub fn for_row_blocks(
     out: &mut [f32],
     row_len: usize,
     rows_per_block: usize,

@@ -29,7 +29,7 @@ EPILOGUE(epilogue_bf16, unsigned short, load_bf16, store_bf16)
 
 /// `gelu?(y + bias) + residual` for `y` `[m, n]` (contiguous), `bias` `[n]`, `residual`
 /// `[m, n]`, all of `y`'s dtype on its CUDA device.
-pub(crate) fn apply(
+pub fn apply(
     y: &Tensor,
     bias: Option<&Tensor>,
     gelu: bool,
