@@ -7,6 +7,7 @@ pub use service_args::ServiceArgs;
 
 use crate::commands::bench::BenchArgs;
 use crate::commands::check_fixture::CheckFixtureArgs;
+use crate::commands::loadtest::LoadtestArgs;
 use crate::commands::say::SayArgs;
 use crate::commands::voices::VoicesCommand;
 
@@ -42,6 +43,9 @@ pub enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Drive a running server with concurrent streams and report latency and real-time margins
+    /// per level.
+    Loadtest(LoadtestArgs),
 }
 
 impl Command {
@@ -53,7 +57,7 @@ impl Command {
             Self::Bench(args) => Some(&args.service),
             Self::Devices(args) => Some(&args.service),
             Self::Config(ConfigCommand::Validate(args)) => Some(&args.service),
-            Self::Voices(_) | Self::CheckFixture(_) => None,
+            Self::Voices(_) | Self::CheckFixture(_) | Self::Loadtest(_) => None,
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check_fixture;
 pub mod config_validate;
 pub mod devices;
+pub mod loadtest;
 pub mod say;
 pub mod serve;
 pub mod voices;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match (&cli.command, loaded) {
         (Command::Voices(cmd), _) => voices::run(cmd),
         (Command::CheckFixture(args), _) => check_fixture::run(args),
+        (Command::Loadtest(args), _) => loadtest::run(args),
         (_, None) => unreachable!("every other command takes the service options"),
         (Command::Devices(args), Some(loaded)) => devices::run(args, loaded),
         (Command::Config(ConfigCommand::Validate(args)), Some(loaded)) => {
