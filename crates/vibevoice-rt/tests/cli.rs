@@ -32,7 +32,7 @@ fn help_lists_the_subcommands_and_the_environment_twins() {
     for expected in [
         "--device <DEVICE>",
         "[default: auto] [env: TTS_DEVICE]",
-        "--max-slots <N>",
+        "--max-slots <auto|N>",
         "[env: TTS_MAX_SLOTS]",
         "[env: TTS_CONFIG]",
         "--json",
@@ -178,7 +178,7 @@ fn config_validate_shows_each_value_with_its_source() {
     };
     assert_eq!(line("device"), ["device", "cuda:0", "env", "TTS_DEVICE"]);
     assert_eq!(line("port"), ["port", "9001", "flag", "--port"]);
-    assert_eq!(line("max_slots"), ["max_slots", "4", "default"]);
+    assert_eq!(line("max_slots"), ["max_slots", "auto", "default"]);
     assert!(!report.contains("top-secret"), "{report}");
 
     let out = vibevoice_rt(&["config", "validate", "--json"], &env);

@@ -77,7 +77,11 @@ pub(crate) fn feed(
         .to_device(stack.device())?
         .to_dtype(DType::F32)?
         .contiguous()?;
-    for cache in kv_pos.iter_mut().chain(kv_neg.iter_mut()) {
+    for cache in kv_pos
+        .iter_mut()
+        .map(|c| &mut **c)
+        .chain(kv_neg.iter_mut().map(|c| &mut **c))
+    {
         cache.reserve(1)?;
     }
     let (pos, neg) = (&*kv_pos, &*kv_neg);
@@ -96,7 +100,11 @@ pub(crate) fn feed(
         },
     )?;
     if out.is_some() {
-        for cache in kv_pos.iter_mut().chain(kv_neg.iter_mut()) {
+        for cache in kv_pos
+            .iter_mut()
+            .map(|c| &mut **c)
+            .chain(kv_neg.iter_mut().map(|c| &mut **c))
+        {
             cache.commit(1);
         }
     }
@@ -113,19 +121,25 @@ fn table(
     device: &Device,
 ) -> Result<Tensor> {
     let pad = size - kv_pos.len();
-    let half = |caches: &[&mut KvCache]| {
-        let mut streams: Vec<&dyn KvBuffers> = caches.iter().map(|c| &**c as _).collect();
-        streams.extend(std::iter::repeat_n(scratch as &dyn KvBuffers, pad));
-        streams
-    };
-    let streams: Vec<StreamRows> = half(kv_pos)
-        .into_iter()
-        .chain(half(kv_neg))
+    let streams: Vec<StreamRows> = padded(kv_pos, scratch, pad)
+        .chain(padded(kv_neg, scratch, pad))
         .map(|cache| StreamRows { cache, rows: 1 })
         .collect();
     let entries = kv_table::entries(&streams)?;
     let len = entries.len();
     Ok(Tensor::from_vec(entries, len, device)?)
+}
+
+/// `caches`, then `pad` times `scratch`.
+fn padded<'a>(
+    caches: &'a [&mut KvCache],
+    scratch: &'a KvCache,
+    pad: usize,
+) -> impl Iterator<Item = &'a dyn KvBuffers> {
+    caches
+        .iter()
+        .map(|c| &**c as &dyn KvBuffers)
+        .chain(std::iter::repeat_n(scratch as &dyn KvBuffers, pad))
 }
 
 /// Captures the step for `size` frames, reading a persistent copy of the current batch's table

@@ -123,11 +123,11 @@ fn inputs(windows: &[TextWindow], size: usize, device: &Device) -> Result<Inputs
 /// The table of `size` streams of [`TEXT_WINDOW`] rows: `caches`, then padding on `scratch`.
 fn table<'a>(
     caches: impl Iterator<Item = &'a KvCache>,
-    scratch: &KvCache,
+    scratch: &'a KvCache,
     size: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut streams: Vec<&dyn KvBuffers> = caches.map(|c| c as _).collect();
+    let mut streams: Vec<&'a dyn KvBuffers> = caches.map(|c| c as &dyn KvBuffers).collect();
     let pad = size - streams.len();
     streams.extend(std::iter::repeat_n(scratch as &dyn KvBuffers, pad));
     let streams: Vec<StreamRows> = streams
