@@ -1,15 +1,16 @@
-//! Every parity check a fixture directory supports, run in one go (what `check-fixture` prints).
+//! Every parity check a fixture directory supports, run in one go (what `check-fixture` prints),
+//! and the check that batched rounds equal lone steps.
 
 use candle_core::{DType, Device};
 
 use crate::error::Result;
 use crate::generation::PreparedVoice;
 use crate::parity::{
-    acoustic_decoder, connector_eos, diffusion_head, end_to_end, lm, scheduler, FixtureDir,
-    TensorReport,
+    acoustic_decoder, batching, connector_eos, diffusion_head, end_to_end, lm, scheduler,
+    FixtureDir, TensorReport,
 };
 
-/// Runs each component check whose golden file exists, then the whole generation.
+/// Runs each component check whose golden file exists, the whole generation, then batching.
 pub fn check_all(fixture: &FixtureDir, device: &Device, dtype: DType) -> Result<Vec<TensorReport>> {
     let model = fixture.load_model(device, dtype)?;
     let cfg = fixture.config();
@@ -44,5 +45,11 @@ pub fn check_all(fixture: &FixtureDir, device: &Device, dtype: DType) -> Result<
         let voice = PreparedVoice::new(&model, &fixture.preset()?)?;
         reports.extend(end_to_end::check(&model, &voice, &g)?);
     }
+    let voices = fixture
+        .presets()?
+        .iter()
+        .map(|p| PreparedVoice::new(&model, p))
+        .collect::<Result<Vec<_>>>()?;
+    reports.extend(batching::check(&model, &voices)?);
     Ok(reports)
 }

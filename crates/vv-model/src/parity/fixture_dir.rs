@@ -12,7 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::model::VibeVoiceModel;
 use crate::parity::GoldenFile;
 use crate::source::CheckpointFiles;
-use crate::voice_preset::VoicePreset;
+use crate::voice_preset::{VoiceLibrary, VoicePreset};
 
 /// An opened fixture directory.
 #[derive(Debug, Clone)]
@@ -84,6 +84,20 @@ impl FixtureDir {
             return VoicePreset::load(&pt);
         }
         VoicePreset::load(&self.golden_path("voice_preset"))
+    }
+
+    /// The fixture's voice preset, then every preset of its `voices/` directory (sorted by
+    /// name; none when it has no such directory).
+    pub fn presets(&self) -> Result<Vec<VoicePreset>> {
+        let mut presets = vec![self.preset()?];
+        let dir = self.root.join("voices");
+        if dir.is_dir() {
+            let library = VoiceLibrary::scan(&dir)?;
+            for name in library.names() {
+                presets.push(VoicePreset::load(library.path(name)?)?);
+            }
+        }
+        Ok(presets)
     }
 
     /// `tokenizer/tokenizer.json`.

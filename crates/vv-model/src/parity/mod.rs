@@ -6,6 +6,7 @@
 
 pub mod acoustic_decoder;
 mod all;
+pub mod batching;
 mod compare;
 pub mod connector_eos;
 pub mod diffusion_head;
