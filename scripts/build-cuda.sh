@@ -11,8 +11,9 @@
 # - The build happens in a snapshot of the workspace (target/cuda/workspace) so the patch never
 #   touches the tracked Cargo.lock; output goes to target/cuda (the CPU target/ is untouched).
 #
-# Usage: scripts/build-cuda.sh [--head]   prints the path of the built binary on its last line
-#   --head builds the last commit (git HEAD) instead of the working tree.
+# Usage: scripts/build-cuda.sh [--head | --rev COMMIT]   prints the path of the built binary on
+#   its last line. --head builds the last commit (git HEAD) instead of the working tree, --rev
+#   another commit (e.g. a baseline to compare with on the same GPU machine).
 # Environment: CUDA_VENV (venv directory), PYTHON (interpreter for the venv, default python3),
 #              CUDA_COMPUTE_CAP (default 80: PTX the driver JITs for Ampere and newer),
 #              CARGO_BUILD_JOBS (parallel jobs, cargo's own variable).
@@ -90,12 +91,17 @@ export LIBRARY_PATH=$static_dir${LIBRARY_PATH:+:$LIBRARY_PATH}
 # 5. A snapshot of the workspace (the patch rewrites its Cargo.lock, not the tracked one). Only
 # changed files are copied, so cargo's timestamp-based rebuild checks stay right.
 source_dir=$root
-if [[ ${1:-} == --head ]]; then
+rev=
+case ${1:-} in
+    --head) rev=HEAD ;;
+    --rev) rev=${2:?--rev needs a commit} ;;
+esac
+if [[ -n $rev ]]; then
     source_dir=$target_dir/head
     rm -rf "$source_dir"
     mkdir -p "$source_dir"
-    git -C "$root" archive HEAD crates Cargo.toml Cargo.lock | tar -x -C "$source_dir"
-    log "building git HEAD $(git -C "$root" rev-parse --short HEAD)"
+    git -C "$root" archive "$rev" crates Cargo.toml Cargo.lock | tar -x -C "$source_dir"
+    log "building git $rev ($(git -C "$root" rev-parse --short "$rev"))"
 fi
 mkdir -p "$snapshot/crates"
 (cd "$source_dir" && find crates Cargo.toml Cargo.lock -type f) | while read -r file; do

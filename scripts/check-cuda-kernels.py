@@ -13,12 +13,13 @@ import pathlib
 import re
 import sys
 
-KERNELS = "crates/vv-kernels/src/cuda"
+# Where the kernels live (the first that exists: builds of older commits kept them in vv-model).
+KERNELS = ("crates/vv-kernels/src/cuda", "crates/vv-model/src/cuda_kernels")
 
 
 def source(root: pathlib.Path) -> str:
     """PRELUDE of mod.rs, then each `module::SOURCE` in the order mod.rs concatenates them."""
-    kernels = root / KERNELS
+    kernels = next((root / k for k in KERNELS if (root / k).is_dir()), root / KERNELS[0])
     module = (kernels / "mod.rs").read_text()
     parts = [("mod.rs", "PRELUDE")] + [
         (f"{name}.rs", "SOURCE") for name in re.findall(r"(\w+)::SOURCE", module)

@@ -2,7 +2,8 @@
 //! `vv_model::parity::batching` (utterances of two voices with prompts of different lengths,
 //! different texts, seeds, guidance, step counts, solvers and lengths, starting in different
 //! rounds, one cancelled midway, one waiting for text), each utterance's audio batched against
-//! alone within 1e-4 relative.
+//! alone: the check's bound is 1e-4 relative; on the CPU the samples are identical (the CPU
+//! kernels compute a stream's values the same way whatever shares its batch).
 
 use std::path::Path;
 
@@ -33,6 +34,9 @@ fn batched_rounds_give_every_utterance_the_audio_it_gets_alone() {
         );
         assert_eq!(r.tolerance, batching::TOLERANCE);
         assert!(r.passed(), "{}: rel {:.3e}", r.name, r.rel);
+        if r.name != "max_batch" {
+            assert_eq!(r.max_abs, 0.0, "{}: not identical on the CPU", r.name);
+        }
     }
     let max_batch = reports.iter().find(|r| r.name == "max_batch").unwrap();
     assert!(max_batch.max_abs >= 5.0, "{max_batch:?}");

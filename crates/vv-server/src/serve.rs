@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
@@ -124,6 +125,13 @@ impl Server {
                 drained.notify_one();
             }
         };
+        // Small writes (an event, then a frame) go out at once: without TCP_NODELAY a frame
+        // written right after a small event waits for the client's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                warn!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
         let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(graceful);
         let close_cap = async {
             drained.notified().await;

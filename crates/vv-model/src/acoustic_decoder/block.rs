@@ -6,6 +6,7 @@
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::conv::by_stream;
 use super::conv::KERNEL;
 use super::depthwise::mix;
 use crate::linear::{linear, Epilogue};
@@ -92,6 +93,7 @@ impl Block1D {
     /// `[B·T, C] -> [B·T, C]`, consuming and updating the streams' mixer histories
     /// (`[B, K - 1, C]`, normed inputs).
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
+        let (_, len, _) = by_stream(x, history)?;
         let normed = rms_norm(x, &self.norm, self.eps)?;
         let x = mix(history, &normed, &self.mixer_taps_bias, x)?;
         let normed = rms_norm(&x, &self.ffn_norm, self.eps)?;
@@ -99,12 +101,14 @@ impl Block1D {
             bias: Some(&self.linear1_bias),
             gelu: true,
             residual: None,
+            stream_rows: Some(len),
         };
         let hidden = linear(&normed, &self.linear1, up)?;
         let down = Epilogue {
             bias: Some(&self.linear2_bias),
             gelu: false,
             residual: Some(&x),
+            stream_rows: Some(len),
         };
         linear(&hidden, &self.linear2, down)
     }

@@ -47,6 +47,7 @@ impl CausalConv1d {
         let columns = Tensor::cat(&taps, 2)?.reshape((batch * len, KERNEL * c))?;
         let e = Epilogue {
             bias: Some(&self.bias),
+            stream_rows: Some(len),
             ..Epilogue::default()
         };
         linear(&columns, &self.weight, e)
@@ -108,11 +109,13 @@ impl CausalConvTranspose1d {
         let window = extend_history(previous, &x.reshape((batch, len, c))?)?;
         let own = Epilogue {
             bias: Some(&self.bias),
+            stream_rows: Some(len),
             ..Epilogue::default()
         };
         let current = linear(x, &self.current, own)?;
         let carried = Epilogue {
             residual: Some(&current),
+            stream_rows: Some(len),
             ..Epilogue::default()
         };
         let earlier = window.narrow(1, 0, len)?.reshape((batch * len, c))?;

@@ -14,6 +14,12 @@ pub(crate) struct Epilogue<'a> {
     pub gelu: bool,
     /// `[m, n]`, added last.
     pub residual: Option<&'a Tensor>,
+    /// Rows of one stream when `x` packs the rows of several streams, stream by stream (the
+    /// decoder's time steps of each utterance of a batch; 1 for token rows, which are all
+    /// independent): the CPU picks its kernel by this, not by the batch, and above the skinny
+    /// kernel's limit runs one GEMM per stream, so each stream's rows come out exactly as
+    /// they do alone. `None`: all of `x` is one stream.
+    pub stream_rows: Option<usize>,
 }
 
 /// `act(x · wᵀ + bias) + residual` for `x [m, k]` and a PyTorch-layout weight `w [n, k]`.
@@ -67,16 +73,22 @@ fn cpu_linear(x: &Tensor, w: &Tensor, e: Epilogue) -> Result<Tensor> {
         gelu: e.gelu,
         residual: residual.as_ref().map(CpuSlice::get).transpose()?,
     };
-    let out = if m <= cpu::SKINNY_MAX_ROWS {
+    let per_stream = e.stream_rows.filter(|&r| r > 0 && m % r == 0).unwrap_or(m);
+    let out = if per_stream <= cpu::SKINNY_MAX_ROWS {
+        // Each output value is computed the same way whatever the row count.
         let x = x.contiguous()?;
         let w = w.contiguous()?;
         let (xs, ws) = (CpuSlice::new(&x)?, CpuSlice::new(&w)?);
         let y = cpu::skinny_matmul(xs.get()?, ws.get()?, m, k, n);
         cpu::epilogue(&y, true, m, n, &ep)
     } else {
-        let y = x.matmul(&w.t()?)?;
-        let ys = CpuSlice::new(&y)?;
-        cpu::epilogue(ys.get()?, false, m, n, &ep)
+        let wt = w.t()?;
+        let mut y = Vec::with_capacity(m * n);
+        for start in (0..m).step_by(per_stream) {
+            let part = x.narrow(0, start, per_stream)?.matmul(&wt)?;
+            y.extend_from_slice(CpuSlice::new(&part)?.get()?);
+        }
+        cpu::epilogue(&y, false, m, n, &ep)
     };
     Tensor::from_vec(out, (m, n), &Device::Cpu)
 }
@@ -94,6 +106,7 @@ mod tests {
             bias: Some(&b),
             gelu,
             residual: Some(&r),
+            stream_rows: None,
         };
         linear(&f64(x), &f64(w), e)
             .unwrap()
@@ -112,14 +125,16 @@ mod tests {
             (300, 48, 64),
         ] {
             let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
+            let stream_rows = [None, Some(1), Some(m)];
             let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
             let b = Tensor::randn(0f32, 1., n, &dev).unwrap();
             let r = Tensor::randn(0f32, 1., (m, n), &dev).unwrap();
-            for gelu in [false, true] {
+            for (gelu, stream_rows) in [false, true].into_iter().zip(stream_rows) {
                 let e = Epilogue {
                     bias: Some(&b),
                     gelu,
                     residual: Some(&r),
+                    stream_rows,
                 };
                 let got = linear(&x, &w, e).unwrap();
                 let want = reference(&x, &w, &b, &r, gelu);
@@ -128,6 +143,37 @@ mod tests {
                     err < 1e-4,
                     "m {m} k {k} n {n} gelu {gelu}: max abs error {err}"
                 );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod invariance {
+    use super::*;
+
+    /// A stream's rows come out bit for bit as they do alone, whatever shares the batch: the
+    /// skinny kernel for any row count when each stream has few rows, one GEMM per stream
+    /// when they have many.
+    #[test]
+    fn packed_streams_equal_their_rows_alone_exactly() {
+        let dev = Device::Cpu;
+        for (per, streams, k, n) in [(1, 40, 96, 70), (5, 7, 64, 33), (40, 3, 48, 64)] {
+            let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1., n, &dev).unwrap();
+            let x = Tensor::randn(0f32, 1., (per * streams, k), &dev).unwrap();
+            let e = |rows| Epilogue {
+                bias: Some(&b),
+                gelu: true,
+                stream_rows: Some(rows),
+                ..Epilogue::default()
+            };
+            let all = linear(&x, &w, e(per)).unwrap();
+            for s in 0..streams {
+                let alone = linear(&x.narrow(0, s * per, per).unwrap(), &w, e(per)).unwrap();
+                let part = all.narrow(0, s * per, per).unwrap();
+                let diff = crate::parity::max_abs_diff(&part, &alone).unwrap();
+                assert_eq!(diff, 0.0, "{per} rows x {streams} streams: stream {s}");
             }
         }
     }

@@ -33,10 +33,12 @@ impl Linear {
         let m = x.elem_count() / k.max(1);
         let n = self.weight.dim(0)?;
         let flat_residual = residual.map(|r| r.reshape((m, n))).transpose()?;
+        // Rows are tokens (or frames) of separate streams: each is its own stream.
         let e = Epilogue {
             bias: self.bias.as_ref(),
             gelu: false,
             residual: flat_residual.as_ref(),
+            stream_rows: Some(1),
         };
         let y = linear(&x.reshape((m, k))?, &self.weight, e)?;
         let mut out_dims = dims.to_vec();

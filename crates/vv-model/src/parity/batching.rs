@@ -6,9 +6,11 @@
 //!
 //! Tolerance: per utterance, max |batched − alone| over all its samples at most
 //! [`TOLERANCE`] of the largest |alone| sample (f32; scaled like every tolerance for other
-//! dtypes). Batching changes only the row counts of the batched operations (on the CPU the
-//! fused skinny matmul for up to 16 rows, candle's GEMM above; on CUDA cuBLAS's choice of
-//! kernel and the graph of the batch's bucket), hence the summation order.
+//! dtypes). On the CPU the difference is exactly zero: every kernel computes a stream's values
+//! the same way whatever shares its batch (the skinny matmul's per-value arithmetic does not
+//! depend on the row count, and layers with many rows per stream run one GEMM per stream). On
+//! CUDA, cuBLAS picks kernels by the batch's row count (and graphs replay padded buckets), so
+//! summation orders differ, and the model's feedback loop can grow such differences over frames.
 
 use candle_core::{Device, Tensor};
 
