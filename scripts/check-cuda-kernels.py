@@ -19,7 +19,7 @@ KERNELS = ("crates/vv-kernels/src/cuda", "crates/vv-model/src/cuda_kernels")
 
 def source(root: pathlib.Path) -> str:
     """PRELUDE of mod.rs, then each `module::SOURCE` in the order mod.rs concatenates them."""
-    kernels = next((root / k for k in KERNELS if (root / k).is_dir()), root / KERNELS[0])
+    kernels = next((root / k for k in KERNELS if (root / k / "mod.rs").is_file()), root / KERNELS[0])
     module = (kernels / "mod.rs").read_text()
     parts = [("mod.rs", "PRELUDE")] + [
         (f"{name}.rs", "SOURCE") for name in re.findall(r"(\w+)::SOURCE", module)

@@ -20,10 +20,15 @@ pub enum Command {
         slot: SlotGuard,
         queued_at: Instant,
     },
-    /// Append text to an utterance.
-    Text { id: UtteranceId, text: String },
-    /// No more text: synthesise the rest and finish.
-    Close { id: UtteranceId },
+    /// Append text token ids to an utterance (tokenized by its handle, off the model thread).
+    Tokens { id: UtteranceId, ids: Vec<u32> },
+    /// No more text: the last ids, then synthesise the rest and finish; `short_text` asks for
+    /// the warning that very short texts get.
+    Close {
+        id: UtteranceId,
+        ids: Vec<u32>,
+        short_text: bool,
+    },
     /// Stop at the next frame boundary and drop what is queued.
     Cancel { id: UtteranceId },
     /// Stop the model thread.

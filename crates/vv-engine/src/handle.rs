@@ -1,5 +1,8 @@
 //! Client-side handles: the engine (start utterances, inspect state) and one utterance
-//! (append text, close, cancel, read events). Dropping an utterance handle cancels it.
+//! (append text, close, cancel, read events). Dropping an utterance handle cancels it. An
+//! utterance's text is tokenized by its handle, on the caller's thread, so the model thread
+//! only appends token ids: a long text costs its own client the tokenizer's time, not every
+//! stream a delayed round.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -7,6 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::Device;
+
+use vv_model::text::{IncrementalTokenizer, TextTokenizer};
 
 use crate::capacity::{CapacityModel, CapacityReport};
 use crate::command::{Command, UtteranceId};
@@ -30,6 +35,7 @@ fn dispatch(tx: &SyncSender<Command>, cmd: Command, slots_total: usize) -> Resul
 #[derive(Clone)]
 pub struct EngineHandle {
     commands: SyncSender<Command>,
+    tokenizer: Arc<TextTokenizer>,
     slots: Arc<Slots>,
     capacity: Arc<CapacityModel>,
     info: Arc<EngineInfo>,
@@ -41,6 +47,7 @@ pub struct EngineHandle {
 impl EngineHandle {
     pub(crate) fn new(
         commands: SyncSender<Command>,
+        tokenizer: Arc<TextTokenizer>,
         slots: Arc<Slots>,
         capacity: Arc<CapacityModel>,
         info: Arc<EngineInfo>,
@@ -49,6 +56,7 @@ impl EngineHandle {
     ) -> Self {
         Self {
             commands,
+            tokenizer,
             slots,
             capacity,
             info,
@@ -133,6 +141,9 @@ impl EngineHandle {
             id,
             slots_total: self.slots.total(),
             commands: self.commands.clone(),
+            tokenizer: Arc::clone(&self.tokenizer),
+            text: IncrementalTokenizer::new(),
+            words: 0,
             inbox: Some(inbox),
             ended: false,
         })
@@ -148,11 +159,19 @@ impl EngineHandle {
     }
 }
 
+/// Texts of at most this many words get a `short_text` warning (the model is unstable there).
+pub const SHORT_TEXT_WORDS: usize = 3;
+
 /// One running utterance.
 pub struct UtteranceHandle {
     id: UtteranceId,
     slots_total: usize,
     commands: SyncSender<Command>,
+    tokenizer: Arc<TextTokenizer>,
+    /// The text received so far, tokenized as it becomes final.
+    text: IncrementalTokenizer,
+    /// Words received so far.
+    words: usize,
     inbox: Option<Inbox>,
     ended: bool,
 }
@@ -167,17 +186,29 @@ impl UtteranceHandle {
         dispatch(&self.commands, cmd, self.slots_total)
     }
 
-    /// Appends text (any chunking gives the same audio as the whole text).
-    pub fn push_text(&self, text: &str) -> Result<(), EngineError> {
-        self.send(Command::Text {
-            id: self.id,
-            text: text.to_string(),
-        })
+    /// Appends text (any chunking gives the same audio as the whole text). The text is
+    /// tokenized here; ids that became final go to the model thread.
+    pub fn push_text(&mut self, text: &str) -> Result<(), EngineError> {
+        self.words += text.split_whitespace().count();
+        let ids = self.text.push(&self.tokenizer, text)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.send(Command::Tokens { id: self.id, ids })
     }
 
-    /// Ends the input: the rest is synthesised, then `Finished` follows.
-    pub fn close(&self) -> Result<(), EngineError> {
-        self.send(Command::Close { id: self.id })
+    /// Ends the input: the rest is synthesised, then `Finished` follows. Closing twice is
+    /// harmless.
+    pub fn close(&mut self) -> Result<(), EngineError> {
+        if self.text.is_finished() {
+            return Ok(());
+        }
+        let ids = self.text.finish(&self.tokenizer)?;
+        self.send(Command::Close {
+            id: self.id,
+            ids,
+            short_text: self.words > 0 && self.words <= SHORT_TEXT_WORDS,
+        })
     }
 
     /// Stops at the next frame boundary; `Cancelled` follows. Never blocks: should the

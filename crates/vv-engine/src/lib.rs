@@ -56,6 +56,7 @@ pub fn start_engine(
     observer.capacity(capacity.capacity(), capacity.headroom_at(1));
     let info = Arc::new(runtime.info.clone());
     let device = runtime.device.clone();
+    let tokenizer = Arc::clone(&runtime.tokenizer);
     let limits = WorkerLimits {
         max_frames_per_token: opts.max_frames_per_token,
     };
@@ -78,6 +79,7 @@ pub fn start_engine(
         })?;
     Ok(EngineHandle::new(
         tx,
+        tokenizer,
         slots,
         capacity,
         info,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -55,7 +56,7 @@ impl LoadError {
 /// A loaded model with its tokenizer and prepared voices.
 pub struct Runtime {
     pub(crate) model: VibeVoiceModel,
-    pub(crate) tokenizer: TextTokenizer,
+    pub(crate) tokenizer: Arc<TextTokenizer>,
     pub(crate) voices: BTreeMap<String, PreparedVoice>,
     pub(crate) info: EngineInfo,
     pub(crate) device: Device,
@@ -192,7 +193,7 @@ impl Runtime {
         };
         Ok(Self {
             model,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             voices,
             info,
             device,
@@ -206,7 +207,7 @@ impl Runtime {
 
     /// The tokenizer.
     pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+        self.tokenizer.as_ref()
     }
 
     /// A prepared voice by installed name.

@@ -20,7 +20,6 @@ use vv_device::ops::{BackendOps, CandleOps};
 use vv_model::generation::{step_round, GenerationParams, StepOutcome, Utterance};
 use vv_model::graphs::MAX_BATCH;
 use vv_model::sampler::GaussianNoise;
-use vv_model::text::IncrementalTokenizer;
 use vv_model::{ModelError, VibeVoiceModel};
 
 use crate::capacity::CapacityModel;
@@ -32,8 +31,7 @@ use crate::outbox::{Outbox, Queued};
 use crate::runtime::Runtime;
 use crate::slots::{SlotGuard, Slots};
 
-/// Texts of at most this many words get a `short_text` warning (the model is unstable there).
-const SHORT_TEXT_WORDS: usize = 3;
+use crate::handle::SHORT_TEXT_WORDS;
 /// How often an idle thread wakes up to notice a dropped client.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
@@ -45,8 +43,6 @@ pub(crate) struct WorkerLimits {
 struct Active {
     id: UtteranceId,
     utt: Utterance,
-    text: IncrementalTokenizer,
-    words: usize,
     outbox: Outbox,
     _slot: SlotGuard,
     queued_at: Option<Instant>,
@@ -125,8 +121,12 @@ impl Worker {
                 slot,
                 queued_at,
             } => self.start(id, &voice, params, outbox, slot, queued_at),
-            Command::Text { id, text } => self.text(id, &text),
-            Command::Close { id } => self.close(id),
+            Command::Tokens { id, ids } => self.tokens(id, &ids),
+            Command::Close {
+                id,
+                ids,
+                short_text,
+            } => self.close(id, &ids, short_text),
             Command::Cancel { id } => self.remove(id, |a| UtteranceEvent::Cancelled {
                 frames: a.utt.frames() as u32,
             }),
@@ -163,8 +163,6 @@ impl Worker {
                 self.active.push(Active {
                     id,
                     utt,
-                    text: IncrementalTokenizer::new(),
-                    words: 0,
                     outbox,
                     _slot: slot,
                     queued_at: Some(queued_at),
@@ -175,43 +173,29 @@ impl Worker {
         }
     }
 
-    fn text(&mut self, id: UtteranceId, text: &str) {
-        let tokenizer = &self.runtime.tokenizer;
-        let Some(a) = self.active.iter_mut().find(|a| a.id == id) else {
-            return;
-        };
-        a.words += text.split_whitespace().count();
-        match a.text.push(tokenizer, text) {
-            Ok(ids) => {
-                if !ids.is_empty() {
-                    a.utt.push_tokens(&ids);
-                    a.starved = false;
-                }
+    fn tokens(&mut self, id: UtteranceId, ids: &[u32]) {
+        if let Some(a) = self.get(id) {
+            if !ids.is_empty() {
+                a.utt.push_tokens(ids);
+                a.starved = false;
             }
-            Err(e) => self.fail(id, e.into()),
         }
     }
 
-    fn close(&mut self, id: UtteranceId) {
-        let tokenizer = &self.runtime.tokenizer;
-        let Some(a) = self.active.iter_mut().find(|a| a.id == id) else {
+    fn close(&mut self, id: UtteranceId, ids: &[u32], short_text: bool) {
+        let Some(a) = self.get(id) else {
             return;
         };
-        match a.text.finish(tokenizer) {
-            Ok(ids) => {
-                a.utt.push_tokens(&ids);
-                a.utt.close_input();
-                a.starved = false;
-                if a.words > 0 && a.words <= SHORT_TEXT_WORDS {
-                    a.outbox.event(UtteranceEvent::Warning {
-                        code: "short_text",
-                        message: format!(
-                            "texts of {SHORT_TEXT_WORDS} words or fewer may be synthesised unstably"
-                        ),
-                    });
-                }
-            }
-            Err(e) => self.fail(id, e.into()),
+        a.utt.push_tokens(ids);
+        a.utt.close_input();
+        a.starved = false;
+        if short_text {
+            a.outbox.event(UtteranceEvent::Warning {
+                code: "short_text",
+                message: format!(
+                    "texts of {SHORT_TEXT_WORDS} words or fewer may be synthesised unstably"
+                ),
+            });
         }
     }
 

@@ -150,7 +150,7 @@ fn overload_fails_fast_and_cancel_frees_the_slot() {
 #[test]
 fn dropping_the_handle_frees_the_slot() {
     let engine = engine(1);
-    let utt = engine.start(params(1)).unwrap();
+    let mut utt = engine.start(params(1)).unwrap();
     utt.push_text("Some text that would take a while to speak out loud.")
         .unwrap();
     utt.close().unwrap();
@@ -206,7 +206,7 @@ fn concurrent_utterances_get_the_audio_they_get_alone() {
     let mut handles: Vec<_> = texts
         .iter()
         .map(|(seed, text)| {
-            let u = engine.start(params(*seed)).unwrap();
+            let mut u = engine.start(params(*seed)).unwrap();
             u.push_text(text).unwrap();
             u.close().unwrap();
             u

@@ -82,10 +82,8 @@ pub fn component_times(
         let diff_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
-        let z_dec = model
-            .place(Component::AcousticDecoder)
-            .put(&model.denormalize(&z)?.reshape((1, latent, 1))?)?;
-        let audio = model.decoder.decode_step(&z_dec, &mut state)?;
+        let z_dec = model.denormalize(&z)?.reshape((1, latent))?;
+        let audio = model.decoder.decode_frames(&z_dec, &mut [&mut state])?;
         audio
             .flatten_all()?
             .to_dtype(DType::F32)?

@@ -40,7 +40,7 @@ async fn speech(
     let plan = request.plan(settings, info)?;
     let encoder = vv_audio::new_encoder(plan.format, plan.sample_rate)?;
     let content_type = encoder.content_type();
-    let utterance = engine.start(plan.params)?;
+    let mut utterance = engine.start(plan.params)?;
     utterance.push_text(&plan.input)?;
     utterance.close()?;
     let metrics = state.metrics();
