@@ -11,7 +11,9 @@
 #   factor of the bf16 parity run; default: the smallest of 1, 2, 5, 10, ... 1000 that covers
 #   the errors measured in bf16), BENCH_FRAMES (24), BENCH_RUNS (5).
 # Output in $OUT: gpu-check.log (everything), summary.txt (the numbers), results.tar.gz (every
-#   command's stdout/stderr, JSON included). Every step runs even if an earlier one fails; a
+#   command's stdout/stderr, JSON included), capacity/ (scripts/gpu-capacity.sh: bench --streams
+#   and the load test against serve --random-weights; CAPACITY_STREAMS, CAPACITY_LOAD_STREAMS,
+#   CAPACITY_LOAD_SECONDS set its sweep, default "1 64 128", "1,64,128", 10). Every step runs even if an earlier one fails; a
 #   step's failure or any panic text is reported in the summary, and the exit status is non-zero.
 set -uo pipefail
 
@@ -134,6 +136,11 @@ wait "$serve_pid" 2>/dev/null
 sed 's/^/serve: /' "$steps_dir/serve.err" | tail -n 20
 if grep -q panicked "$steps_dir/serve.err"; then failures+=("serve: panic text on stderr"); fi
 
+# Capacity: many streams per GPU through batched rounds, bench and the load test (issue 11).
+OUT=$out/capacity STREAMS=${CAPACITY_STREAMS:-1 64 128} LOAD_STREAMS=${CAPACITY_LOAD_STREAMS:-1,64,128} \
+    LOAD_SECONDS=${CAPACITY_LOAD_SECONDS:-10} "$root/scripts/gpu-capacity.sh" "$bin" \
+    || failures+=("capacity: scripts/gpu-capacity.sh failed")
+
 python3 - "$steps_dir" >"$out/summary.txt" <<'EOF'
 import collections, json, sys
 d = sys.argv[1]
@@ -190,6 +197,7 @@ try:
 except OSError as e:
     print(f"graphs vs eager: no output ({e})")
 EOF
+cat "$out/capacity/capacity.txt" >>"$out/summary.txt" 2>/dev/null
 for f in "${failures[@]}"; do echo "FAILED: $f" >>"$out/summary.txt"; done
 tar -czf "$out/results.tar.gz" -C "$out" steps && rm -rf "$steps_dir"
 echo "=== summary ($out)"

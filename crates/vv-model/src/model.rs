@@ -339,18 +339,6 @@ impl VibeVoiceModel {
         let _ = enabled;
     }
 
-    /// Runs a text window: `ids` through the lower LM, then as text rows through the TTS LM's
-    /// positive stream, committing them to both caches; returns the positive stream's last
-    /// hidden row `[1, hidden]`.
-    pub(crate) fn text_window(
-        &self,
-        ids: &[u32],
-        kv_lm: &mut KvCache,
-        kv_pos: &mut KvCache,
-    ) -> Result<Tensor> {
-        self.text_windows(&mut [TextWindow { ids, kv_lm, kv_pos }])
-    }
-
     /// Runs the text windows of several utterances in one pass of each LM (their caches at
     /// different positions), committing each window's tokens to its caches; returns each
     /// window's last positive hidden row, `[W, hidden]`. On CUDA the batch replays the graph
@@ -385,19 +373,6 @@ impl VibeVoiceModel {
             .collect();
         let last = Tensor::new(last.as_slice(), h.device())?;
         Ok(h.index_select(&last, 0)?)
-    }
-
-    /// Feeds a frame's latent `z` (`[1, latent]`) back through the connector into both CFG
-    /// streams of the TTS LM (one speech row each), committing one position to each cache;
-    /// returns the streams' new hidden states `(positive, negative)`, each `[1, hidden]`.
-    pub(crate) fn feed_speech(
-        &self,
-        z: &Tensor,
-        kv_pos: &mut KvCache,
-        kv_neg: &mut KvCache,
-    ) -> Result<(Tensor, Tensor)> {
-        let out = self.feed_speech_batch(z, &mut [kv_pos], &mut [kv_neg])?;
-        Ok((out.h_pos, out.h_neg))
     }
 
     /// Feeds the latents of a batch of frames (`z` `[B, latent]`, row `b` for the caches

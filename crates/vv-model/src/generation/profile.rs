@@ -1,31 +1,31 @@
-//! Per-component timing of the generation loop's pieces on a real model (for `bench`): where a
-//! frame's time goes. Each piece runs through the same calls as in
-//! [`Utterance`](super::Utterance) (CUDA graphs included), on the component's own device,
+//! Per-component timing of an engine round's pieces on a real model (for `bench`): where a
+//! round's time goes, for a batch of any size. Each piece runs through the same batched calls
+//! as [`step_round`](super::step_round) (CUDA graphs included), on the component's own device,
 //! synchronised before the clock is read.
 
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::generation::params::{GenerationParams, TEXT_WINDOW};
 use crate::generation::voice::PreparedVoice;
-use crate::model::VibeVoiceModel;
+use crate::model::{TextWindow, VibeVoiceModel};
 use crate::placement::Component;
 use crate::sampler::{DiffusionSampler, GaussianNoise, NoiseSource};
 use crate::scheduler::DpmSolver;
 
-/// Median milliseconds of each piece.
+/// Median milliseconds of each piece (for the whole batch of streams).
 #[derive(Debug, Clone, Serialize)]
 pub struct ComponentTimes {
-    /// Lower LM + TTS LM on one 5-token text window.
+    /// Lower LM + TTS LM on a 5-token text window of every stream.
     pub text_window_ms: f64,
-    /// Sampling one latent (all diffusion steps, both CFG rows).
+    /// Sampling a latent for every stream (all diffusion steps, both CFG rows).
     pub diffusion_ms: f64,
-    /// Decoding one frame.
+    /// Decoding a frame of every stream.
     pub decoder_ms: f64,
-    /// Connector + batched positive/negative TTS-LM step + EOS.
+    /// Connector + positive/negative TTS-LM step of every stream + EOS.
     pub feedback_ms: f64,
 }
 
@@ -39,13 +39,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Times each piece `runs` times (after one untimed run) and returns the medians.
+/// Times each piece for a batch of `streams` utterances `runs` times (after one untimed run)
+/// and returns the medians: the pieces of one engine round with every utterance doing each.
 pub fn component_times(
     model: &VibeVoiceModel,
     voice: &PreparedVoice,
     params: &GenerationParams,
     runs: usize,
+    streams: usize,
 ) -> Result<ComponentTimes> {
+    let n = streams.max(1);
     let latent = model.config().acoustic_vae_dim;
     let solver = DpmSolver::new(
         &model.config().diffusion_head_config,
@@ -58,32 +61,53 @@ pub fn component_times(
     let head = model.place(Component::DiffusionHead);
     let tts = model.place(Component::TtsLm);
     let (mut text, mut diff, mut dec, mut feed) = (vec![], vec![], vec![], vec![]);
-    let mut state = model.decoder().new_state()?;
+    let mut states = (0..n)
+        .map(|_| model.decoder().new_state())
+        .collect::<Result<Vec<_>>>()?;
     for run in 0..=runs {
-        let mut kv_lm = voice.lm.try_clone()?;
-        let mut kv_pos = voice.tts_pos.try_clone()?;
-        let mut kv_neg = voice.tts_neg.try_clone()?;
+        let mut kv_lm = (0..n)
+            .map(|_| voice.lm.try_clone())
+            .collect::<Result<Vec<_>>>()?;
+        let mut kv_pos = (0..n)
+            .map(|_| voice.tts_pos.try_clone())
+            .collect::<Result<Vec<_>>>()?;
+        let mut kv_neg = (0..n)
+            .map(|_| voice.tts_neg.try_clone())
+            .collect::<Result<Vec<_>>>()?;
 
         let t = Instant::now();
-        let h_pos = model.text_window(&ids, &mut kv_lm, &mut kv_pos)?;
+        let mut windows: Vec<TextWindow> = kv_lm
+            .iter_mut()
+            .zip(kv_pos.iter_mut())
+            .map(|(kv_lm, kv_pos)| TextWindow {
+                ids: &ids,
+                kv_lm,
+                kv_pos,
+            })
+            .collect();
+        let h_pos = model.text_windows(&mut windows)?;
+        drop(windows);
         sync(&tts.device)?;
         let text_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
-        let x_t = noise.next_vector(latent)?;
-        let z = sampler.sample(
+        let x_t = noise.next_vector(n * latent)?;
+        let negative = Tensor::cat(&vec![&voice.neg_condition; n], 0)?;
+        let z = sampler.sample_frames(
             &head.put(&h_pos)?,
-            &head.put(&voice.neg_condition)?,
-            params.cfg_scale,
+            &head.put(&negative)?,
+            &vec![params.cfg_scale; n],
             &x_t,
-            None,
+            &mut [],
         )?;
         sync(&head.device)?;
         let diff_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
-        let z_dec = model.denormalize(&z)?.reshape((1, latent))?;
-        let audio = model.decoder.decode_frames(&z_dec, &mut [&mut state])?;
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        let audio = model
+            .decoder
+            .decode_frames(&model.denormalize(&z)?, &mut refs)?;
         audio
             .flatten_all()?
             .to_dtype(DType::F32)?
@@ -91,14 +115,10 @@ pub fn component_times(
         let dec_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
-        let (h_pos, _) = model.feed_speech(&z, &mut kv_pos, &mut kv_neg)?;
-        let h = model.place(Component::EosClassifier).put(&h_pos)?;
-        model
-            .eos
-            .logit(&h)?
-            .flatten_all()?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?;
+        let mut pos: Vec<_> = kv_pos.iter_mut().collect();
+        let mut neg: Vec<_> = kv_neg.iter_mut().collect();
+        let out = model.feed_speech_batch(&z, &mut pos, &mut neg)?;
+        out.eos_logits.flatten_all()?.to_vec1::<f32>()?;
         let feed_ms = t.elapsed().as_secs_f64() * 1e3;
 
         if run > 0 {

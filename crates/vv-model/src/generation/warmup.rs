@@ -31,12 +31,10 @@ pub fn warmup(model: &VibeVoiceModel, voice: &PreparedVoice) -> Result<Duration>
     Ok(start.elapsed())
 }
 
-/// Runs `batch` utterances of `voice` together through one text window and its frames, then
-/// the next window's round, and returns the mean time of the rounds after the first: the
+/// Runs `batch` utterances of `voice` together and returns the mean time of six rounds in the
 /// steady mix of a serving engine (every round feeds back and samples a frame for each
-/// utterance; one round in six also runs a text window). The first round (text windows, no
-/// feedback yet) is left out; on CUDA it and the second capture every graph of the batch's
-/// bucket.
+/// utterance; one round in six also runs a text window). The first two rounds, which on CUDA
+/// capture every graph of the batch's bucket (the first has no feedback yet), are left out.
 pub fn calibrate(
     model: &VibeVoiceModel,
     voice: &PreparedVoice,
@@ -52,18 +50,18 @@ pub fn calibrate(
         .map(|i| {
             let noise = Box::new(GaussianNoise::new(i as u64));
             let mut u = Utterance::new(model, voice, params.clone(), noise)?;
-            // Any ids below the vocabulary size do: two windows' worth.
-            u.push_tokens(&[0; 2 * TEXT_WINDOW]);
+            // Any ids below the vocabulary size do: three windows' worth.
+            u.push_tokens(&[0; 3 * TEXT_WINDOW]);
             u.close_input();
             Ok(u)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut refs: Vec<&mut Utterance> = utts.iter_mut().collect();
     let mut steady = Duration::ZERO;
-    for round in 0..=SPEECH_WINDOW {
+    for round in 0..SPEECH_WINDOW + 2 {
         let start = Instant::now();
         let outcomes = step_round(model, &mut refs)?;
-        if round > 0 {
+        if round >= 2 {
             steady += start.elapsed();
         }
         if !outcomes

@@ -43,8 +43,8 @@ pub struct BenchArgs {
     /// --random-weights, voices/en-Davis_man.pt).
     #[arg(long, value_name = "FILE")]
     pub voice_file: Option<PathBuf>,
-    /// Also time each piece of a frame separately (text window, diffusion, decoder, feedback),
-    /// for one stream.
+    /// Also time each piece of a round separately (text windows, diffusion, decoder, feedback),
+    /// each for all the streams.
     #[arg(long)]
     pub breakdown: bool,
     /// Print the result as JSON.
@@ -184,7 +184,13 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         peak = peak.max(r.peak_bytes);
     }
     let breakdown = if args.breakdown {
-        Some(component_times(&model, &voice, &params, args.runs)?)
+        Some(component_times(
+            &model,
+            &voice,
+            &params,
+            args.runs,
+            args.streams as usize,
+        )?)
     } else {
         None
     };
