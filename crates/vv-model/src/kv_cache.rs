@@ -1,10 +1,12 @@
 //! Per-stream KV cache of a Qwen2 layer stack, preallocated in chunks and filled in place.
 //!
-//! Each layer holds a key and a value buffer of shape `[num_kv_heads, capacity, head_dim]`
-//! (keys stored after RoPE, HF `DynamicCache` order without the batch dimension). Appending a
-//! block writes into the spare capacity with `slice_set`; the buffers are reallocated (one
-//! copy) only when a block does not fit, growing by whole chunks of [`KvCache::CHUNK`].
-//! The cache length is the stream's next absolute position.
+//! All layers' keys live in one buffer `[layers, num_kv_heads, capacity, head_dim]` (keys
+//! stored after RoPE, HF `DynamicCache` order without the batch dimension), the values in
+//! another, so that copying a cache (a new utterance from its voice's prompt) or growing it is
+//! one copy per buffer, not one per layer. Appending a block writes into the spare capacity with
+//! `slice_set`; the buffers are reallocated (one copy) only when a block does not fit, growing
+//! by whole chunks of [`KvCache::CHUNK`]. The cache length is the stream's next absolute
+//! position.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -18,10 +20,10 @@ use crate::error::{ModelError, Result};
 /// past the positions the clone can see. [`KvCache::try_clone`] copies eagerly.
 #[derive(Debug)]
 pub struct KvCache {
-    /// Per layer `[num_kv_heads, capacity, head_dim]`; empty until the first reservation.
-    keys: Vec<Tensor>,
+    /// `[layers, num_kv_heads, capacity, head_dim]`; `None` until the first reservation.
+    keys: Option<Tensor>,
     /// Same layout as `keys`.
-    values: Vec<Tensor>,
+    values: Option<Tensor>,
     num_layers: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -46,8 +48,8 @@ impl KvCache {
         device: &Device,
     ) -> Self {
         Self {
-            keys: Vec::new(),
-            values: Vec::new(),
+            keys: None,
+            values: None,
             num_layers,
             num_kv_heads,
             head_dim,
@@ -101,13 +103,24 @@ impl KvCache {
             first.dtype(),
             first.device(),
         );
-        cache.fill_from(&keys, &values, len)?;
+        let stack =
+            |layers: &[Tensor]| -> Result<Tensor> { Ok(Tensor::stack(layers, 0)?.contiguous()?) };
+        if len > 0 {
+            cache.fill_from(&stack(&keys)?, &stack(&values)?)?;
+        }
         Ok(cache)
     }
 
-    /// A deep copy: appending to either cache leaves the other unchanged.
+    /// A deep copy: appending to either cache leaves the other unchanged. One copy of each
+    /// buffer, spare capacity included.
     pub fn try_clone(&self) -> Result<Self> {
-        self.to(self.dtype, &self.device)
+        let copy = |t: &Option<Tensor>| t.as_ref().map(Tensor::copy).transpose();
+        Ok(Self {
+            keys: copy(&self.keys)?,
+            values: copy(&self.values)?,
+            device: self.device.clone(),
+            ..*self
+        })
     }
 
     /// A deep copy converted to `dtype` on `device`.
@@ -119,21 +132,19 @@ impl KvCache {
             dtype,
             device,
         );
+        let (Some(keys), Some(values)) = (&self.keys, &self.values) else {
+            return Ok(out);
+        };
         if self.len == 0 {
             return Ok(out);
         }
         let convert = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.narrow(1, 0, self.len)?
+            Ok(t.narrow(2, 0, self.len)?
                 .to_dtype(dtype)?
-                .to_device(device)?)
+                .to_device(device)?
+                .contiguous()?)
         };
-        let keys = self.keys.iter().map(convert).collect::<Result<Vec<_>>>()?;
-        let values = self
-            .values
-            .iter()
-            .map(convert)
-            .collect::<Result<Vec<_>>>()?;
-        out.fill_from(&keys, &values, self.len)?;
+        out.fill_from(&convert(keys)?, &convert(values)?)?;
         Ok(out)
     }
 
@@ -199,24 +210,24 @@ impl KvCache {
             return Ok(());
         }
         let capacity = needed.div_ceil(Self::CHUNK) * Self::CHUNK;
-        let spare = (self.num_kv_heads, capacity - self.len, self.head_dim);
+        let spare = (
+            self.num_layers,
+            self.num_kv_heads,
+            capacity - self.len,
+            self.head_dim,
+        );
         let grow = |old: Option<&Tensor>| -> Result<Tensor> {
             let spare = Tensor::zeros(spare, self.dtype, &self.device)?;
             Ok(match old {
                 Some(old) if self.len > 0 => {
-                    Tensor::cat(&[&old.narrow(1, 0, self.len)?, &spare], 1)?
+                    let kept = old.narrow(2, 0, self.len)?.contiguous()?;
+                    Tensor::cat(&[&kept, &spare], 2)?
                 }
                 _ => spare,
             })
         };
-        let mut keys = Vec::with_capacity(self.num_layers);
-        let mut values = Vec::with_capacity(self.num_layers);
-        for i in 0..self.num_layers {
-            keys.push(grow(self.keys.get(i))?);
-            values.push(grow(self.values.get(i))?);
-        }
-        self.keys = keys;
-        self.values = values;
+        self.keys = Some(grow(self.keys.as_ref())?);
+        self.values = Some(grow(self.values.as_ref())?);
         self.capacity = capacity;
         Ok(())
     }
@@ -237,18 +248,21 @@ impl KvCache {
                 self.len, self.capacity
             )));
         }
-        let (kb, vb) = match (self.keys.get(i), self.values.get(i)) {
-            (Some(kb), Some(vb)) => (kb, vb),
-            _ => {
-                return Err(ModelError::InvalidInput(format!(
-                    "kv cache: layer {i} out of range ({} layers)",
-                    self.num_layers
-                )))
-            }
-        };
+        let (kb, vb) = self.layer_buffers(i)?;
         kb.slice_set(k, 1, self.len)?;
         vb.slice_set(v, 1, self.len)?;
         self.view(i, self.len + n)
+    }
+
+    /// Layer `i`'s whole key and value buffers `[num_kv_heads, capacity, head_dim]` (views).
+    fn layer_buffers(&self, i: usize) -> Result<(Tensor, Tensor)> {
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) if i < self.num_layers => Ok((k.get(i)?, v.get(i)?)),
+            _ => Err(ModelError::InvalidInput(format!(
+                "kv cache: layer {i} of {} has no buffers (capacity {})",
+                self.num_layers, self.capacity
+            ))),
+        }
     }
 
     /// Advances the length by `n` after every layer's block was appended.
@@ -264,29 +278,34 @@ impl KvCache {
                 self.num_layers
             )));
         }
-        match (self.keys.get(i), self.values.get(i)) {
-            (Some(k), Some(v)) => Ok((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?)),
+        if self.keys.is_none() {
             // Nothing allocated yet: empty views of the right rank.
-            _ => {
-                let empty = Tensor::zeros(
-                    (self.num_kv_heads, 0, self.head_dim),
-                    self.dtype,
-                    &self.device,
-                )?;
-                Ok((empty.clone(), empty))
-            }
+            let empty = Tensor::zeros(
+                (self.num_kv_heads, 0, self.head_dim),
+                self.dtype,
+                &self.device,
+            )?;
+            return Ok((empty.clone(), empty));
         }
+        let (k, v) = self.layer_buffers(i)?;
+        Ok((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?))
     }
 
-    /// Allocates fresh buffers and copies `len` positions per layer into them.
-    fn fill_from(&mut self, keys: &[Tensor], values: &[Tensor], len: usize) -> Result<()> {
+    /// Allocates fresh buffers and copies `keys`/`values` (`[layers, kv, len, hd]`,
+    /// contiguous) into their first positions.
+    fn fill_from(&mut self, keys: &Tensor, values: &Tensor) -> Result<()> {
+        let len = keys.dim(2)?;
         if len == 0 {
             return Ok(());
         }
         self.reserve(len)?;
-        for (i, (k, v)) in keys.iter().zip(values).enumerate() {
-            self.append_layer(i, &k.contiguous()?, &v.contiguous()?)?;
-        }
+        let (Some(kb), Some(vb)) = (&self.keys, &self.values) else {
+            return Err(ModelError::InvalidInput(
+                "kv cache: no buffers after reserving".into(),
+            ));
+        };
+        kb.slice_set(keys, 2, 0)?;
+        vb.slice_set(values, 2, 0)?;
         self.commit(len);
         Ok(())
     }
@@ -307,14 +326,10 @@ impl vv_kernels::cuda::kv_table::KvBuffers for KvCache {
         self.num_layers
     }
 
-    fn layer_buffers(&self, layer: usize) -> candle_core::Result<(&Tensor, &Tensor)> {
-        match (self.keys.get(layer), self.values.get(layer)) {
+    fn buffers(&self) -> candle_core::Result<(&Tensor, &Tensor)> {
+        match (&self.keys, &self.values) {
             (Some(k), Some(v)) => Ok((k, v)),
-            _ => candle_core::bail!(
-                "kv cache: layer {layer} of {} has no buffers (capacity {})",
-                self.num_layers,
-                self.capacity
-            ),
+            _ => candle_core::bail!("kv cache: no buffers yet (nothing reserved)"),
         }
     }
 }

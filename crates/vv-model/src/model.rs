@@ -1,7 +1,9 @@
 //! The whole VibeVoice-Realtime model: every component loaded from one checkpoint, on one
 //! device, in one compute dtype (the diffusion head stays f32, see `diffusion_head`).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -16,6 +18,8 @@ use crate::kv_cache::KvCache;
 use crate::language_model::{TextLm, TtsInput, TtsLm};
 use crate::placement::{Component, Place};
 use crate::random_init::RandomInit;
+use crate::sampler::DiffusionSampler;
+use crate::scheduler::{DpmSolver, SolverKind};
 use crate::source::CheckpointFiles;
 use vv_device::backend::Backend;
 use vv_device::fallback::FallbackNotice;
@@ -46,6 +50,9 @@ pub struct VibeVoiceModel {
     /// Text windows captured as CUDA graphs (see `crate::graphs::text_window`).
     #[cfg(feature = "cuda")]
     pub(crate) text_window_graphs: crate::graphs::text_window::GraphCache,
+    /// One sampler per step count and solver (its timestep embeddings computed once), shared
+    /// by every utterance that samples with them.
+    samplers: Arc<Mutex<HashMap<(usize, SolverKind), DiffusionSampler>>>,
 }
 
 /// One utterance's text window in a batch: its token ids (1 to 5) and the two caches it extends.
@@ -179,6 +186,7 @@ impl VibeVoiceModel {
             feedback_graphs: crate::graphs::feedback::GraphCache::new("speech feedback step"),
             #[cfg(feature = "cuda")]
             text_window_graphs: crate::graphs::text_window::GraphCache::new("text windows"),
+            samplers: Arc::default(),
         })
     }
 
@@ -423,6 +431,19 @@ impl VibeVoiceModel {
             h_pos,
             eos_logits,
         })
+    }
+
+    /// The diffusion sampler for `steps` solver steps of `kind` (built once, then cloned: the
+    /// weights and the schedule's timestep embeddings are shared).
+    pub fn sampler(&self, steps: usize, kind: SolverKind) -> Result<DiffusionSampler> {
+        let mut samplers = self.samplers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sampler) = samplers.get(&(steps, kind)) {
+            return Ok(sampler.clone());
+        }
+        let solver = DpmSolver::new(&self.cfg.diffusion_head_config, steps, kind)?;
+        let sampler = DiffusionSampler::new(&self.head, solver)?;
+        samplers.insert((steps, kind), sampler.clone());
+        Ok(sampler)
     }
 
     /// The text LM (lower layers).

@@ -22,7 +22,7 @@ use crate::error::{ModelError, Result};
 const MAX_BETA: f64 = 0.999;
 
 /// Which DPM-Solver++ variant steps the latent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SolverKind {
     /// Deterministic `dpmsolver++` (the file demo).
     #[default]

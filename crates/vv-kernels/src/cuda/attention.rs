@@ -18,8 +18,11 @@ const THREADS: u32 = 128;
 /// Largest key count whose scores fit the 48 KiB of shared memory a launch gets by default.
 pub(super) const MAX_KEYS: usize = 11_000;
 
-/// One block per (query row, head): scores into shared memory, block max and sum, then one
-/// thread per output dimension.
+/// One block per (head, query row), the heads of a row adjacent so that they read its
+/// stream's keys and values while they are in L2: scores into shared memory (a thread per
+/// key), block max and sum, then the weighted sum of the values with every warp taking every
+/// `warps`-th key and each lane `head_dim / 32` dimensions, the warps' partial sums added in
+/// shared memory.
 pub(super) const SOURCE: &str = r#"
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -42,12 +45,13 @@ __device__ float block_reduce(float v, float* red, bool is_max) {
     __syncthreads();
     return r;
 }
+#define ATTENTION_MAX_LANE_DIMS 4
 #define ATTENTION(NAME, T, LOAD, STORE)                                                    \
 extern "C" __global__ void NAME(const T* q, T* out, const long long* table, int layer,    \
         int rows, int streams, int heads, int kv_heads, int head_dim) {                    \
     extern __shared__ float smem[];                                                        \
     __shared__ float red[32];                                                              \
-    int row = blockIdx.x, h = blockIdx.y, kvh = h / (heads / kv_heads);                    \
+    int h = blockIdx.x, row = blockIdx.y, kvh = h / (heads / kv_heads);                    \
     int s = (int)table[row];                                                               \
     long long capacity = table[2 * rows + s], k_row = head_dim, v_row = head_dim;          \
     const long long* addr = table + 2 * rows + streams + 2 * ((long long)layer * streams + s); \
@@ -75,20 +79,42 @@ extern "C" __global__ void NAME(const T* q, T* out, const long long* table, int 
         sum += e;                                                                          \
     }                                                                                      \
     sum = block_reduce(sum, red, false);                                                   \
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;         \
+    float acc[ATTENTION_MAX_LANE_DIMS] = {0.f, 0.f, 0.f, 0.f};                             \
+    for (int j = warp; j < visible; j += warps) {                                          \
+        float e = sc[j];                                                                   \
+        const T* vr = vb + j * v_row;                                                      \
+        for (int i = 0; i < ATTENTION_MAX_LANE_DIMS; ++i) {                                \
+            int d = lane + 32 * i;                                                         \
+            if (d < head_dim) acc[i] += e * LOAD(vr[d]);                                   \
+        }                                                                                  \
+    }                                                                                      \
+    __syncthreads();                                                                       \
+    float* part = sc;                                                                      \
+    for (int i = 0; i < ATTENTION_MAX_LANE_DIMS; ++i) {                                    \
+        int d = lane + 32 * i;                                                             \
+        if (d < head_dim) part[warp * head_dim + d] = acc[i];                              \
+    }                                                                                      \
+    __syncthreads();                                                                       \
     T* o = out + ((long long)row * heads + h) * head_dim;                                  \
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {                             \
-        float acc = 0.f;                                                                   \
-        for (int j = 0; j < visible; ++j) acc += sc[j] * LOAD(vb[j * v_row + d]);          \
-        o[d] = STORE(acc / sum);                                                           \
+        float total = 0.f;                                                                 \
+        for (int w = 0; w < warps; ++w) total += part[w * head_dim + d];                   \
+        o[d] = STORE(total / sum);                                                         \
     }                                                                                      \
 }
 ATTENTION(attention_f32, float, load_f32, store_f32)
 ATTENTION(attention_bf16, unsigned short, load_bf16, store_bf16)
 "#;
 
+/// Warps per block.
+const WARPS: usize = THREADS as usize / 32;
+/// Widest head the value sum handles (four dimensions per lane).
+const MAX_HEAD_DIM: usize = 128;
+
 /// Whether the kernel handles `keys` keys of width `head_dim` (shared-memory bound).
 pub fn fits(keys: usize, head_dim: usize) -> bool {
-    keys + head_dim <= MAX_KEYS
+    head_dim <= MAX_HEAD_DIM && keys.max(WARPS * head_dim) + head_dim <= MAX_KEYS
 }
 
 /// Attention of the packed rotated queries `q` (`[rows, heads, hd]`, in the table's row order)
@@ -135,6 +161,8 @@ impl CustomOp2 for Attention {
             && kv_heads > 0
             && heads % kv_heads == 0
             && fits(self.keys_bound, hd);
+        // Scores, then the warps' partial sums, share the space after the query.
+        let scores = self.keys_bound.max(WARPS * hd);
         if !valid {
             bail!(
                 "attention kernel: q {:?}, {kv_heads} kv heads, {} rows, layer {}, {} keys",
@@ -147,9 +175,9 @@ impl CustomOp2 for Attention {
         let launch = Launch {
             name: "attention",
             cfg: LaunchConfig {
-                grid_dim: (rows as u32, heads as u32, 1),
+                grid_dim: (heads as u32, rows as u32, 1),
                 block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: ((hd + self.keys_bound) * std::mem::size_of::<f32>()) as u32,
+                shared_mem_bytes: ((hd + scores) * std::mem::size_of::<f32>()) as u32,
             },
             inputs: &[(q, start_with_unit_stride(q_l, "q")?)],
             out_len: rows * heads * hd,

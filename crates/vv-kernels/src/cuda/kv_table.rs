@@ -18,8 +18,8 @@ use half::bf16;
 
 use super::attention::MAX_KEYS;
 
-/// A stream's KV cache as the kernels see it: per layer a key and a value buffer
-/// `[kv_heads, capacity, head_dim]`, contiguous, on the GPU.
+/// A stream's KV cache as the kernels see it: a key and a value buffer
+/// `[layers, kv_heads, capacity, head_dim]` each, contiguous, on the GPU.
 pub trait KvBuffers {
     /// Positions already held: the first new row's position.
     fn position(&self) -> usize;
@@ -27,8 +27,8 @@ pub trait KvBuffers {
     fn capacity(&self) -> usize;
     /// Number of layers.
     fn num_layers(&self) -> usize;
-    /// Layer `layer`'s key and value buffers.
-    fn layer_buffers(&self, layer: usize) -> Result<(&Tensor, &Tensor)>;
+    /// The key and value buffers of all layers.
+    fn buffers(&self) -> Result<(&Tensor, &Tensor)>;
 }
 
 /// One stream of a forward: its cache and how many new rows it appends.
@@ -131,19 +131,21 @@ pub fn entries(streams: &[StreamRows]) -> Result<Vec<i64>> {
         table[2 * rows + s] = cache.capacity() as i64;
     }
     let base = 2 * rows + streams.len();
-    for layer in 0..layers {
-        for (s, stream) in streams.iter().enumerate() {
-            let (keys, values) = stream.cache.layer_buffers(layer)?;
+    for (s, stream) in streams.iter().enumerate() {
+        let (keys, values) = stream.cache.buffers()?;
+        let (keys, values) = (address(keys)?, address(values)?);
+        for layer in 0..layers {
             let at = base + 2 * (layer * streams.len() + s);
-            table[at] = address(keys)?;
-            table[at + 1] = address(values)?;
+            table[at] = keys.0 + layer as i64 * keys.1;
+            table[at + 1] = values.0 + layer as i64 * values.1;
         }
     }
     Ok(table)
 }
 
-/// The device address of the first element of `t` (contiguous, f32 or bf16, on CUDA).
-fn address(t: &Tensor) -> Result<i64> {
+/// The device address of the first element of `t` (contiguous `[layers, ...]`, f32 or bf16, on
+/// CUDA) and the bytes from one layer to the next.
+fn address(t: &Tensor) -> Result<(i64, i64)> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(s) = &*storage else {
         bail!("kv table: a cache is not on the GPU");
@@ -157,5 +159,10 @@ fn address(t: &Tensor) -> Result<i64> {
         DType::BF16 => s.as_cuda_slice::<bf16>()?.device_ptr(&stream).0,
         other => bail!("kv table: no kernels for {other:?} caches"),
     };
-    Ok((base + (layout.start_offset() * t.dtype().size_in_bytes()) as u64) as i64)
+    let size = t.dtype().size_in_bytes();
+    let layer_bytes = (t.elem_count() / t.dim(0)?.max(1) * size) as i64;
+    Ok((
+        (base + (layout.start_offset() * size) as u64) as i64,
+        layer_bytes,
+    ))
 }

@@ -4,9 +4,11 @@
 //! storage. Without NVRTC (or for other dtypes) callers keep their candle-op form.
 
 pub mod attention;
+pub mod columns;
 pub mod depthwise;
 pub mod epilogue;
 pub mod kv_table;
+pub mod rms_norm;
 pub mod rope_append;
 pub mod swiglu;
 
@@ -47,7 +49,9 @@ fn ptx() -> std::result::Result<&'static str, &'static str> {
             PRELUDE,
             depthwise::SOURCE,
             attention::SOURCE,
+            columns::SOURCE,
             epilogue::SOURCE,
+            rms_norm::SOURCE,
             rope_append::SOURCE,
             swiglu::SOURCE,
         ]

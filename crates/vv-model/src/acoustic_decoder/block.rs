@@ -43,9 +43,13 @@ fn fold_scale(t: &Tensor, scale: &Tensor) -> Result<Tensor> {
         .to_dtype(dtype)
 }
 
-/// RMSNorm over channels (last dim): candle's fused op, or its composed form for the dtypes
-/// the fused op lacks (f64).
+/// RMSNorm over channels (last dim): the fused CUDA kernel (many short rows), candle's fused
+/// op, or its composed form for the dtypes the fused op lacks (f64).
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && vv_kernels::cuda::supported(x.dtype()) {
+        return vv_kernels::cuda::rms_norm::rms_norm(x, weight, eps);
+    }
     match x.dtype() {
         DType::F64 => candle_nn::ops::rms_norm_slow(x, weight, eps),
         _ => candle_nn::ops::rms_norm(x, weight, eps),

@@ -39,12 +39,8 @@ impl CausalConv1d {
 
     /// `[B·T, C_in] -> [B·T, C_out]`, consuming and updating the `[B, K - 1, C_in]` histories.
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
-        let (batch, len, c) = by_stream(x, history)?;
-        let window = extend_history(history, &x.reshape((batch, len, c))?)?;
-        let taps = (0..KERNEL)
-            .map(|k| window.narrow(1, k, len))
-            .collect::<Result<Vec<_>>>()?;
-        let columns = Tensor::cat(&taps, 2)?.reshape((batch * len, KERNEL * c))?;
+        let (_, len, _) = by_stream(x, history)?;
+        let columns = window_columns(x, history, KERNEL)?;
         let e = Epilogue {
             bias: Some(&self.bias),
             stream_rows: Some(len),
@@ -105,8 +101,9 @@ impl CausalConvTranspose1d {
     /// `[B·T, C_in] -> [B·T·r, C_out]`, consuming and updating each stream's previous input
     /// sample (`[B, 1, C_in]`).
     pub(super) fn forward(&self, x: &Tensor, previous: &mut Tensor) -> Result<Tensor> {
-        let (batch, len, c) = by_stream(x, previous)?;
-        let window = extend_history(previous, &x.reshape((batch, len, c))?)?;
+        let (batch, len, _) = by_stream(x, previous)?;
+        // Row t of each stream: its input before x_t (the carried one for t = 0).
+        let earlier = window_columns(x, previous, 1)?;
         let own = Epilogue {
             bias: Some(&self.bias),
             stream_rows: Some(len),
@@ -118,9 +115,31 @@ impl CausalConvTranspose1d {
             stream_rows: Some(len),
             ..Epilogue::default()
         };
-        let earlier = window.narrow(1, 0, len)?.reshape((batch * len, c))?;
         linear(&earlier, &self.carried, carried)?.reshape((batch * len * self.stride, self.c_out))
     }
+}
+
+/// Each stream's window (its history `[B, H, C]`, then its rows of `x` `[B·T, C]`) as
+/// `taps` consecutive rows per output row: `[B·T, taps·C]`, row `t` holding window rows
+/// `t .. t + taps`; the history becomes each window's last `H` rows. One fused kernel on CUDA,
+/// candle ops elsewhere.
+fn window_columns(x: &Tensor, history: &mut Tensor, taps: usize) -> Result<Tensor> {
+    let (batch, len, c) = by_stream(x, history)?;
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && vv_kernels::cuda::supported(x.dtype()) {
+        let (columns, next) = vv_kernels::cuda::columns::causal_columns(history, x, taps)?;
+        *history = next;
+        return Ok(columns);
+    }
+    let window = extend_history(history, &x.reshape((batch, len, c))?)?;
+    let rows = (0..taps)
+        .map(|k| window.narrow(1, k, len))
+        .collect::<Result<Vec<_>>>()?;
+    let columns = match rows.as_slice() {
+        [one] => one.clone(),
+        _ => Tensor::cat(&rows, 2)?,
+    };
+    columns.reshape((batch * len, taps * c))
 }
 
 /// `(B, T, C)` of stream-major rows `x` (`[B·T, C]`) whose streams' histories are `history`

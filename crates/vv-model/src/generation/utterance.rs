@@ -13,7 +13,7 @@ use crate::kv_cache::KvCache;
 use crate::model::VibeVoiceModel;
 use crate::rows::BatchRow;
 use crate::sampler::{DiffusionSampler, NoiseSource};
-use crate::scheduler::{DpmSolver, SolverKind};
+use crate::scheduler::SolverKind;
 
 /// Why generation stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,13 +132,8 @@ impl Utterance {
         if !(params.cfg_scale.is_finite()) {
             return Err(ModelError::InvalidInput("cfg_scale must be finite".into()));
         }
-        let solver = DpmSolver::new(
-            &model.config().diffusion_head_config,
-            params.diffusion_steps,
-            params.solver,
-        )?;
         Ok(Self {
-            sampler: DiffusionSampler::new(model.head(), solver)?,
+            sampler: model.sampler(params.diffusion_steps, params.solver)?,
             noise,
             state: StepState {
                 kv_lm: voice.lm.try_clone()?,

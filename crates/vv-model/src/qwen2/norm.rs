@@ -28,6 +28,14 @@ impl RmsNorm {
     /// type on the CPU (whose fused kernel divides in that type) the input is upcast first.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && vv_kernels::cuda::supported(x.dtype()) {
+            return Ok(vv_kernels::cuda::rms_norm::rms_norm(
+                &x,
+                &self.weight,
+                self.eps,
+            )?);
+        }
         if x.dtype() == DType::F32 || !x.device().is_cpu() {
             return Ok(candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?);
         }
