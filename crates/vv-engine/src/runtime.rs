@@ -16,8 +16,8 @@ use vv_device::resolve::resolve_device;
 use vv_model::generation::{warmup, PreparedVoice};
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
 use vv_model::text::TextTokenizer;
-use vv_model::voice_preset::{VoiceLibrary, VoicePreset};
 use vv_model::{VibeVoiceConfig, VibeVoiceModel};
+use vv_preset::{VoiceLibrary, VoicePreset};
 
 use crate::info::{EngineInfo, ModelSummary};
 use crate::options::EngineOptions;
@@ -80,12 +80,13 @@ fn load_voices(
     opts: &EngineOptions,
 ) -> Result<BTreeMap<String, PreparedVoice>, LoadError> {
     let dir = voices_dir(opts)?;
-    let library = VoiceLibrary::scan(&dir)?;
+    let library = VoiceLibrary::scan(&dir).map_err(vv_model::ModelError::from)?;
     let mut voices = BTreeMap::new();
     for name in library.names() {
         let prepared = library
             .path(name)
             .and_then(VoicePreset::load)
+            .map_err(vv_model::ModelError::from)
             .and_then(|preset| PreparedVoice::new(model, &preset));
         match prepared {
             Ok(v) => {

@@ -193,6 +193,18 @@ impl VibeVoiceConfig {
         self.decoder_config.num_hidden_layers - self.tts_backbone_num_hidden_layers
     }
 
+    /// What a voice preset must match in this model.
+    pub fn preset_shape(&self) -> vv_preset::ModelShape {
+        let d = &self.decoder_config;
+        vv_preset::ModelShape {
+            lower_layers: self.lower_layers(),
+            tts_layers: self.tts_backbone_num_hidden_layers,
+            kv_heads: d.num_key_value_heads,
+            head_dim: d.head_dim(),
+            hidden_size: d.hidden_size,
+        }
+    }
+
     /// Checks the relations the model code relies on.
     pub fn validate(&self) -> Result<()> {
         let d = &self.decoder_config;

@@ -53,5 +53,18 @@ impl ModelError {
     }
 }
 
+impl From<vv_preset::PresetError> for ModelError {
+    fn from(e: vv_preset::PresetError) -> Self {
+        use vv_preset::PresetError as P;
+        match e {
+            P::Io { path, source } => ModelError::Io { path, source },
+            P::Invalid { path, reason } => ModelError::Preset { path, reason },
+            P::UnknownVoice(name) => ModelError::UnknownVoice(name),
+            P::InvalidInput(message) => ModelError::InvalidInput(message),
+            P::Candle(e) => ModelError::Candle(e),
+        }
+    }
+}
+
 /// Result alias of the model crate.
 pub type Result<T> = std::result::Result<T, ModelError>;

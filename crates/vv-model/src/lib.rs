@@ -25,7 +25,6 @@ pub mod sampler;
 pub mod scheduler;
 pub mod source;
 pub mod text;
-pub mod voice_preset;
 
 pub use config::VibeVoiceConfig;
 pub use error::{ModelError, Result};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use vv_model::voice_preset::{convert, VoiceLibrary, VoicePreset};
+use vv_preset::{convert, VoiceLibrary, VoicePreset};
 
 /// The `voices` subcommands.
 #[derive(Debug, Subcommand)]

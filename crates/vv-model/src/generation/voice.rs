@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::model::VibeVoiceModel;
 use crate::placement::{Component, Place};
-use crate::voice_preset::{PresetEntry, VoicePreset};
+use vv_preset::{PresetEntry, VoicePreset};
 
 /// Preset caches and conditions in the model's device/dtype.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ fn last_row(entry: &PresetEntry, place: &Place) -> Result<Tensor> {
 impl PreparedVoice {
     /// Validates `preset` against the model and moves its caches to the model's device.
     pub fn new(model: &VibeVoiceModel, preset: &VoicePreset) -> Result<Self> {
-        preset.validate(model.config())?;
+        preset.validate(&model.config().preset_shape())?;
         let (text, tts) = (
             model.place(Component::TextLm),
             model.place(Component::TtsLm),

@@ -12,7 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::model::VibeVoiceModel;
 use crate::parity::GoldenFile;
 use crate::source::CheckpointFiles;
-use crate::voice_preset::{VoiceLibrary, VoicePreset};
+use vv_preset::{VoiceLibrary, VoicePreset};
 
 /// An opened fixture directory.
 #[derive(Debug, Clone)]
@@ -81,9 +81,9 @@ impl FixtureDir {
     pub fn preset(&self) -> Result<VoicePreset> {
         let pt = self.root.join("golden").join("voice_preset.pt");
         if pt.is_file() {
-            return VoicePreset::load(&pt);
+            return Ok(VoicePreset::load(&pt)?);
         }
-        VoicePreset::load(&self.golden_path("voice_preset"))
+        Ok(VoicePreset::load(&self.golden_path("voice_preset"))?)
     }
 
     /// The fixture's voice preset, then every preset of its `voices/` directory (sorted by

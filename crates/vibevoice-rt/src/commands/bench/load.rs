@@ -7,8 +7,8 @@ use anyhow::Context;
 use vv_model::generation::PreparedVoice;
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
 use vv_model::text::{normalize_text, TextTokenizer};
-use vv_model::voice_preset::{VoiceLibrary, VoicePreset};
 use vv_model::{VibeVoiceConfig, VibeVoiceModel};
+use vv_preset::{VoiceLibrary, VoicePreset};
 use vv_server::config::LoadedSettings;
 
 /// Text of the benchmark (about 40 tokens: text runs out mid-utterance, as in real use).

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use half::bf16;
 use proptest::prelude::*;
-use vv_model::voice_preset::{
-    convert, is_valid_voice_name, EntryKind, PresetFormat, VoiceLibrary, VoicePreset,
+use vv_preset::{
+    convert, is_valid_voice_name, EntryKind, ModelShape, PresetError, PresetFormat, VoiceLibrary,
+    VoicePreset,
 };
-use vv_model::{ModelError, VibeVoiceConfig};
 
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata");
 
@@ -21,6 +21,26 @@ fn data(rel: &str) -> PathBuf {
 
 fn load(rel: &str) -> VoicePreset {
     VoicePreset::load(&data(rel)).unwrap()
+}
+
+/// The shape a preset must match, read from a model's `config.json` (the lower LM has the
+/// decoder's layers minus the TTS LM's; heads are `hidden / attention heads` wide unless set).
+fn shape(config: &Path) -> ModelShape {
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let d = &cfg["decoder_config"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+    let tts_layers = n(&cfg["tts_backbone_num_hidden_layers"]);
+    let hidden_size = n(&d["hidden_size"]);
+    ModelShape {
+        lower_layers: n(&d["num_hidden_layers"]) - tts_layers,
+        tts_layers,
+        kv_heads: n(&d["num_key_value_heads"]),
+        head_dim: d["head_dim"]
+            .as_u64()
+            .map_or(hidden_size / n(&d["num_attention_heads"]), |h| h as usize),
+        hidden_size,
+    }
 }
 
 const DAVIS_PT: &str = "voices/en-Davis_man.pt";
@@ -217,10 +237,10 @@ fn tiny_pt_equals_its_safetensors_and_fits_the_tiny_model() {
     assert!(pt.entries().all(|(_, e)| e.dtype() == DType::F32));
     assert_same_preset(&pt, &st);
 
-    let tiny = VibeVoiceConfig::from_file(&data("vibevoice-tiny/model/config.json")).unwrap();
+    let tiny = shape(&data("vibevoice-tiny/model/config.json"));
     pt.validate(&tiny).unwrap();
     st.validate(&tiny).unwrap();
-    let real = VibeVoiceConfig::from_file(&data("real-config.json")).unwrap();
+    let real = shape(&data("real-config.json"));
     let err = pt.validate(&real).unwrap_err();
     assert_eq!(err.code(), "invalid_voice_preset");
     assert!(
@@ -233,26 +253,24 @@ fn tiny_pt_equals_its_safetensors_and_fits_the_tiny_model() {
 #[test]
 fn real_preset_validates_against_the_real_config_only() {
     let davis = load(DAVIS_ST);
-    let real = VibeVoiceConfig::from_file(&data("real-config.json")).unwrap();
+    let real = shape(&data("real-config.json"));
     davis.validate(&real).unwrap();
-    let mut wrong = real.clone();
-    wrong.decoder_config.num_key_value_heads = 7;
+    let mut wrong = real;
+    wrong.kv_heads = 7;
     let err = davis.validate(&wrong).unwrap_err().to_string();
     assert!(
         err.contains("entry lm has KV heads 2, the model expects 7"),
         "{err}"
     );
-    let mut wrong = real.clone();
-    wrong.tts_backbone_num_hidden_layers = 19;
-    wrong.decoder_config.num_hidden_layers = 23;
+    let mut wrong = real;
+    wrong.tts_layers = 19;
     let err = davis.validate(&wrong).unwrap_err().to_string();
     assert!(
         err.contains("entry tts_lm has layers 20, the model expects 19"),
         "{err}"
     );
     let mut wrong = real;
-    wrong.decoder_config.hidden_size = 1024;
-    wrong.decoder_config.head_dim = Some(64);
+    wrong.hidden_size = 1024;
     let err = davis.validate(&wrong).unwrap_err().to_string();
     assert!(
         err.contains("entry lm has hidden size 896, the model expects 1024"),
@@ -492,7 +510,7 @@ proptest! {
         let result = VoicePreset::from_bytes(&bytes, "damaged");
         if let Err(e) = &result {
             prop_assert!(
-                matches!(e, ModelError::Preset { .. }),
+                matches!(e, PresetError::Invalid { .. }),
                 "unexpected error kind {e:?}"
             );
         }
@@ -565,7 +583,7 @@ fn library_scans_prefers_safetensors_and_caches() {
     ] {
         let err = lib.get(bad).unwrap_err();
         assert!(
-            matches!(err, ModelError::UnknownVoice(ref n) if n == bad),
+            matches!(err, PresetError::UnknownVoice(ref n) if n == bad),
             "{bad:?}: {err}"
         );
         assert_eq!(err.code(), "unknown_voice");

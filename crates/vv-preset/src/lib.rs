@@ -1,8 +1,10 @@
 //! Voice presets: the prefilled caches of a voice prompt (lower LM, TTS LM and their negative
-//! counterparts), read natively from the official `.pt` files or from the flat safetensors form,
-//! validated against a model config, converted, summarised and served from a directory.
+//! counterparts), read natively from the official `.pt` files (zip container, pickle, strided
+//! tensor storage; no Python) or from the flat safetensors form, validated against a model's
+//! shapes, converted, summarised and served from a directory.
 
 mod entry;
+pub mod error;
 mod flat;
 mod library;
 mod pickle;
@@ -16,8 +18,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::config::VibeVoiceConfig;
-use crate::error::{ModelError, Result};
+pub use crate::error::{PresetError, Result};
 
 pub use entry::{EntryKind, PresetEntry};
 pub use flat::FLAT_FORMAT;
@@ -26,6 +27,21 @@ pub use summary::{convert, EntrySummary, PresetSummary};
 
 /// Largest preset file accepted (real presets are a few MiB).
 pub const MAX_PRESET_FILE_BYTES: u64 = 1 << 30;
+
+/// What a preset must match in the model it is used with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Layers of the lower (text) LM.
+    pub lower_layers: usize,
+    /// Layers of the TTS LM.
+    pub tts_layers: usize,
+    /// KV heads per layer.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+}
 
 /// The container a preset was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,7 +78,7 @@ impl VoicePreset {
     /// Reads a preset file, detecting `.pt` zip or flat safetensors by content.
     pub fn load(path: &Path) -> Result<Self> {
         let label = path.display().to_string();
-        let io_err = |source| ModelError::Io {
+        let io_err = |source| PresetError::Io {
             path: label.clone(),
             source,
         };
@@ -130,7 +146,7 @@ impl VoicePreset {
     /// Writes the flat safetensors form to `path`.
     pub fn save_flat(&self, path: &Path) -> Result<()> {
         let bytes = self.to_flat_bytes()?;
-        std::fs::write(path, bytes).map_err(|source| ModelError::Io {
+        std::fs::write(path, bytes).map_err(|source| PresetError::Io {
             path: path.display().to_string(),
             source,
         })
@@ -197,20 +213,19 @@ impl VoicePreset {
     }
 
     /// Checks layer counts (lm: lower layers, tts_lm: TTS layers), KV heads, head_dim and hidden
-    /// size against the model; the error names the entry and the mismatch.
-    pub fn validate(&self, cfg: &VibeVoiceConfig) -> Result<()> {
-        let d = &cfg.decoder_config;
+    /// size against the model's `shape`; the error names the entry and the mismatch.
+    pub fn validate(&self, shape: &ModelShape) -> Result<()> {
         for (kind, entry) in self.entries() {
             let layers = if kind.is_tts() {
-                cfg.tts_backbone_num_hidden_layers
+                shape.tts_layers
             } else {
-                cfg.lower_layers()
+                shape.lower_layers
             };
             let checks = [
                 ("layers", entry.num_layers(), layers),
-                ("KV heads", entry.kv_heads(), d.num_key_value_heads),
-                ("head_dim", entry.head_dim(), d.head_dim()),
-                ("hidden size", entry.hidden_size(), d.hidden_size),
+                ("KV heads", entry.kv_heads(), shape.kv_heads),
+                ("head_dim", entry.head_dim(), shape.head_dim),
+                ("hidden size", entry.hidden_size(), shape.hidden_size),
             ];
             for (what, got, want) in checks {
                 if got != want {
@@ -262,8 +277,8 @@ impl VoicePreset {
     }
 }
 
-fn preset_error(label: &str, reason: String) -> ModelError {
-    ModelError::Preset {
+fn preset_error(label: &str, reason: String) -> PresetError {
+    PresetError::Invalid {
         path: label.to_string(),
         reason,
     }

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{ModelError, Result};
+use crate::error::{PresetError, Result};
 
 /// Dtypes a preset's tensors may have.
 const SUPPORTED_DTYPES: [DType; 4] = [DType::BF16, DType::F16, DType::F32, DType::F64];
@@ -205,7 +205,7 @@ impl PresetEntry {
     /// Converts every tensor (the shapes stay valid; `dtype` must be a float type presets hold).
     pub fn to_dtype_device(&self, dtype: DType, device: &Device) -> Result<Self> {
         if !SUPPORTED_DTYPES.contains(&dtype) {
-            return Err(ModelError::InvalidInput(format!(
+            return Err(PresetError::InvalidInput(format!(
                 "voice presets cannot be converted to {dtype:?}"
             )));
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::VoicePreset;
-use crate::error::{ModelError, Result};
+use crate::error::{PresetError, Result};
 
 /// Longest accepted voice name.
 const MAX_NAME_LEN: usize = 128;
@@ -34,7 +34,7 @@ impl VoiceLibrary {
     /// Lists the `.pt` and `.safetensors` files of `dir` (not recursive). When both exist for a
     /// stem the safetensors file wins; files whose stem is not a valid name are skipped.
     pub fn scan(dir: &Path) -> Result<Self> {
-        let io_err = |source| ModelError::Io {
+        let io_err = |source| PresetError::Io {
             path: dir.display().to_string(),
             source,
         };
@@ -92,12 +92,12 @@ impl VoiceLibrary {
     /// The file backing `name`; `UnknownVoice` for invalid or absent names.
     pub fn path(&self, name: &str) -> Result<&Path> {
         if !is_valid_voice_name(name) {
-            return Err(ModelError::UnknownVoice(name.to_string()));
+            return Err(PresetError::UnknownVoice(name.to_string()));
         }
         self.files
             .get(name)
             .map(PathBuf::as_path)
-            .ok_or_else(|| ModelError::UnknownVoice(name.to_string()))
+            .ok_or_else(|| PresetError::UnknownVoice(name.to_string()))
     }
 
     /// The preset for `name`, loaded on first use and shared afterwards.
