@@ -35,6 +35,18 @@ RMS_NORM(rms_norm_f32, float, load_f32, store_f32)
 RMS_NORM(rms_norm_bf16, unsigned short, load_bf16, store_bf16)
 "#;
 
+/// Widest rows this kernel takes: wider ones do better with candle's block of 1024 threads
+/// per row.
+const MAX_COLS: usize = 1023;
+
+/// Whether the kernel is the better choice for `x`: on CUDA, a dtype with kernels, rows of at
+/// most [`MAX_COLS`] values (candle's kernel gives such rows one warp per block too).
+pub fn applies(x: &Tensor) -> bool {
+    x.device().is_cuda()
+        && super::supported(x.dtype())
+        && x.dims().last().is_some_and(|&c| c <= MAX_COLS)
+}
+
 /// `w ⊙ x / sqrt(mean(x²) + ε)` over the last dimension of `x` (`weight` `[cols]`), both of
 /// one supported dtype on one CUDA device.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {

@@ -47,7 +47,7 @@ fn fold_scale(t: &Tensor, scale: &Tensor) -> Result<Tensor> {
 /// op, or its composed form for the dtypes the fused op lacks (f64).
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if x.device().is_cuda() && vv_kernels::cuda::supported(x.dtype()) {
+    if vv_kernels::cuda::rms_norm::applies(x) {
         return vv_kernels::cuda::rms_norm::rms_norm(x, weight, eps);
     }
     match x.dtype() {

@@ -18,7 +18,7 @@ pub(crate) mod text_window;
 /// Batch sizes that graphs are captured for; a batch replays the smallest bucket that holds it.
 /// Below 32 each bucket doubles; above, steps grow by at most half, so padding costs a large
 /// batch at most a third of its replay.
-pub const BATCH_BUCKETS: [usize; 12] = [1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256];
+pub const BATCH_BUCKETS: [usize; 14] = [1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 
 /// The largest batch one forward takes: the largest bucket (larger rounds run in parts).
 pub const MAX_BATCH: usize = BATCH_BUCKETS[BATCH_BUCKETS.len() - 1];
@@ -39,7 +39,9 @@ mod tests {
         assert_eq!(bucket(3), Some(4));
         assert_eq!(bucket(33), Some(48));
         assert_eq!(bucket(256), Some(256));
-        assert_eq!(bucket(257), None);
+        assert_eq!(bucket(257), Some(384));
+        assert_eq!(bucket(512), Some(512));
+        assert_eq!(bucket(513), None);
         for n in 1..=MAX_BATCH {
             let b = bucket(n).unwrap();
             assert!(b >= n && b < 2 * n.max(1) + 1, "{n} -> {b}");

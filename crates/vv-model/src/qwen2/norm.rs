@@ -29,7 +29,7 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         #[cfg(feature = "cuda")]
-        if x.device().is_cuda() && vv_kernels::cuda::supported(x.dtype()) {
+        if vv_kernels::cuda::rms_norm::applies(&x) {
             return Ok(vv_kernels::cuda::rms_norm::rms_norm(
                 &x,
                 &self.weight,
