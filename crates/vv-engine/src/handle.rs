@@ -161,6 +161,25 @@ impl EngineHandle {
 
 /// Texts of at most this many words get a `short_text` warning (the model is unstable there).
 pub const SHORT_TEXT_WORDS: usize = 3;
+/// Bytes of text tokenized before the ids found so far are sent to the model thread.
+const TOKENIZE_PIECE: usize = 256;
+
+/// `text` cut into consecutive pieces of about `size` bytes, at character boundaries.
+fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = size.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
 
 /// One running utterance.
 pub struct UtteranceHandle {
@@ -187,14 +206,18 @@ impl UtteranceHandle {
     }
 
     /// Appends text (any chunking gives the same audio as the whole text). The text is
-    /// tokenized here; ids that became final go to the model thread.
+    /// tokenized here, in pieces of [`TOKENIZE_PIECE`] bytes, and the ids that became final go
+    /// to the model thread after each piece: the first window of a long text starts while the
+    /// rest is still being tokenized.
     pub fn push_text(&mut self, text: &str) -> Result<(), EngineError> {
         self.words += text.split_whitespace().count();
-        let ids = self.text.push(&self.tokenizer, text)?;
-        if ids.is_empty() {
-            return Ok(());
+        for piece in pieces(text, TOKENIZE_PIECE) {
+            let ids = self.text.push(&self.tokenizer, piece)?;
+            if !ids.is_empty() {
+                self.send(Command::Tokens { id: self.id, ids })?;
+            }
         }
-        self.send(Command::Tokens { id: self.id, ids })
+        Ok(())
     }
 
     /// Ends the input: the rest is synthesised, then `Finished` follows. Closing twice is
@@ -240,5 +263,21 @@ impl UtteranceHandle {
 impl Drop for UtteranceHandle {
     fn drop(&mut self) {
         self.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn pieces_cover_the_text_in_order_at_character_boundaries() {
+        let text = "héllo wörld, ünïcödé ".repeat(40);
+        for size in [1, 7, 256, 10_000] {
+            let parts: Vec<&str> = pieces(&text, size).collect();
+            assert_eq!(parts.concat(), text);
+            assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= size + 3));
+        }
+        assert_eq!(pieces("", 4).count(), 0);
     }
 }
