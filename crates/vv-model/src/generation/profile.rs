@@ -13,8 +13,7 @@ use crate::generation::params::{GenerationParams, TEXT_WINDOW};
 use crate::generation::voice::PreparedVoice;
 use crate::model::{TextWindow, VibeVoiceModel};
 use crate::placement::Component;
-use crate::sampler::{DiffusionSampler, GaussianNoise, NoiseSource};
-use crate::scheduler::DpmSolver;
+use crate::sampler::{GaussianNoise, NoiseSource};
 
 /// Median milliseconds of each piece (for the whole batch of streams).
 #[derive(Debug, Clone, Serialize)]
@@ -50,12 +49,7 @@ pub fn component_times(
 ) -> Result<ComponentTimes> {
     let n = streams.max(1);
     let latent = model.config().acoustic_vae_dim;
-    let solver = DpmSolver::new(
-        &model.config().diffusion_head_config,
-        params.diffusion_steps,
-        params.solver,
-    )?;
-    let sampler = DiffusionSampler::new(model.head(), solver)?;
+    let sampler = model.sampler(params.diffusion_steps, params.solver)?;
     let mut noise = GaussianNoise::new(0);
     let ids: Vec<u32> = (0..TEXT_WINDOW as u32).map(|i| 100 + i).collect();
     let head = model.place(Component::DiffusionHead);
