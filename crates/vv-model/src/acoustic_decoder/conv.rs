@@ -132,14 +132,24 @@ fn window_columns(x: &Tensor, history: &mut Tensor, taps: usize) -> Result<Tenso
         return Ok(columns);
     }
     let window = extend_history(history, &x.reshape((batch, len, c))?)?;
-    let rows = (0..taps)
-        .map(|k| window.narrow(1, k, len))
+    // Stream by stream: each stream's window is contiguous, so its taps are contiguous slices
+    // and the concatenations plain copies (slicing the batch is strided, and slow on the CPU).
+    let streams = (0..batch)
+        .map(|b| {
+            let w = window.get(b)?;
+            let rows = (0..taps)
+                .map(|k| w.narrow(0, k, len))
+                .collect::<Result<Vec<_>>>()?;
+            match rows.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => Tensor::cat(&rows, 1),
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
-    let columns = match rows.as_slice() {
-        [one] => one.clone(),
-        _ => Tensor::cat(&rows, 2)?,
-    };
-    columns.reshape((batch * len, taps * c))
+    match streams.as_slice() {
+        [one] => one.contiguous(),
+        _ => Tensor::cat(&streams, 0),
+    }
 }
 
 /// `(B, T, C)` of stream-major rows `x` (`[B·T, C]`) whose streams' histories are `history`
