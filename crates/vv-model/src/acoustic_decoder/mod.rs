@@ -167,9 +167,8 @@ impl AcousticDecoder {
     /// state is left as it was when an error is returned.
     pub fn decode_step(&self, latents: &Tensor, state: &mut DecoderState) -> Result<Tensor> {
         let x = self.time_major_input(latents)?;
-        let mut histories = state::unpack(&state.packed.get()?, &self.history_shapes)?;
-        let audio = self.run(&x, 1, &mut histories, None)?;
-        state.packed = BatchRow::single(&state::pack(&histories)?);
+        let (audio, next) = self.run_packed(&x, &state.packed.get()?, None)?;
+        state.packed = BatchRow::single(&next);
         state.frames += latents.dim(2)?;
         Ok(audio)
     }
@@ -202,9 +201,7 @@ impl AcousticDecoder {
             Some(done) => done,
             None => {
                 let x = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
-                let mut histories = state::unpack(&packed, &self.history_shapes)?;
-                let audio = self.run(&x, batch, &mut histories, None)?;
-                (audio, state::pack(&histories)?)
+                self.run_packed(&x, &packed, None)?
             }
         };
         for (b, state) in states.iter_mut().enumerate() {
@@ -222,9 +219,22 @@ impl AcousticDecoder {
     ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let mut recorded = Vec::new();
         let x = self.time_major_input(latents)?;
-        let mut histories = state::unpack(&self.new_state()?.packed.get()?, &self.history_shapes)?;
-        let audio = self.run(&x, 1, &mut histories, Some(&mut recorded))?;
+        let fresh = self.new_state()?.packed.get()?;
+        let (audio, _) = self.run_packed(&x, &fresh, Some(&mut recorded))?;
         Ok((audio, recorded))
+    }
+
+    /// [`AcousticDecoder::run`] on the streams whose states are the packed rows `packed`
+    /// (`[B, len]`); returns the audio and the next packed states.
+    fn run_packed(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        record: Recorder,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut histories = state::unpack(packed, &self.history_shapes)?;
+        let audio = self.run(x, packed.dim(0)?, &mut histories, record)?;
+        Ok((audio, state::pack(&histories)?))
     }
 
     /// Decodes the time-major latent rows `x` (`[B·T, vae_dim]` in the decoder's dtype, stream

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::generation::params::{GenerationParams, TEXT_WINDOW};
 use crate::generation::voice::PreparedVoice;
+use crate::kv_cache::KvCache;
 use crate::model::{TextWindow, VibeVoiceModel};
 use crate::placement::Component;
 use crate::sampler::{GaussianNoise, NoiseSource};
@@ -58,16 +59,13 @@ pub fn component_times(
     let mut states = (0..n)
         .map(|_| model.decoder().new_state())
         .collect::<Result<Vec<_>>>()?;
+    // A fresh copy of a prompt cache for every stream.
+    let copies =
+        |cache: &KvCache| -> Result<Vec<KvCache>> { (0..n).map(|_| cache.try_clone()).collect() };
     for run in 0..=runs {
-        let mut kv_lm = (0..n)
-            .map(|_| voice.lm.try_clone())
-            .collect::<Result<Vec<_>>>()?;
-        let mut kv_pos = (0..n)
-            .map(|_| voice.tts_pos.try_clone())
-            .collect::<Result<Vec<_>>>()?;
-        let mut kv_neg = (0..n)
-            .map(|_| voice.tts_neg.try_clone())
-            .collect::<Result<Vec<_>>>()?;
+        let mut kv_lm = copies(&voice.lm)?;
+        let mut kv_pos = copies(&voice.tts_pos)?;
+        let mut kv_neg = copies(&voice.tts_neg)?;
 
         let t = Instant::now();
         let mut windows: Vec<TextWindow> = kv_lm

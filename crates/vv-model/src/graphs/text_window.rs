@@ -85,7 +85,7 @@ pub(crate) fn forward(
         size,
         || capture(model, cuda, size, windows, &inputs),
         |c| {
-            let (lm, pos) = tables(windows, c, size, tts.device())?;
+            let (lm, pos) = tables(windows, &c.lm_scratch, &c.tts_scratch, size, tts.device())?;
             let buffers = [
                 (&c.ids, &inputs.ids),
                 (&c.lm_table, &lm),
@@ -142,23 +142,19 @@ fn table<'a>(
     Ok(Tensor::from_vec(entries, len, device)?)
 }
 
-/// The lower-LM and TTS tables of `windows` for the graph `c`.
+/// The lower-LM and TTS tables of `windows`, padding on the scratch caches.
 fn tables(
     windows: &[TextWindow],
-    c: &Captured,
+    lm_scratch: &KvCache,
+    tts_scratch: &KvCache,
     size: usize,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
     Ok((
-        table(
-            windows.iter().map(|w| &*w.kv_lm),
-            &c.lm_scratch,
-            size,
-            device,
-        )?,
+        table(windows.iter().map(|w| &*w.kv_lm), lm_scratch, size, device)?,
         table(
             windows.iter().map(|w| &*w.kv_pos),
-            &c.tts_scratch,
+            tts_scratch,
             size,
             device,
         )?,
@@ -179,13 +175,7 @@ fn capture(
     let rows = size * TEXT_WINDOW;
     let lm_scratch = text.scratch_cache(TEXT_WINDOW)?;
     let tts_scratch = tts.scratch_cache(TEXT_WINDOW)?;
-    let lm_table = table(windows.iter().map(|w| &*w.kv_lm), &lm_scratch, size, device)?;
-    let tts_table = table(
-        windows.iter().map(|w| &*w.kv_pos),
-        &tts_scratch,
-        size,
-        device,
-    )?;
+    let (lm_table, tts_table) = tables(windows, &lm_scratch, &tts_scratch, size, device)?;
     let (ids, last) = (inputs.ids.copy()?, inputs.last.copy()?);
     let out = Tensor::zeros((size, tts.hidden_size()), tts.dtype(), device)?;
     let graph = graph::capture(cuda, || {
