@@ -34,3 +34,16 @@ pub enum Command {
     /// Stop the model thread.
     Shutdown,
 }
+
+impl Command {
+    /// The utterance the command is about (`None` for `Shutdown`).
+    pub(crate) fn utterance(&self) -> Option<UtteranceId> {
+        match self {
+            Command::Start { id, .. }
+            | Command::Tokens { id, .. }
+            | Command::Close { id, .. }
+            | Command::Cancel { id } => Some(*id),
+            Command::Shutdown => None,
+        }
+    }
+}

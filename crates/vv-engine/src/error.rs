@@ -26,6 +26,13 @@ pub enum EngineError {
     /// The model failed while synthesising.
     #[error("synthesis failed: {message}")]
     Model { code: &'static str, message: String },
+    /// The model thread's command queue is full (it is behind, or stuck); nothing was queued.
+    #[error("the synthesis engine's command queue is full; retry shortly")]
+    QueueFull,
+    /// The utterance waited for more text longer than the configured bound; it was ended and
+    /// its slot freed.
+    #[error("no text arrived for {secs} s while the synthesis waited for it")]
+    TextWaitTimeout { secs: u64 },
 }
 
 impl EngineError {
@@ -39,6 +46,18 @@ impl EngineError {
             EngineError::SlowConsumer => "slow_consumer",
             EngineError::Unavailable => "engine_unavailable",
             EngineError::Model { .. } => "synthesis_failed",
+            EngineError::QueueFull => "queue_full",
+            EngineError::TextWaitTimeout { .. } => "text_wait_timeout",
+        }
+    }
+}
+
+impl EngineError {
+    /// A failure of the engine itself (a panic caught on the model thread), not of the input.
+    pub(crate) fn internal(message: &str) -> Self {
+        EngineError::Model {
+            code: "internal_error",
+            message: message.to_string(),
         }
     }
 }

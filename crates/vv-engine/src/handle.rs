@@ -2,12 +2,17 @@
 //! (append text, close, cancel, read events). Dropping an utterance handle cancels it. An
 //! utterance's text is tokenized by its handle, on the caller's thread, so the model thread
 //! only appends token ids: a long text costs its own client the tokenizer's time, not every
-//! stream a delayed round.
+//! stream a delayed round. Held-back text is bounded (see `vv_model::text::MAX_HELD_BYTES`),
+//! so each push costs in proportion to its text, not to the text pending.
+//!
+//! A command the model thread never received (queue full, thread gone) ends the utterance on
+//! the spot: the caller gets the error, the handle drops its event queue so that the model
+//! thread frees the slot at its next loop, and no terminal event follows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::Device;
 
@@ -17,16 +22,17 @@ use crate::capacity::{CapacityModel, CapacityReport};
 use crate::command::{Command, UtteranceId};
 use crate::error::EngineError;
 use crate::events::UtteranceEvent;
+use crate::health::{EngineHealth, Heartbeat};
 use crate::info::EngineInfo;
 use crate::outbox::{outbox, Inbox};
 use crate::params::SynthesisParams;
 use crate::slots::Slots;
 
 /// Queues a command for the model thread without blocking the caller.
-fn dispatch(tx: &SyncSender<Command>, cmd: Command, slots_total: usize) -> Result<(), EngineError> {
+fn dispatch(tx: &SyncSender<Command>, cmd: Command) -> Result<(), EngineError> {
     match tx.try_send(cmd) {
         Ok(()) => Ok(()),
-        Err(TrySendError::Full(_)) => Err(EngineError::Overloaded { total: slots_total }),
+        Err(TrySendError::Full(_)) => Err(EngineError::QueueFull),
         Err(TrySendError::Disconnected(_)) => Err(EngineError::Unavailable),
     }
 }
@@ -42,9 +48,13 @@ pub struct EngineHandle {
     device: Device,
     next_id: Arc<AtomicU64>,
     max_buffered_frames: usize,
+    heartbeat: Arc<Heartbeat>,
+    stall_timeout: Duration,
 }
 
 impl EngineHandle {
+    // Internal constructor called once, from `start_engine_with_faults`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         commands: SyncSender<Command>,
         tokenizer: Arc<TextTokenizer>,
@@ -53,6 +63,8 @@ impl EngineHandle {
         info: Arc<EngineInfo>,
         device: Device,
         max_buffered_frames: usize,
+        heartbeat: Arc<Heartbeat>,
+        stall_timeout: Duration,
     ) -> Self {
         Self {
             commands,
@@ -63,7 +75,15 @@ impl EngineHandle {
             device,
             next_id: Arc::new(AtomicU64::new(1)),
             max_buffered_frames,
+            heartbeat,
+            stall_timeout,
         }
+    }
+
+    /// Whether the model thread runs, is stuck (no heartbeat for the stall bound), died on a
+    /// fault or was stopped.
+    pub fn health(&self) -> EngineHealth {
+        self.heartbeat.health(self.stall_timeout)
     }
 
     /// What the engine runs: model, device, dtype, voices, limits.
@@ -139,18 +159,18 @@ impl EngineHandle {
         self.send(cmd)?;
         Ok(UtteranceHandle {
             id,
-            slots_total: self.slots.total(),
             commands: self.commands.clone(),
             tokenizer: Arc::clone(&self.tokenizer),
             text: IncrementalTokenizer::new(),
             words: 0,
             inbox: Some(inbox),
             ended: false,
+            lost: None,
         })
     }
 
     fn send(&self, cmd: Command) -> Result<(), EngineError> {
-        dispatch(&self.commands, cmd, self.slots.total())
+        dispatch(&self.commands, cmd)
     }
 
     /// Asks the model thread to stop after the current step.
@@ -184,7 +204,6 @@ fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
 /// One running utterance.
 pub struct UtteranceHandle {
     id: UtteranceId,
-    slots_total: usize,
     commands: SyncSender<Command>,
     tokenizer: Arc<TextTokenizer>,
     /// The text received so far, tokenized as it becomes final.
@@ -193,6 +212,8 @@ pub struct UtteranceHandle {
     words: usize,
     inbox: Option<Inbox>,
     ended: bool,
+    /// Why the utterance ended on the handle's side (a command could not be queued).
+    lost: Option<EngineError>,
 }
 
 impl UtteranceHandle {
@@ -201,8 +222,25 @@ impl UtteranceHandle {
         self.id
     }
 
-    fn send(&self, cmd: Command) -> Result<(), EngineError> {
-        dispatch(&self.commands, cmd, self.slots_total)
+    /// Queues a command; when it cannot be queued the utterance ends here (see the module
+    /// docs), and later calls fail with the same error.
+    fn send(&mut self, cmd: Command) -> Result<(), EngineError> {
+        let sent = dispatch(&self.commands, cmd);
+        if let Err(e) = &sent {
+            self.abandon(e.clone());
+        }
+        sent
+    }
+
+    fn abandon(&mut self, error: EngineError) {
+        self.inbox = None;
+        self.ended = true;
+        self.lost = Some(error);
+    }
+
+    /// The error of an earlier command that could not be queued.
+    fn check_lost(&self) -> Result<(), EngineError> {
+        self.lost.clone().map_or(Ok(()), Err)
     }
 
     /// Appends text (any chunking gives the same audio as the whole text). The text is
@@ -210,6 +248,7 @@ impl UtteranceHandle {
     /// to the model thread after each piece: the first window of a long text starts while the
     /// rest is still being tokenized.
     pub fn push_text(&mut self, text: &str) -> Result<(), EngineError> {
+        self.check_lost()?;
         self.words += text.split_whitespace().count();
         for piece in pieces(text, TOKENIZE_PIECE) {
             let ids = self.text.push(&self.tokenizer, piece)?;
@@ -223,6 +262,7 @@ impl UtteranceHandle {
     /// Ends the input: the rest is synthesised, then `Finished` follows. Closing twice is
     /// harmless.
     pub fn close(&mut self) -> Result<(), EngineError> {
+        self.check_lost()?;
         if self.text.is_finished() {
             return Ok(());
         }
@@ -242,14 +282,25 @@ impl UtteranceHandle {
         }
     }
 
-    /// The next event; `None` after the terminal event was read.
+    /// The next event; `None` after the terminal event was read (or at once when a command
+    /// could not be queued: its caller got the error). Should the model thread drop the
+    /// utterance without a terminal event (it panicked on it, or died), a `Failed` event
+    /// with `internal_error` stands in for it.
     pub async fn next_event(&mut self) -> Option<UtteranceEvent> {
+        if self.ended && self.inbox.is_none() {
+            return None;
+        }
         let inbox = self.inbox.as_mut()?;
         let ev = inbox.next().await;
-        match &ev {
-            Some(e) if e.is_terminal() => self.ended = true,
-            None => self.ended = true,
-            _ => {}
+        let lost = ev.is_none() && !self.ended;
+        if ev.as_ref().is_none_or(UtteranceEvent::is_terminal) {
+            self.ended = true;
+        }
+        if lost {
+            self.inbox = None;
+            return Some(UtteranceEvent::Failed(EngineError::internal(
+                "the engine dropped the utterance",
+            )));
         }
         ev
     }

@@ -27,6 +27,9 @@ pub struct ModelSummary {
     pub load_seconds: f64,
     /// Seconds spent in the warmup generation (`None` when warmup was skipped).
     pub warmup_seconds: Option<f64>,
+    /// Components running on the CPU because the device's backend lacks an operation they
+    /// need (empty when every component runs on the chosen device).
+    pub cpu_fallbacks: Vec<&'static str>,
 }
 
 /// Static facts about the running engine.

@@ -7,7 +7,9 @@ pub mod capacity;
 mod command;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod handle;
+pub mod health;
 pub mod info;
 pub mod observer;
 pub mod options;
@@ -24,18 +26,21 @@ use std::time::Duration;
 pub use capacity::{CapacityModel, CapacityReport, SlotPolicy};
 pub use error::EngineError;
 pub use events::{FinishReason, UtteranceEvent};
+pub use faults::{Faults, NoFaults};
 pub use handle::{EngineHandle, UtteranceHandle};
+pub use health::EngineHealth;
 pub use info::{EngineInfo, ModelSummary};
 pub use observer::{EngineObserver, NoopObserver};
 pub use options::EngineOptions;
 pub use params::SynthesisParams;
 pub use runtime::{LoadError, Runtime};
 
+use health::{ExitGuard, Heartbeat};
 use slots::Slots;
 use worker::{Worker, WorkerLimits};
 
 /// Commands queued for the model thread at most (text pieces, closes, cancels, starts).
-const COMMAND_QUEUE: usize = 4096;
+pub const COMMAND_QUEUE: usize = 4096;
 
 /// Starts the model thread on a loaded runtime and returns the handle clients use. The
 /// capacity model is calibrated first (see `calibrate`): with automatic slots the number of
@@ -44,6 +49,17 @@ pub fn start_engine(
     runtime: Runtime,
     opts: &EngineOptions,
     observer: Arc<dyn EngineObserver>,
+) -> Result<EngineHandle, LoadError> {
+    start_engine_with_faults(runtime, opts, observer, Arc::new(NoFaults))
+}
+
+/// [`start_engine`] with a fault seam: `faults` is called before every command and step of the
+/// model thread (tests make it panic, hang or fail; serving engines use [`NoFaults`]).
+pub fn start_engine_with_faults(
+    runtime: Runtime,
+    opts: &EngineOptions,
+    observer: Arc<dyn EngineObserver>,
+    faults: Arc<dyn Faults>,
 ) -> Result<EngineHandle, LoadError> {
     let (tx, rx) = sync_channel(COMMAND_QUEUE);
     let frame = runtime.info.model.frame_samples as f64 / f64::from(runtime.info.model.sample_rate);
@@ -59,7 +75,10 @@ pub fn start_engine(
     let tokenizer = Arc::clone(&runtime.tokenizer);
     let limits = WorkerLimits {
         max_frames_per_token: opts.max_frames_per_token,
+        text_wait_timeout: opts.text_wait_timeout,
+        commands_per_round: opts.commands_per_round.max(1),
     };
+    let heartbeat = Heartbeat::new();
     let worker = Worker::new(
         runtime,
         rx,
@@ -67,10 +86,16 @@ pub fn start_engine(
         limits,
         Arc::clone(&capacity),
         Arc::clone(&slots),
+        Arc::clone(&heartbeat),
+        faults,
     );
+    let guard = ExitGuard(Arc::clone(&heartbeat));
     std::thread::Builder::new()
         .name("vv-model".into())
-        .spawn(move || worker.run())
+        .spawn(move || {
+            let clean = worker.run();
+            guard.finish(clean);
+        })
         .map_err(|e| {
             LoadError::Model(vv_model::ModelError::Io {
                 path: "model thread".into(),
@@ -85,6 +110,8 @@ pub fn start_engine(
         info,
         device,
         opts.max_buffered_frames,
+        heartbeat,
+        opts.stall_timeout,
     ))
 }
 
@@ -94,5 +121,15 @@ pub fn load_engine(
     probe: &dyn vv_device::probe::DeviceProbe,
     observer: Arc<dyn EngineObserver>,
 ) -> Result<EngineHandle, LoadError> {
-    start_engine(Runtime::load(opts, probe)?, opts, observer)
+    load_engine_with_faults(opts, probe, observer, Arc::new(NoFaults))
+}
+
+/// [`load_engine`] with the fault seam of [`start_engine_with_faults`].
+pub fn load_engine_with_faults(
+    opts: &EngineOptions,
+    probe: &dyn vv_device::probe::DeviceProbe,
+    observer: Arc<dyn EngineObserver>,
+    faults: Arc<dyn Faults>,
+) -> Result<EngineHandle, LoadError> {
+    start_engine_with_faults(Runtime::load(opts, probe)?, opts, observer, faults)
 }

@@ -1,6 +1,7 @@
 //! Everything needed to load and run an engine (filled from the service settings).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_model::scheduler::SolverKind;
@@ -50,4 +51,11 @@ pub struct EngineOptions {
     pub solver: SolverKind,
     /// Show download progress bars.
     pub progress: bool,
+    /// A model thread whose heartbeat is older than this is reported stalled.
+    pub stall_timeout: Duration,
+    /// An utterance waiting this long for text is ended with `text_wait_timeout`.
+    pub text_wait_timeout: Duration,
+    /// Commands the model thread handles at most between two rounds (frames keep flowing
+    /// however many arrive).
+    pub commands_per_round: usize,
 }

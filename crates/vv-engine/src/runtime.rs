@@ -185,6 +185,7 @@ impl Runtime {
                 max_positions: cfg.decoder_config.max_position_embeddings,
                 load_seconds,
                 warmup_seconds,
+                cpu_fallbacks: model.cpu_fallbacks().iter().map(|c| c.name()).collect(),
             },
             device: device_info,
             voices: voices.keys().cloned().collect(),

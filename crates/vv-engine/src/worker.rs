@@ -7,6 +7,14 @@
 //! the device ran out of memory is retried once after the device's cached buffers are
 //! released; a round that still fails is run utterance by utterance, so only the utterance at
 //! fault fails.
+//!
+//! The thread is supervised: it stamps a heartbeat every loop; every command and every round
+//! runs under a panic guard (a panic fails the utterance concerned, or those of the round, and
+//! the thread goes on); it handles at most `commands_per_round` commands between two rounds so
+//! frames keep flowing under a flood of commands; an utterance that waits for text longer than
+//! `text_wait_timeout` is ended; and after [`FATAL_FAILED_ROUNDS`] rounds in a row in which every
+//! utterance failed on the device, the device is taken as broken for good: every utterance
+//! fails and the thread ends, dead, so that the service can be restarted.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -14,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 use vv_device::fallback::retry_after_clear_cache;
 use vv_device::ops::{BackendOps, CandleOps};
 use vv_model::generation::{step_round, GenerationParams, StepOutcome, Utterance};
@@ -26,18 +34,30 @@ use crate::capacity::CapacityModel;
 use crate::command::{Command, UtteranceId};
 use crate::error::EngineError;
 use crate::events::{FinishReason, UtteranceEvent};
+use crate::faults::Faults;
+use crate::health::Heartbeat;
 use crate::observer::EngineObserver;
 use crate::outbox::{Outbox, Queued};
 use crate::runtime::Runtime;
 use crate::slots::{SlotGuard, Slots};
 
 use crate::handle::SHORT_TEXT_WORDS;
-/// How often an idle thread wakes up to notice a dropped client.
+/// How often an idle thread wakes up (to notice a dropped client, stamp its heartbeat and end
+/// utterances that waited too long for text).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Generation defaults that requests do not set.
+/// Rounds in a row in which every utterance failed on the device after which the device is
+/// taken as broken for good.
+const FATAL_FAILED_ROUNDS: usize = 3;
+
+/// The error code of a failure of the device (candle) while stepping.
+const DEVICE_ERROR: &str = "compute_error";
+
+/// Generation defaults that requests do not set, and the thread's own bounds.
 pub(crate) struct WorkerLimits {
     pub max_frames_per_token: usize,
+    pub text_wait_timeout: Duration,
+    pub commands_per_round: usize,
 }
 
 struct Active {
@@ -47,6 +67,8 @@ struct Active {
     _slot: SlotGuard,
     queued_at: Option<Instant>,
     starved: bool,
+    /// Since when it waits for text (starved with its input still open).
+    waiting_since: Option<Instant>,
 }
 
 pub(crate) struct Worker {
@@ -56,11 +78,17 @@ pub(crate) struct Worker {
     limits: WorkerLimits,
     capacity: Arc<CapacityModel>,
     slots: Arc<Slots>,
+    heartbeat: Arc<Heartbeat>,
+    faults: Arc<dyn Faults>,
     /// In arrival order.
     active: Vec<Active>,
+    /// Rounds in a row in which every utterance failed on the device.
+    failed_rounds: usize,
 }
 
 impl Worker {
+    // Internal constructor called once, from `start_engine_with_faults`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         runtime: Runtime,
         commands: Receiver<Command>,
@@ -68,6 +96,8 @@ impl Worker {
         limits: WorkerLimits,
         capacity: Arc<CapacityModel>,
         slots: Arc<Slots>,
+        heartbeat: Arc<Heartbeat>,
+        faults: Arc<dyn Faults>,
     ) -> Self {
         Self {
             runtime,
@@ -76,13 +106,18 @@ impl Worker {
             limits,
             capacity,
             slots,
+            heartbeat,
+            faults,
             active: Vec::new(),
+            failed_rounds: 0,
         }
     }
 
-    /// Runs until a `Shutdown` command or until every handle is gone.
-    pub(crate) fn run(mut self) {
+    /// Runs until a `Shutdown` command or until every handle is gone (returns `true`: a clean
+    /// stop), or until the device is broken for good (returns `false`).
+    pub(crate) fn run(mut self) -> bool {
         loop {
+            self.heartbeat.beat();
             let runnable = self.active.iter().any(|a| !a.starved);
             let first = if runnable {
                 self.commands.try_recv().ok()
@@ -90,20 +125,99 @@ impl Worker {
                 match self.commands.recv_timeout(IDLE_POLL) {
                     Ok(cmd) => Some(cmd),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Disconnected) => return true,
                 }
             };
             let mut next = first;
+            let mut handled = 0;
             while let Some(cmd) = next {
                 if matches!(cmd, Command::Shutdown) {
                     self.cancel_all();
-                    return;
+                    return true;
                 }
-                self.handle(cmd);
-                next = self.commands.try_recv().ok();
+                self.handle_guarded(cmd);
+                handled += 1;
+                next = if handled < self.limits.commands_per_round {
+                    self.commands.try_recv().ok()
+                } else {
+                    None
+                };
             }
+            self.expire_text_waits();
             self.drop_disconnected();
-            self.round();
+            if let Some(broken) = self.round_guarded() {
+                error!(code = broken.code(), error = %broken, "the device keeps failing; stopping the model thread");
+                let ids: Vec<UtteranceId> = self.active.iter().map(|a| a.id).collect();
+                for id in ids {
+                    self.remove(id, |_| UtteranceEvent::Failed(broken.clone()));
+                }
+                return false;
+            }
+        }
+    }
+
+    /// Handles a command under a panic guard: a panic fails the utterance concerned (when it
+    /// is active; a `Start` that panics drops its slot and its event queue) and the thread
+    /// goes on.
+    fn handle_guarded(&mut self, cmd: Command) {
+        let id = cmd.utterance();
+        let faults = Arc::clone(&self.faults);
+        let handled = catch_unwind(AssertUnwindSafe(|| {
+            faults.command();
+            self.handle(cmd);
+        }));
+        if handled.is_err() {
+            error!(id, "handling a command panicked; failing its utterance");
+            if let Some(id) = id {
+                self.fail(
+                    id,
+                    EngineError::internal("the engine failed on this utterance"),
+                );
+            }
+        }
+    }
+
+    /// One round under a panic guard: a panic outside the steps (which have their own guard)
+    /// fails every utterance of the round. Returns the error when the device is broken for
+    /// good.
+    fn round_guarded(&mut self) -> Option<EngineError> {
+        match catch_unwind(AssertUnwindSafe(|| self.round())) {
+            Ok(broken) => broken,
+            Err(_) => {
+                error!("a round panicked; failing its utterances");
+                let ids: Vec<UtteranceId> = self
+                    .active
+                    .iter()
+                    .filter(|a| !a.starved)
+                    .map(|a| a.id)
+                    .collect();
+                for id in ids {
+                    self.fail(
+                        id,
+                        EngineError::internal("the engine failed on this utterance"),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Ends the utterances that waited for text longer than `text_wait_timeout`.
+    fn expire_text_waits(&mut self) {
+        let limit = self.limits.text_wait_timeout;
+        let expired: Vec<UtteranceId> = self
+            .active
+            .iter()
+            .filter(|a| a.waiting_since.is_some_and(|t| t.elapsed() >= limit))
+            .map(|a| a.id)
+            .collect();
+        for id in expired {
+            info!(id, "no text in time; ending the utterance");
+            self.remove(id, |_| {
+                UtteranceEvent::Failed(EngineError::TextWaitTimeout {
+                    secs: limit.as_secs(),
+                })
+            });
         }
     }
 
@@ -167,6 +281,7 @@ impl Worker {
                     _slot: slot,
                     queued_at: Some(queued_at),
                     starved: true,
+                    waiting_since: Some(Instant::now()),
                 });
             }
             Err(e) => outbox.fail(e.into()),
@@ -178,6 +293,7 @@ impl Worker {
             if !ids.is_empty() {
                 a.utt.push_tokens(ids);
                 a.starved = false;
+                a.waiting_since = None;
             }
         }
     }
@@ -189,6 +305,7 @@ impl Worker {
         a.utt.push_tokens(ids);
         a.utt.close_input();
         a.starved = false;
+        a.waiting_since = None;
         if short_text {
             a.outbox.event(UtteranceEvent::Warning {
                 code: "short_text",
@@ -248,9 +365,12 @@ impl Worker {
 
     /// Advances every runnable utterance by one frame in one batched round (in parts of
     /// [`MAX_BATCH`] beyond that), then hands out the outcomes and updates the capacity.
-    fn round(&mut self) {
+    /// Returns the error when this was the [`FATAL_FAILED_ROUNDS`]th round in a row in which
+    /// every utterance failed on the device.
+    fn round(&mut self) -> Option<EngineError> {
         let started = Instant::now();
         let (model, device) = (&self.runtime.model, &self.runtime.device);
+        let faults = self.faults.as_ref();
         let observer = &self.observer;
         let mut ids = Vec::new();
         let mut utts: Vec<&mut Utterance> = Vec::new();
@@ -262,13 +382,23 @@ impl Worker {
             utts.push(&mut a.utt);
         }
         if ids.is_empty() {
-            return;
+            return None;
         }
         let outcomes: Vec<Result<StepOutcome, EngineError>> = utts
             .chunks_mut(MAX_BATCH)
-            .flat_map(|part| step_part(model, device, part))
+            .flat_map(|part| step_part(model, device, faults, part))
             .collect();
         drop(utts);
+        let device_failure = outcomes
+            .iter()
+            .all(|o| matches!(o, Err(EngineError::Model { code, .. }) if *code == DEVICE_ERROR))
+            .then(|| outcomes.first().and_then(|o| o.as_ref().err().cloned()))
+            .flatten();
+        self.failed_rounds = if device_failure.is_some() {
+            self.failed_rounds + 1
+        } else {
+            0
+        };
         let produced = outcomes
             .iter()
             .filter(|o| matches!(o, Ok(StepOutcome::Frame { .. })))
@@ -285,6 +415,7 @@ impl Worker {
             self.observer
                 .capacity(capacity, self.capacity.headroom_at(ids.len()));
         }
+        device_failure.filter(|_| self.failed_rounds >= FATAL_FAILED_ROUNDS)
     }
 
     /// Hands one utterance's outcome of a round to its client.
@@ -316,6 +447,7 @@ impl Worker {
             }
             Ok(StepOutcome::NeedText) => {
                 a.starved = true;
+                a.waiting_since.get_or_insert_with(Instant::now);
                 self.observer.text_starved();
             }
             Ok(StepOutcome::Finished(reason)) => {
@@ -334,15 +466,26 @@ impl Worker {
 fn step_part(
     model: &VibeVoiceModel,
     device: &Device,
+    faults: &dyn Faults,
     utts: &mut [&mut Utterance],
 ) -> Vec<Result<StepOutcome, EngineError>> {
-    match guarded(|| step_with_retry(&CandleOps, device, || step_round(model, utts))) {
+    let round = || {
+        faults.step()?;
+        step_round(model, utts)
+    };
+    match guarded(|| step_with_retry(&CandleOps, device, round)) {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(error) if utts.len() == 1 => vec![Err(error)],
         Err(error) => {
             warn!(error = %error, batch = utts.len(), "a batched round failed; stepping its utterances one by one");
             utts.iter_mut()
-                .map(|u| guarded(|| step_with_retry(&CandleOps, device, || u.step(model))))
+                .map(|u| {
+                    let step = || {
+                        faults.step()?;
+                        u.step(model)
+                    };
+                    guarded(|| step_with_retry(&CandleOps, device, step))
+                })
                 .collect()
         }
     }
@@ -353,10 +496,9 @@ fn guarded<T>(f: impl FnOnce() -> vv_model::Result<T>) -> Result<T, EngineError>
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(EngineError::Model {
-            code: "internal_error",
-            message: "the model panicked on this utterance".into(),
-        }),
+        Err(_) => Err(EngineError::internal(
+            "the model panicked on this utterance",
+        )),
     }
 }
 

@@ -1,94 +1,28 @@
 //! The engine on the tiny fixture model: streaming text, events in order, cancellation,
 //! fail-fast overload, and freed slots after a client disappears.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use vv_device::probe::SystemProbe;
-use vv_device::{DTypeRequest, DeviceRequest};
-use vv_engine::{
-    load_engine, EngineHandle, EngineOptions, NoopObserver, SlotPolicy, SynthesisParams,
-    UtteranceEvent,
-};
-use vv_model::scheduler::SolverKind;
+use vv_engine::{load_engine, EngineHandle, NoopObserver, SlotPolicy, UtteranceEvent};
 
-fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata")).join(rel)
-}
+mod support;
+
+use support::{collect, options, params};
 
 fn engine(slots: usize) -> EngineHandle {
     engine_with(SlotPolicy::Fixed { slots })
 }
 
 fn engine_with(policy: SlotPolicy) -> EngineHandle {
-    // One directory per engine: tests run in parallel and must not read a half-copied preset.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let voices = std::env::temp_dir().join(format!(
-        "vv-engine-voices-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&voices).unwrap();
-    std::fs::copy(
-        testdata("vibevoice-tiny/golden/voice_preset.pt"),
-        voices.join("tiny.pt"),
+    load_engine(
+        &options(policy),
+        &SystemProbe::new(),
+        Arc::new(NoopObserver),
     )
-    .unwrap();
-    let opts = EngineOptions {
-        model: testdata("vibevoice-tiny/model").display().to_string(),
-        random_weights: false,
-        model_revision: None,
-        tokenizer: testdata("vibevoice-tiny/tokenizer/tokenizer.json")
-            .display()
-            .to_string(),
-        cache_dir: None,
-        voices_dir: Some(voices),
-        default_voice: None,
-        device: DeviceRequest::Cpu,
-        dtype: DTypeRequest::Auto,
-        slots: policy,
-        max_buffered_frames: 64,
-        max_frames_per_token: 3,
-        warmup: true,
-        cuda_graphs: true,
-        cuda_graph_warmup: true,
-        diffusion_steps: 5,
-        cfg_scale: 1.5,
-        solver: SolverKind::Ode,
-        progress: false,
-    };
-    load_engine(&opts, &SystemProbe::new(), Arc::new(NoopObserver)).unwrap()
-}
-
-fn params(seed: u64) -> SynthesisParams {
-    SynthesisParams {
-        voice: None,
-        cfg_scale: 1.5,
-        diffusion_steps: 5,
-        solver: SolverKind::Ode,
-        seed: Some(seed),
-    }
-}
-
-/// Collects audio until the terminal event; returns samples and the terminal event.
-fn collect(utt: &mut vv_engine::UtteranceHandle) -> (Vec<f32>, UtteranceEvent) {
-    let mut audio = Vec::new();
-    let mut seq = 0;
-    loop {
-        let ev = block_on(utt.next_event()).expect("terminal event");
-        match ev {
-            UtteranceEvent::Audio { seq: s, samples } => {
-                assert_eq!(s, seq, "frames arrive in order");
-                seq += 1;
-                audio.extend_from_slice(&samples);
-            }
-            UtteranceEvent::Warning { .. } => {}
-            terminal => return (audio, terminal),
-        }
-    }
+    .unwrap()
 }
 
 #[test]

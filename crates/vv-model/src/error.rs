@@ -58,7 +58,9 @@ impl From<vv_preset::PresetError> for ModelError {
         use vv_preset::PresetError as P;
         match e {
             P::Io { path, source } => ModelError::Io { path, source },
-            P::Invalid { path, reason } => ModelError::Preset { path, reason },
+            P::Invalid { path, reason }
+            | P::OverlappingEntries { path, reason }
+            | P::AllocationBudget { path, reason } => ModelError::Preset { path, reason },
             P::UnknownVoice(name) => ModelError::UnknownVoice(name),
             P::InvalidInput(message) => ModelError::InvalidInput(message),
             P::Candle(e) => ModelError::Candle(e),

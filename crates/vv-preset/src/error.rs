@@ -13,6 +13,12 @@ pub enum PresetError {
     /// The file is not a usable preset, or does not fit the model.
     #[error("invalid voice preset {path}: {reason}")]
     Invalid { path: String, reason: String },
+    /// The `.pt` archive has entries that overlap (a zip-bomb construction).
+    #[error("invalid voice preset {path}: {reason}")]
+    OverlappingEntries { path: String, reason: String },
+    /// Reading the file would allocate more than its size allows.
+    #[error("invalid voice preset {path}: {reason}")]
+    AllocationBudget { path: String, reason: String },
     /// No preset of this name in the library.
     #[error("unknown voice {0:?}")]
     UnknownVoice(String),
@@ -30,6 +36,8 @@ impl PresetError {
         match self {
             PresetError::Io { .. } => "io_error",
             PresetError::Invalid { .. } => "invalid_voice_preset",
+            PresetError::OverlappingEntries { .. } => "overlapping_zip_entries",
+            PresetError::AllocationBudget { .. } => "allocation_budget_exceeded",
             PresetError::UnknownVoice(_) => "unknown_voice",
             PresetError::InvalidInput(_) => "invalid_input",
             PresetError::Candle(_) => "compute_error",

@@ -105,7 +105,18 @@ impl VoicePreset {
     fn decode(bytes: &[u8], label: &str, source: &str) -> Result<Self> {
         let fail = |reason: String| preset_error(label, reason);
         if bytes.starts_with(b"PK\x03\x04") {
-            let pt = torch_zip::read(bytes).map_err(fail)?;
+            let pt = torch_zip::read(bytes).map_err(|refusal| {
+                let path = label.to_string();
+                match refusal {
+                    torch_zip::Refusal::Invalid(reason) => fail(reason),
+                    torch_zip::Refusal::Overlap(reason) => {
+                        PresetError::OverlappingEntries { path, reason }
+                    }
+                    torch_zip::Refusal::Budget(reason) => {
+                        PresetError::AllocationBudget { path, reason }
+                    }
+                }
+            })?;
             Ok(Self {
                 entries: pt.entries,
                 label: label.to_string(),

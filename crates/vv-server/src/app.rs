@@ -1,19 +1,28 @@
-//! The router: every route of the service behind the shared layers (request metrics, panic
-//! catching, API keys, body size limit). New route groups join at the merge point in [`app`].
+//! The router: every route of the service behind the shared layers (request metrics and
+//! rate-limited logs of refusals, panic catching, origin checks and CORS, API keys, body size
+//! limit). New route groups join at the merge point in [`app`].
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::FutureExt;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::auth::require_api_key;
 use crate::error::{ApiError, ErrorCode};
+use crate::log_limit::LogLimit;
+use crate::origin::check_origin;
 use crate::routes;
 use crate::state::AppState;
+
+/// At most one WARN line per this interval for refused authentication, and one for 503s.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Route label for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -29,9 +38,11 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Applies the shared layers to `routes` and binds the state. Outermost first: request and
-/// error metrics, panic catching, API keys, body size limit.
+/// error metrics (and refusal logs), panic catching, origin checks and CORS, API keys, body
+/// size limit.
 pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let limit = body_limit(&state);
+    let logs = Arc::new(RefusalLogs::new(REFUSAL_LOG_INTERVAL));
     routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -40,12 +51,41 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             require_api_key,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), logs),
             record_request,
         ))
         .with_state(state)
+}
+
+/// Rate limits of the WARN lines for responses a client can cause at will.
+struct RefusalLogs {
+    unauthorized: LogLimit,
+    unavailable: LogLimit,
+}
+
+impl RefusalLogs {
+    fn new(interval: Duration) -> Self {
+        Self {
+            unauthorized: LogLimit::new(interval),
+            unavailable: LogLimit::new(interval),
+        }
+    }
+
+    /// Logs a 401 or a 503 (overloaded, not ready, draining), at most once per interval
+    /// each, with the count of those left unlogged since the previous line.
+    fn record(&self, route: &str, status: StatusCode, code: &'static str) {
+        let limit = match status {
+            StatusCode::UNAUTHORIZED => &self.unauthorized,
+            StatusCode::SERVICE_UNAVAILABLE => &self.unavailable,
+            _ => return,
+        };
+        if let Some(suppressed) = limit.allow() {
+            warn!(route, code, suppressed, "request refused");
+        }
+    }
 }
 
 /// Largest accepted request body: `max_message_bytes`, or more when the text limit needs it
@@ -58,8 +98,12 @@ pub fn body_limit(state: &AppState) -> usize {
 }
 
 /// Counts every response in `requests_total{route,status}` and error responses in
-/// `errors_total{code}`.
-async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// `errors_total{code}`; logs refusals (401, 503) rate-limited.
+async fn record_request(
+    State((state, logs)): State<(AppState, Arc<RefusalLogs>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -69,6 +113,7 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
     metrics.record_request(&route, response.status().as_u16());
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
         metrics.record_error(code);
+        logs.record(&route, response.status(), code);
     }
     response
 }
@@ -92,7 +137,7 @@ async fn catch_panic(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ApiKeys, Settings};
+    use crate::config::{AllowedOrigins, ApiKeys, Settings};
     use axum::body::Body;
     use axum::http::{header, StatusCode};
     use axum::routing::{get, post};
@@ -202,7 +247,7 @@ mod tests {
             .unwrap();
         assert_eq!(call(good).await.unwrap().status(), StatusCode::OK);
 
-        // The query parameter only counts for WebSocket upgrades.
+        // The query parameter only counts for WebSocket upgrades of the WebSocket routes.
         let query = Request::get("/v1/models?api_key=k1")
             .body(Body::empty())
             .unwrap();
@@ -210,6 +255,21 @@ mod tests {
             call(query).await.unwrap().status(),
             StatusCode::UNAUTHORIZED
         );
+        let upgrade = |uri: &str| {
+            Request::get(uri)
+                .header(header::CONNECTION, "upgrade")
+                .header(header::UPGRADE, "websocket")
+                .body(Body::empty())
+                .unwrap()
+        };
+        for uri in ["/v1/models?api_key=k1", "/config?api_key=k1"] {
+            let r = call(upgrade(uri)).await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        }
+        for uri in ["/v1/tts/stream?api_key=k1", "/stream?api_key=k1"] {
+            let r = call(upgrade(uri)).await.unwrap();
+            assert_ne!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+        }
 
         for path in ["/health", "/metrics"] {
             let r = call(Request::get(path).body(Body::empty()).unwrap())
@@ -227,8 +287,189 @@ mod tests {
                 .errors_total
                 .with_label_values(&["invalid_api_key"])
                 .get(),
-            3
+            5
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_keys_guard_only_the_scrape() {
+        let settings = Settings {
+            api_keys: ApiKeys::new(["api"]),
+            metrics_api_keys: ApiKeys::new(["scrape"]),
+            ..Settings::default()
+        };
+        let router = app(state_with(settings));
+        let call = |path: &str, key: Option<&str>| {
+            let mut request = Request::get(path);
+            if let Some(key) = key {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+            }
+            router.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let status = |r: Result<Response, std::convert::Infallible>| r.unwrap().status();
+        assert_eq!(
+            status(call("/metrics", None).await),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(call("/metrics", Some("nope")).await),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(call("/metrics", Some("scrape")).await),
+            StatusCode::OK
+        );
+        assert_eq!(status(call("/metrics", Some("api")).await), StatusCode::OK);
+        assert_eq!(
+            status(call("/v1/models", Some("scrape")).await),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status(call("/health", None).await), StatusCode::OK);
+        // Without metrics keys the scrape stays public, whatever the API keys.
+        let public = app(state_with(Settings {
+            api_keys: ApiKeys::new(["api"]),
+            ..Settings::default()
+        }));
+        let r = public
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn foreign_origins_get_403_and_allowed_ones_cors() {
+        let settings = Settings {
+            api_keys: ApiKeys::new(["k"]),
+            allowed_origins: AllowedOrigins::parse(["http://demo.test:3000"]).unwrap(),
+            ..Settings::default()
+        };
+        let router = app(state_with(settings));
+        let call = |request: Request| router.clone().oneshot(request);
+        let upgrade = |origin: &str| {
+            Request::get("/v1/tts/stream?api_key=k")
+                .header(header::HOST, "127.0.0.1:8000")
+                .header(header::ORIGIN, origin)
+                .header(header::CONNECTION, "upgrade")
+                .header(header::UPGRADE, "websocket")
+                .body(Body::empty())
+                .unwrap()
+        };
+        for foreign in ["http://evil.test", "http://127.0.0.1:8001", "null"] {
+            let r = call(upgrade(foreign)).await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{foreign}");
+            assert_eq!(json_body(r).await["error"]["code"], "origin_not_allowed");
+        }
+        for fine in ["http://127.0.0.1:8000", "http://demo.test:3000"] {
+            let r = call(upgrade(fine)).await.unwrap();
+            assert_ne!(r.status(), StatusCode::FORBIDDEN, "{fine}");
+        }
+        // Preflight from the allowed origin: answered before the key check.
+        let preflight = Request::options("/config")
+            .header(header::ORIGIN, "http://demo.test:3000")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization")
+            .body(Body::empty())
+            .unwrap();
+        let r = call(preflight).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let h = r.headers();
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "http://demo.test:3000"
+        );
+        assert!(h[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .unwrap()
+            .contains("POST"));
+        assert!(h[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("authorization"));
+        let foreign_preflight = Request::options("/config")
+            .header(header::ORIGIN, "http://evil.test")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            call(foreign_preflight).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+        // Actual requests from the allowed origin carry the CORS headers, errors included.
+        let get = Request::get("/v1/models")
+            .header(header::ORIGIN, "http://demo.test:3000")
+            .header(header::AUTHORIZATION, "Bearer k")
+            .body(Body::empty())
+            .unwrap();
+        let r = call(get).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "http://demo.test:3000"
+        );
+        let unauthorized = Request::get("/v1/models")
+            .header(header::ORIGIN, "http://demo.test:3000")
+            .body(Body::empty())
+            .unwrap();
+        let r = call(unauthorized).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        // No Origin (non-browser clients): no check, no CORS headers.
+        let plain = Request::get("/health").body(Body::empty()).unwrap();
+        let r = call(plain).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(!r
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    }
+
+    /// Counts the WARN events sent to it.
+    struct WarnCounter(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tracing::Subscriber for WarnCounter {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn refused_requests_are_logged_at_most_once_per_interval() {
+        let warns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let _guard = tracing::subscriber::set_default(WarnCounter(Arc::clone(&warns)));
+        let settings = Settings {
+            api_keys: ApiKeys::new(["k"]),
+            ..Settings::default()
+        };
+        let routes =
+            Router::new().route("/busy", get(|| async { ApiError::Overloaded { total: 1 } }));
+        let router = with_layers(routes, state_with(settings));
+        for _ in 0..20 {
+            let busy = Request::get("/busy")
+                .header(header::AUTHORIZATION, "Bearer k")
+                .body(Body::empty())
+                .unwrap();
+            let r = router.clone().oneshot(busy).await.unwrap();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let denied = Request::get("/busy").body(Body::empty()).unwrap();
+            let r = router.clone().oneshot(denied).await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        // One line for the 401s and one for the 503s within the interval.
+        assert_eq!(warns.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

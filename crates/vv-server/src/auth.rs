@@ -1,8 +1,10 @@
 //! Optional API keys. When keys are configured every route except the probes (`/health`,
 //! `/ready`), the Prometheus scrape (`/metrics`) and the web page (`/`) needs
-//! `Authorization: Bearer <key>`; WebSocket upgrades may pass the key as the `api_key` query
-//! parameter instead (browsers cannot set headers on WebSockets). Failures get 401 with the
-//! JSON error body.
+//! `Authorization: Bearer <key>`; upgrades on the WebSocket routes (`/v1/tts/stream`,
+//! `/stream`), and only there, may pass the key as the `api_key` query parameter instead
+//! (browsers cannot set headers on WebSockets). `/metrics` needs a key only when
+//! `metrics_api_keys` are configured (then one of those or an API key). Failures get 401 with
+//! the JSON error body.
 
 use std::collections::HashMap;
 
@@ -11,32 +13,57 @@ use axum::http::{header, HeaderMap, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::config::Settings;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Paths served without a key.
-pub const PUBLIC_PATHS: [&str; 4] = ["/health", "/ready", "/metrics", "/"];
+pub const PUBLIC_PATHS: [&str; 3] = ["/health", "/ready", "/"];
 
-/// Middleware: lets the request through when keys are off, the path is public or a
-/// configured key is presented; else answers 401.
+/// The Prometheus scrape: public unless `metrics_api_keys` are configured.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Routes whose WebSocket upgrades may carry the key as the `api_key` query parameter.
+pub const WEBSOCKET_PATHS: [&str; 2] = [crate::ws::PATH, "/stream"];
+
+/// Middleware: lets the request through when its path needs no key or a configured key is
+/// presented; else answers 401.
 pub async fn require_api_key(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let keys = &state.settings().api_keys;
-    if keys.is_empty() || PUBLIC_PATHS.contains(&request.uri().path()) {
+    let settings = state.settings();
+    let path = request.uri().path();
+    if !needs_key(settings, path) {
         return next.run(request).await;
     }
     let presented = bearer_token(request.headers()).or_else(|| {
-        is_websocket_upgrade(request.headers())
+        (WEBSOCKET_PATHS.contains(&path) && is_websocket_upgrade(request.headers()))
             .then(|| query_api_key(request.uri()))
             .flatten()
     });
     match presented {
-        Some(key) if keys.accepts(&key) => next.run(request).await,
+        Some(key) if accepts(settings, path, &key) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),
     }
+}
+
+/// Whether a request for `path` must present a key.
+fn needs_key(settings: &Settings, path: &str) -> bool {
+    if path == METRICS_PATH {
+        !settings.metrics_api_keys.is_empty()
+    } else {
+        !settings.api_keys.is_empty() && !PUBLIC_PATHS.contains(&path)
+    }
+}
+
+/// Whether `key` opens `path`: an API key opens everything, a metrics key `/metrics` only.
+/// Both lists are always checked, so the time taken does not tell which one matched.
+fn accepts(settings: &Settings, path: &str, key: &str) -> bool {
+    let api = settings.api_keys.accepts(key);
+    let metrics = settings.metrics_api_keys.accepts(key);
+    api | (metrics & (path == METRICS_PATH))
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

@@ -1,6 +1,7 @@
 //! From service settings to what the engine is built and asked with.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use vv_engine::{EngineOptions, SlotPolicy};
 use vv_model::graphs::MAX_BATCH;
@@ -46,6 +47,9 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         cfg_scale: f64::from(settings.cfg_scale),
         solver: solver_kind(settings.solver),
         progress: std::io::stderr().is_terminal(),
+        stall_timeout: Duration::from_secs(limits.engine_stall_timeout_secs),
+        text_wait_timeout: Duration::from_secs(limits.text_wait_timeout_secs),
+        commands_per_round: limits.engine_commands_per_round,
     }
 }
 
@@ -75,6 +79,9 @@ mod tests {
         assert_eq!(o.model_revision, None);
         assert_eq!(o.diffusion_steps, 5);
         assert!((o.cfg_scale - 1.5).abs() < 1e-9);
+        assert_eq!(o.stall_timeout, Duration::from_secs(30));
+        assert_eq!(o.text_wait_timeout, Duration::from_secs(30));
+        assert_eq!(o.commands_per_round, 256);
     }
 
     #[test]

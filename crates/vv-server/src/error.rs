@@ -64,6 +64,11 @@ pub enum ApiError {
     /// A missing or wrong API key.
     #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// A browser origin that is neither the server's own nor on `allowed_origins`.
+    #[error(
+        "requests from this origin are not allowed; see allowed_origins (TTS_ALLOWED_ORIGINS)"
+    )]
+    OriginNotAllowed,
     /// No such route or resource.
     #[error("not found")]
     NotFound,
@@ -82,9 +87,21 @@ pub enum ApiError {
     /// The service is draining before shutdown.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// The connection cap (in all or per client address) is reached.
+    #[error("too many open connections; retry shortly")]
+    TooManyConnections,
     /// The engine thread is gone.
     #[error("the synthesis engine is not running")]
     EngineUnavailable,
+    /// The engine's command queue is full.
+    #[error("the synthesis engine's command queue is full; retry shortly")]
+    QueueFull,
+    /// The engine ended the utterance: no text came while it waited for some.
+    #[error("no text arrived for {secs} s while the synthesis waited for it")]
+    TextWaitTimeout {
+        /// The configured bound.
+        secs: u64,
+    },
     /// The client did not read audio fast enough.
     #[error("the client did not read audio fast enough")]
     SlowConsumer,
@@ -124,12 +141,16 @@ impl ApiError {
             ApiError::UnsupportedSpeed(_) => "unsupported_speed",
             ApiError::BodyTooLarge { .. } => "request_too_large",
             ApiError::Unauthorized => "invalid_api_key",
+            ApiError::OriginNotAllowed => "origin_not_allowed",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::TooManyConnections => "too_many_connections",
             ApiError::EngineUnavailable => "engine_unavailable",
+            ApiError::QueueFull => "queue_full",
+            ApiError::TextWaitTimeout { .. } => "text_wait_timeout",
             ApiError::SlowConsumer => "slow_consumer",
             ApiError::Cancelled => "cancelled",
             ApiError::SynthesisFailed => "synthesis_failed",
@@ -151,12 +172,16 @@ impl ApiError {
             | ApiError::UnsupportedSpeed(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady
             | ApiError::Overloaded { .. }
             | ApiError::ShuttingDown
-            | ApiError::EngineUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::TooManyConnections
+            | ApiError::EngineUnavailable
+            | ApiError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TextWaitTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::SlowConsumer
             | ApiError::Cancelled
             | ApiError::SynthesisFailed
@@ -183,6 +208,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self.status() {
             StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable_error",
             s if s.is_client_error() => "invalid_request_error",
             _ => "server_error",
@@ -193,7 +219,11 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         matches!(
             self,
-            ApiError::NotReady | ApiError::Overloaded { .. } | ApiError::ShuttingDown
+            ApiError::NotReady
+                | ApiError::Overloaded { .. }
+                | ApiError::ShuttingDown
+                | ApiError::TooManyConnections
+                | ApiError::QueueFull
         )
         .then_some(RETRY_AFTER_SECS)
     }
@@ -233,7 +263,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status().is_server_error() {
+        // 503s (overload, not ready, draining) are logged rate-limited by the request layer
+        // (`crate::app`): a client can cause them at will.
+        if self.status().is_server_error() && self.status() != StatusCode::SERVICE_UNAVAILABLE {
             warn!(code = self.code(), "request failed: {self}");
         }
         let mut response = (self.status(), Json(self.envelope())).into_response();
@@ -264,6 +296,8 @@ impl From<EngineError> for ApiError {
             },
             EngineError::SlowConsumer => ApiError::SlowConsumer,
             EngineError::Unavailable => ApiError::EngineUnavailable,
+            EngineError::QueueFull => ApiError::QueueFull,
+            EngineError::TextWaitTimeout { secs } => ApiError::TextWaitTimeout { secs },
             EngineError::Model { code, message } => {
                 error!(code, "synthesis failed: {message}");
                 ApiError::SynthesisFailed
@@ -357,6 +391,14 @@ mod tests {
         let mapped = ApiError::from(model);
         assert_eq!(mapped.code(), "synthesis_failed");
         assert!(!mapped.to_string().contains("secret"));
+        let full = ApiError::from(EngineError::QueueFull);
+        assert_eq!((full.code(), full.status().as_u16()), ("queue_full", 503));
+        assert_eq!(full.retry_after(), Some(RETRY_AFTER_SECS));
+        let wait = ApiError::from(EngineError::TextWaitTimeout { secs: 3 });
+        assert_eq!(
+            (wait.code(), wait.status().as_u16()),
+            ("text_wait_timeout", 408)
+        );
         let steps = ApiError::from(EngineError::InvalidRequest("cfg_scale must be > 0".into()));
         assert_eq!(steps.param(), Some("cfg_scale"));
         assert_eq!(steps.status(), StatusCode::BAD_REQUEST);

@@ -3,9 +3,14 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod engine_options;
 pub mod error;
+#[cfg(test)]
+mod fuzz_strategies;
+pub mod log_limit;
 pub mod metrics;
+pub mod origin;
 pub mod page;
 pub mod routes;
 pub mod serve;

@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
 use vv_device::SystemProbe;
-use vv_engine::{EngineHandle, EngineObserver};
+use vv_engine::{EngineHandle, EngineObserver, Faults, NoFaults};
 
 use crate::app::app;
 use crate::config::Settings;
+use crate::conn::{serve_connections, ConnectionLimits};
 use crate::engine_options::engine_options;
 use crate::metrics::{DeviceMonitor, MetricsObserver};
 use crate::shutdown::{drain, shutdown_signal, Drained};
@@ -44,6 +44,10 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The model thread died or is stuck (`engine_stall_timeout_secs`): the process exits so
+    /// that it can be restarted.
+    #[error("the synthesis engine failed: its model thread is {0}")]
+    EngineFailed(&'static str),
 }
 
 impl ServeError {
@@ -54,6 +58,7 @@ impl ServeError {
             ServeError::Bind { .. } => "bind_failed",
             ServeError::Load(_) => "model_load_failed",
             ServeError::Serve(_) => "serve_failed",
+            ServeError::EngineFailed(_) => "engine_failed",
         }
     }
 }
@@ -75,6 +80,7 @@ where
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    faults: Arc<dyn Faults>,
 }
 
 impl Server {
@@ -90,7 +96,15 @@ impl Server {
         Ok(Self {
             listener,
             state: AppState::new(settings)?,
+            faults: Arc::new(NoFaults),
         })
+    }
+
+    /// The fault seam: the model thread will call `faults` before every command and step
+    /// (tests make it panic, hang or fail like a broken device; serving uses no faults).
+    pub fn with_engine_faults(mut self, faults: Arc<dyn Faults>) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// The address actually listened on.
@@ -109,7 +123,11 @@ impl Server {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Server { listener, state } = self;
+        let Server {
+            listener,
+            state,
+            faults,
+        } = self;
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "listening; /health is up, the model is loading");
         }
@@ -125,21 +143,20 @@ impl Server {
                 drained.notify_one();
             }
         };
-        // Small writes (an event, then a frame) go out at once: without TCP_NODELAY a frame
-        // written right after a small event waits for the client's delayed ACK (~40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                warn!(error = %e, "could not set TCP_NODELAY on a connection");
-            }
-        });
-        let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(graceful);
+        let server = serve_connections(
+            listener,
+            app(state.clone()),
+            ConnectionLimits::from_limits(&state.settings().limits),
+            state.metrics().clone(),
+            graceful,
+        );
         let close_cap = async {
             drained.notified().await;
             tokio::time::sleep(CLOSE_CAP).await;
         };
         let result = tokio::select! {
-            served = server => served.map_err(ServeError::Serve),
-            failure = load_engine(state.clone()) => Err(failure),
+            () = server => Ok(()),
+            failure = load_engine(state.clone(), faults) => Err(failure),
             () = close_cap => {
                 warn!("connections still open after draining; stopping anyway");
                 Ok(())
@@ -154,15 +171,17 @@ impl Server {
     }
 }
 
-/// Loads the engine on a dedicated thread and installs it; resolves only on failure.
-async fn load_engine(state: AppState) -> ServeError {
+/// Loads the engine on a dedicated thread and installs it, then watches it; resolves only on
+/// failure (of the load, or of the running engine).
+async fn load_engine(state: AppState, faults: Arc<dyn Faults>) -> ServeError {
     let options = engine_options(state.settings());
     let observer: Arc<dyn EngineObserver> = Arc::new(MetricsObserver(state.metrics().clone()));
     let (tx, rx) = oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("vv-load".to_string())
         .spawn(move || {
-            let loaded = vv_engine::load_engine(&options, &SystemProbe::new(), observer);
+            let probe = SystemProbe::new();
+            let loaded = vv_engine::load_engine_with_faults(&options, &probe, observer, faults);
             let _ = tx.send(loaded);
         });
     if let Err(e) = spawned {
@@ -181,8 +200,8 @@ async fn load_engine(state: AppState) -> ServeError {
                 "model ready"
             );
             let device = DeviceMonitor::new(engine.device().clone());
-            state.set_engine(engine, Some(device));
-            std::future::pending().await
+            state.set_engine(engine.clone(), Some(device));
+            ServeError::EngineFailed(crate::routes::ready::engine_failure(&engine).await.code())
         }
         Ok(Err(e)) => ServeError::Load(e.to_string()),
         Err(_) => ServeError::Load("the loader thread ended without a result".to_string()),

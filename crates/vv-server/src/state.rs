@@ -120,6 +120,12 @@ impl AppState {
         if let Some(device) = self.device() {
             metrics.device.update(&device.stats());
         }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            metrics
+                .runtime_alive_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The checks every WebSocket route makes before upgrading, answered with HTTP errors: a real
-//! upgrade request, parseable query parameters, and an engine that is loaded and not draining.
+//! upgrade request, parseable query parameters, and an engine that is loaded and not draining;
+//! and the inbound message-size limit every route applies.
 
 use std::collections::HashMap;
 
@@ -38,6 +39,10 @@ pub fn prepare(
         param: None,
     })?;
     let engine = state.engine()?.clone();
+    // Every route takes inbound messages (and each frame of a fragmented one) up to the same
+    // size; a bigger one closes the socket with 1009.
+    let max = state.settings().limits.max_message_bytes;
+    let upgrade = upgrade.max_message_size(max).max_frame_size(max);
     Ok(Upgrade {
         upgrade,
         query,

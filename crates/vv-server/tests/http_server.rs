@@ -137,6 +137,7 @@ async fn metrics_scrape_parses_and_has_every_family() {
         ("vibevoice_model_load_seconds", "gauge"),
         ("vibevoice_warmup_seconds", "gauge"),
         ("vibevoice_build_info", "gauge"),
+        ("vibevoice_runtime_alive_tasks", "gauge"),
     ];
     for (family, kind) in families {
         assert_eq!(

@@ -388,6 +388,104 @@ async fn fatal_inputs_send_an_error_then_the_close_code() {
     );
 }
 
+/// Reads until an event matching `wanted` arrives; returns it.
+async fn event_where(peer: &mut Peer, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        if let Seen::Event(ev) = peer.next().await {
+            if wanted(&ev) {
+                return ev;
+            }
+        }
+    }
+}
+
+/// The next event about context `id` of type `kind`.
+async fn event_of(peer: &mut Peer, kind: &str, id: &str) -> Value {
+    event_where(peer, |ev| ev["type"] == kind && ev["context_id"] == id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_and_slots_per_session_are_capped_without_ending_the_session() {
+    // 4 slots in all: one session may hold 2 of them (50 %) and have 3 contexts.
+    let service = Service::load(|s| s.limits.max_contexts_per_session = 3);
+    let mut peer = service.session(service.defaults(), 256);
+    event_where(&mut peer, |ev| ev["type"] == "session.ready").await;
+    assert_eq!(service.engine.slots_total(), 4);
+    peer.text("A", "Hello there").await;
+    event_of(&mut peer, "context.created", "A").await;
+    peer.text("B", "Hello there").await;
+    event_of(&mut peer, "context.created", "B").await;
+    // A third segment would exceed the session's share of the slots.
+    peer.text("C", "Hello there").await;
+    let refused = event_of(&mut peer, "error", "C").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["fatal"].as_bool()),
+        (Some("session_slot_share"), Some(false))
+    );
+    assert_eq!(service.engine.slots_used(), 2);
+    // Another session is not starved.
+    let mut other = service.session(service.defaults(), 256);
+    other.text("X", "Someone else").await;
+    event_of(&mut other, "context.created", "X").await;
+    other
+        .send(json!({"type": "cancel", "context_id": "*"}))
+        .await;
+    // A's flushed segment ends: its slot is free again, and C may open.
+    peer.send(json!({"type": "flush", "context_id": "A"})).await;
+    event_of(&mut peer, "flushed", "A").await;
+    peer.text("C", "Hello there").await;
+    event_of(&mut peer, "context.created", "C").await;
+    // A, B and C are open: a fourth context is one too many.
+    peer.text("D", "Hello there").await;
+    let refused = event_of(&mut peer, "error", "D").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["fatal"].as_bool()),
+        (Some("too_many_contexts"), Some(false))
+    );
+    // New text for A would start a third segment: refused, A stays open.
+    peer.text("A", " again").await;
+    let refused = event_of(&mut peer, "error", "A").await;
+    assert_eq!(refused["code"], "session_slot_share");
+    // The session goes on: cancelling frees everything, and a new context opens.
+    peer.send(json!({"type": "cancel", "context_id": "*"}))
+        .await;
+    peer.text("E", "Back to normal.").await;
+    event_of(&mut peer, "context.created", "E").await;
+    peer.send(json!({"type": "close", "context_id": "E"})).await;
+    event_of(&mut peer, "context.done", "E").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_kept_alive_by_single_characters_is_closed_after_the_idle_timeout() {
+    let service = Service::load(|s| s.limits.context_idle_timeout_secs = 1);
+    let mut peer = service.session(service.defaults(), 256);
+    event_where(&mut peer, |ev| ev["type"] == "session.ready").await;
+    peer.text("T", "x").await;
+    event_of(&mut peer, "context.created", "T").await;
+    // One character every 200 ms for 6 s: never a complete word, never any audio.
+    let mut tx = peer.tx.clone();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let message = json!({"type": "text", "context_id": "T", "text": "x"});
+            if tx.send(Incoming::Text(message.to_string())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let warning = event_of(&mut peer, "warning", "T").await;
+    let waited = started.elapsed();
+    assert_eq!(warning["code"], "context_idle_timeout");
+    // Closed after about 1 s, while the trickle still ran (it lasts 6 s).
+    assert!(
+        waited < Duration::from_secs(4),
+        "closed only after {waited:?}"
+    );
+    event_of(&mut peer, "context.done", "T").await;
+    trickle.abort();
+}
+
 /// One engine for every property case.
 fn shared_service() -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();

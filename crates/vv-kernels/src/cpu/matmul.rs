@@ -87,16 +87,15 @@ pub fn skinny_matmul(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<
     }
     let parallel = n * k >= MIN_PARALLEL_WEIGHTS;
     #[cfg(target_arch = "x86_64")]
-    let fma = super::matmul_fma::available();
+    let isa = super::matmul_x86::Isa::detect();
     // Whole chunks of eight rows per block keep the tiled kernel on its widest tiles.
     let rows_per_block = (BLOCK_WEIGHTS / k).next_multiple_of(8);
     for_row_blocks(&mut out, m, rows_per_block, parallel, |first, dst| {
         let rows = dst.len() / m;
         let w = &w[first * k..(first + rows) * k];
         #[cfg(target_arch = "x86_64")]
-        if fma {
-            // SAFETY: AVX2 and FMA support was checked above.
-            return unsafe { super::matmul_fma::fill(dst, w, x, m, k) };
+        if let Some(isa) = isa {
+            return isa.fill(dst, w, x, m, k);
         }
         fill(dst, w, x, m, k)
     });

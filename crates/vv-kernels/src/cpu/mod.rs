@@ -6,7 +6,7 @@
 mod gelu;
 mod matmul;
 #[cfg(target_arch = "x86_64")]
-mod matmul_fma;
+mod matmul_x86;
 mod pointwise;
 
 use std::sync::{Mutex, PoisonError};

@@ -6,6 +6,13 @@
 //! whitespace or punctuation run that may still merge with it) are held back, as is any suffix
 //! that could still grow into a special-token string. On `finish` the held-back text gets the
 //! reference's end normalisation (`strip()` + `"\n"`), so the ids equal those of the whole text.
+//!
+//! The held-back text is bounded, so a push costs in proportion to its chunk, not to the text
+//! received so far: a pre-token longer than [`MAX_HELD_BYTES`] (a long unbroken word, run of
+//! punctuation or of whitespace) is cut into pieces of at most that many bytes, each tokenized on
+//! its own as soon as it is complete. For a text with no such pre-token the ids equal those of
+//! the whole text whatever the chunking; with one, they differ only in how that pre-token is
+//! split into tokens (the text they decode to is the same, bar trailing whitespace).
 
 use crate::error::Result;
 use crate::text::normalize::normalize_chars;
@@ -13,6 +20,9 @@ use crate::text::tokenizer::TextTokenizer;
 
 /// Pre-tokens held back at the end of the pending text.
 const HELD_PRE_TOKENS: usize = 2;
+
+/// Longest pre-token held back whole; a longer one is cut into pieces of at most this many bytes.
+pub const MAX_HELD_BYTES: usize = 256;
 
 /// Streaming tokenizer state of one utterance.
 #[derive(Debug, Default, Clone)]
@@ -49,24 +59,18 @@ impl IncrementalTokenizer {
             self.pending = self.pending.trim_start().to_string();
         }
         let starts = tok.pre_token_starts(&self.pending)?;
-        if starts.len() <= HELD_PRE_TOKENS {
-            return Ok(Vec::new());
-        }
-        let mut cut = starts[starts.len() - HELD_PRE_TOKENS];
         let solid_end = self.pending.len() - tok.partial_special_suffix(&self.pending);
-        cut = cut.min(solid_end);
-        let cut = starts
-            .iter()
-            .copied()
-            .filter(|&s| s <= cut)
-            .max()
-            .unwrap_or(0);
-        // Commit only text that is certainly followed by more non-whitespace text: trailing
-        // whitespace is stripped at the end, and a partial special token may still vanish.
-        if cut == 0 || self.pending[cut..solid_end].trim().is_empty() {
+        let pieces = long_pre_token_cuts(&self.pending, &starts, solid_end);
+        let cut = safe_cut(&self.pending, &starts, solid_end).max(pieces.last().map_or(0, |&p| p));
+        if cut == 0 {
             return Ok(Vec::new());
         }
-        let ids = tok.encode(&self.pending[..cut])?;
+        let mut ids = Vec::new();
+        let mut from = 0;
+        for to in pieces.into_iter().filter(|&p| p < cut).chain([cut]) {
+            ids.extend(tok.encode(&self.pending[from..to])?);
+            from = to;
+        }
         self.pending.drain(..cut);
         self.emitted = true;
         Ok(ids)
@@ -95,6 +99,50 @@ impl IncrementalTokenizer {
         rest.push('\n');
         tok.encode(&rest)
     }
+}
+
+/// Where `text` (pre-tokens starting at `starts`) can be cut without changing its ids: before
+/// the last [`HELD_PRE_TOKENS`] pre-tokens and any partial special token (from `solid_end`), and
+/// only when non-whitespace text follows (trailing whitespace is stripped at the end). 0: nowhere.
+fn safe_cut(text: &str, starts: &[usize], solid_end: usize) -> usize {
+    if starts.len() <= HELD_PRE_TOKENS {
+        return 0;
+    }
+    let cut = starts[starts.len() - HELD_PRE_TOKENS].min(solid_end);
+    let cut = starts
+        .iter()
+        .copied()
+        .filter(|&s| s <= cut)
+        .max()
+        .unwrap_or(0);
+    if cut == 0 || text[cut..solid_end].trim().is_empty() {
+        return 0;
+    }
+    cut
+}
+
+/// The cuts, in order, that split every pre-token longer than [`MAX_HELD_BYTES`] into pieces of
+/// at most that many bytes (at character boundaries, counted from the pre-token's start), up to
+/// `solid_end`; the last piece of each is left whole.
+fn long_pre_token_cuts(text: &str, starts: &[usize], solid_end: usize) -> Vec<usize> {
+    let mut cuts = Vec::new();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(text.len())
+            .min(solid_end);
+        let mut at = start;
+        while end > at && end - at > MAX_HELD_BYTES {
+            let mut next = at + MAX_HELD_BYTES;
+            while !text.is_char_boundary(next) {
+                next -= 1;
+            }
+            cuts.push(next);
+            at = next;
+        }
+    }
+    cuts
 }
 
 #[cfg(test)]
@@ -208,6 +256,75 @@ mod tests {
         out
     }
 
+    /// The tiny tokenizer, loaded once for the property tests.
+    fn shared() -> &'static TextTokenizer {
+        static TOK: std::sync::OnceLock<TextTokenizer> = std::sync::OnceLock::new();
+        TOK.get_or_init(tiny)
+    }
+
+    /// Texts with runs (letters, CJK, accented letters, spaces, newlines, punctuation, digits)
+    /// around and beyond [`MAX_HELD_BYTES`], between ordinary words.
+    fn long_text_strategy() -> impl Strategy<Value = String> {
+        let run = (
+            prop::sample::select(vec!["a", "é", "日", " ", "\n", "!", "7", "ab"]),
+            1usize..400,
+        )
+            .prop_map(|(unit, n)| unit.repeat(n));
+        let part = prop_oneof![3 => text_strategy(), 1 => run];
+        prop::collection::vec(part, 0..6).prop_map(|v| v.concat())
+    }
+
+    /// The longest pre-token of the text as the tokenizer sees it before the final strip.
+    fn longest_pre_token(tok: &TextTokenizer, text: &str) -> usize {
+        let text = tok.strip_specials(&normalize_chars(text));
+        let starts = tok.pre_token_starts(&text).unwrap();
+        let ends = starts.iter().skip(1).copied().chain([text.len()]);
+        starts
+            .iter()
+            .zip(ends)
+            .map(|(s, e)| e - s)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Streams `chunks`, checking after each push that the held-back text stays bounded.
+    fn streamed_bounded(tok: &TextTokenizer, chunks: &[String]) -> Vec<u32> {
+        let mut inc = IncrementalTokenizer::new();
+        let mut ids = Vec::new();
+        for c in chunks {
+            ids.extend(inc.push(tok, c).unwrap());
+            assert!(
+                inc.pending_text().len() <= 6 * MAX_HELD_BYTES,
+                "{} bytes held back",
+                inc.pending_text().len()
+            );
+        }
+        ids.extend(inc.finish(tok).unwrap());
+        ids
+    }
+
+    /// The spelling of ids, with trailing whitespace dropped and the one decomposed accent of
+    /// the generator composed (the tokenizer's NFC may compose across a cut).
+    fn spelling(tok: &TextTokenizer, ids: &[u32]) -> String {
+        tok.decode(ids)
+            .unwrap()
+            .replace("e\u{301}", "é")
+            .trim_end()
+            .to_string()
+    }
+
+    #[test]
+    fn a_long_word_sent_one_character_at_a_time_is_cut_and_stays_bounded() {
+        let tok = tiny();
+        let word = "x".repeat(10 * MAX_HELD_BYTES);
+        let chunks: Vec<String> = word.chars().map(String::from).collect();
+        let ids = streamed_bounded(&tok, &chunks);
+        assert_eq!(spelling(&tok, &ids), word);
+        // Cut into pieces of MAX_HELD_BYTES, each tokenized alone.
+        let piece = tok.encode(&"x".repeat(MAX_HELD_BYTES)).unwrap();
+        assert_eq!(ids[..piece.len()], piece[..]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -220,6 +337,29 @@ mod tests {
             let tok = tiny();
             let chunks = chunk(&text, &cuts);
             prop_assert_eq!(streamed(&tok, &chunks), whole(&tok, &text));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// With runs beyond the bound: the held-back text stays bounded on every push; a text
+        /// whose every pre-token fits [`MAX_HELD_BYTES`] gets exactly the whole text's ids; any
+        /// text gets ids that spell the whole text (bar trailing whitespace).
+        #[test]
+        fn incremental_equals_whole_within_the_bound(
+            text in long_text_strategy(),
+            cuts in prop::collection::vec(0usize..2000, 0..40),
+        ) {
+            let tok = shared();
+            let chunks = chunk(&text, &cuts);
+            let ids = streamed_bounded(tok, &chunks);
+            let expected = whole(tok, &text);
+            if longest_pre_token(tok, &text) <= MAX_HELD_BYTES {
+                prop_assert_eq!(ids, expected);
+            } else {
+                prop_assert_eq!(spelling(tok, &ids), spelling(tok, &expected));
+            }
         }
     }
 }

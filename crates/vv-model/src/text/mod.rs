@@ -5,6 +5,6 @@ mod incremental;
 mod normalize;
 mod tokenizer;
 
-pub use incremental::IncrementalTokenizer;
+pub use incremental::{IncrementalTokenizer, MAX_HELD_BYTES};
 pub use normalize::{normalize_chars, normalize_text};
 pub use tokenizer::TextTokenizer;

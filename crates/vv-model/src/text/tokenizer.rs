@@ -76,6 +76,14 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The text of token ids (tests compare what incremental and whole tokenization spell).
+    #[cfg(test)]
+    pub(crate) fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))
+    }
+
     /// Byte offsets where the normaliser + pre-tokenizer split `text` into pre-tokens
     /// (the start of each pre-token). Tokens never cross these boundaries.
     pub fn pre_token_starts(&self, text: &str) -> Result<Vec<usize>> {

@@ -1,14 +1,25 @@
-//! API keys that are never shown in clear by `Debug` or `Serialize`.
+//! API keys that are never shown in clear by `Debug` or `Serialize`. Only their SHA-256
+//! digests are kept; a presented key is hashed and compared with every digest in constant
+//! time, so neither the position of a difference nor the key's length shows in the timing.
 
 use serde::{Serialize, Serializer};
+use sha2::{Digest, Sha256};
 use std::fmt;
+use subtle::ConstantTimeEq;
 
 /// What is shown in place of each key.
 pub const REDACTED: &str = "<redacted>";
 
-/// The accepted API keys; empty means authentication is off.
+/// The SHA-256 digest of a key.
+type KeyDigest = [u8; 32];
+
+fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The accepted API keys (as digests); empty means authentication is off.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct ApiKeys(Vec<String>);
+pub struct ApiKeys(Vec<KeyDigest>);
 
 impl ApiKeys {
     /// Keys from a list; surrounding whitespace is trimmed and empty entries are dropped.
@@ -21,6 +32,7 @@ impl ApiKeys {
             keys.into_iter()
                 .map(|k| k.as_ref().trim().to_string())
                 .filter(|k| !k.is_empty())
+                .map(|k| digest(&k))
                 .collect(),
         )
     }
@@ -40,22 +52,16 @@ impl ApiKeys {
         self.0.len()
     }
 
-    /// True when `candidate` is one of the keys; each comparison takes the same time whatever
-    /// the position of the first differing byte.
+    /// True when `candidate` is one of the keys. The candidate is hashed once and its digest
+    /// compared with every key's in constant time: the work is the same whatever the keys'
+    /// lengths and wherever the first difference lies.
     pub fn accepts(&self, candidate: &str) -> bool {
-        self.0
-            .iter()
-            .fold(false, |found, key| found | constant_time_eq(key, candidate))
+        let candidate = digest(candidate);
+        let found = self.0.iter().fold(subtle::Choice::from(0), |found, key| {
+            found | key.ct_eq(&candidate)
+        });
+        found.into()
     }
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-    diff == 0
 }
 
 impl fmt::Debug for ApiKeys {
@@ -82,6 +88,15 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert!(keys.accepts("alpha") && keys.accepts("beta"));
         assert!(!keys.accepts("alph") && !keys.accepts("alphaa") && !keys.accepts(""));
+    }
+
+    #[test]
+    fn only_fixed_length_digests_are_kept() {
+        let long = "k".repeat(10_000);
+        let keys = ApiKeys::new(["a", long.as_str()]);
+        assert!(keys.0.iter().all(|d| d.len() == 32));
+        assert_eq!(keys.0[0], digest("a"));
+        assert!(keys.accepts(&long) && !keys.accepts(&long[1..]));
     }
 
     #[test]

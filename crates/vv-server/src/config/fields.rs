@@ -3,6 +3,7 @@
 
 use super::api_keys::ApiKeys;
 use super::error::ValueProblem;
+use super::origins::AllowedOrigins;
 use super::paths;
 use super::settings::{MaxSlots, Settings};
 use super::value::RawValue;
@@ -388,6 +389,39 @@ pub static FIELDS: &[FieldSpec] = &[
         },
     ),
     FieldSpec::new(
+        "max_contexts_per_session",
+        "max-contexts-per-session",
+        "TTS_MAX_CONTEXTS_PER_SESSION",
+        "N",
+        "Contexts one WebSocket session may have open at once (1-1024)",
+        |s, v| {
+            let n = v.integer_in(1..=1_024, "between 1 and 1024");
+            set(&mut s.limits.max_contexts_per_session, n)
+        },
+    ),
+    FieldSpec::new(
+        "max_session_slot_percent",
+        "max-session-slot-percent",
+        "TTS_MAX_SESSION_SLOT_PERCENT",
+        "PERCENT",
+        "Share of the synthesis slots one WebSocket session may hold, in percent (1-100; at least one slot)",
+        |s, v| {
+            let n = v.integer_in(1..=100, "between 1 and 100");
+            set(&mut s.limits.max_session_slot_percent, n)
+        },
+    ),
+    FieldSpec::new(
+        "max_diffusion_steps",
+        "max-diffusion-steps",
+        "TTS_MAX_DIFFUSION_STEPS",
+        "N",
+        "Diffusion steps a request may ask for (1-100); more is refused",
+        |s, v| {
+            let n = v.integer_in(1..=100, "between 1 and 100");
+            set(&mut s.limits.max_diffusion_steps, n)
+        },
+    ),
+    FieldSpec::new(
         "max_buffered_frames",
         "max-buffered-frames",
         "TTS_MAX_BUFFERED_FRAMES",
@@ -410,6 +444,94 @@ pub static FIELDS: &[FieldSpec] = &[
         },
     ),
     FieldSpec::new(
+        "header_read_timeout_secs",
+        "header-read-timeout-secs",
+        "TTS_HEADER_READ_TIMEOUT_SECS",
+        "SECS",
+        "Seconds a client may take to send a request head, then its body (1-3600)",
+        |s, v| {
+            let n = v.integer_in(1..=3_600, "between 1 and 3600");
+            set(&mut s.limits.header_read_timeout_secs, n)
+        },
+    ),
+    FieldSpec::new(
+        "keepalive_idle_timeout_secs",
+        "keepalive-idle-timeout-secs",
+        "TTS_KEEPALIVE_IDLE_TIMEOUT_SECS",
+        "SECS",
+        "Seconds a keep-alive connection may wait for its next request (1-86400)",
+        |s, v| {
+            let n = v.integer_in(1..=86_400, "between 1 and 86400");
+            set(&mut s.limits.keepalive_idle_timeout_secs, n)
+        },
+    ),
+    FieldSpec::new(
+        "write_timeout_secs",
+        "write-timeout-secs",
+        "TTS_WRITE_TIMEOUT_SECS",
+        "SECS",
+        "Seconds a blocked write to a client may wait before it is disconnected (1-3600)",
+        |s, v| {
+            let n = v.integer_in(1..=3_600, "between 1 and 3600");
+            set(&mut s.limits.write_timeout_secs, n)
+        },
+    ),
+    FieldSpec::new(
+        "max_connections",
+        "max-connections",
+        "TTS_MAX_CONNECTIONS",
+        "N",
+        "Open client connections in all, WebSockets included (1-1000000)",
+        |s, v| {
+            let n = v.integer_in(1..=1_000_000, "between 1 and 1000000");
+            set(&mut s.limits.max_connections, n)
+        },
+    ),
+    FieldSpec::new(
+        "max_connections_per_ip",
+        "max-connections-per-ip",
+        "TTS_MAX_CONNECTIONS_PER_IP",
+        "N",
+        "Open client connections per client IP address (1-1000000)",
+        |s, v| {
+            let n = v.integer_in(1..=1_000_000, "between 1 and 1000000");
+            set(&mut s.limits.max_connections_per_ip, n)
+        },
+    ),
+    FieldSpec::new(
+        "engine_stall_timeout_secs",
+        "engine-stall-timeout-secs",
+        "TTS_ENGINE_STALL_TIMEOUT_SECS",
+        "SECS",
+        "Seconds without a model-thread heartbeat before /ready answers 503 and the process exits (1-3600)",
+        |s, v| {
+            let n = v.integer_in(1..=3_600, "between 1 and 3600");
+            set(&mut s.limits.engine_stall_timeout_secs, n)
+        },
+    ),
+    FieldSpec::new(
+        "text_wait_timeout_secs",
+        "text-wait-timeout-secs",
+        "TTS_TEXT_WAIT_TIMEOUT_SECS",
+        "SECS",
+        "Seconds an utterance waiting for text keeps its slot before the engine ends it (1-86400)",
+        |s, v| {
+            let n = v.integer_in(1..=86_400, "between 1 and 86400");
+            set(&mut s.limits.text_wait_timeout_secs, n)
+        },
+    ),
+    FieldSpec::new(
+        "engine_commands_per_round",
+        "engine-commands-per-round",
+        "TTS_ENGINE_COMMANDS_PER_ROUND",
+        "N",
+        "Commands the model thread handles at most between two synthesis rounds (1-65536)",
+        |s, v| {
+            let n = v.integer_in(1..=65_536, "between 1 and 65536");
+            set(&mut s.limits.engine_commands_per_round, n)
+        },
+    ),
+    FieldSpec::new(
         "api_keys",
         "api-keys",
         "TTS_API_KEYS",
@@ -418,6 +540,26 @@ pub static FIELDS: &[FieldSpec] = &[
         |s, v| set(&mut s.api_keys, v.string_list().map(ApiKeys::new)),
     )
     .secret(),
+    FieldSpec::new(
+        "metrics_api_keys",
+        "metrics-api-keys",
+        "TTS_METRICS_API_KEYS",
+        "KEYS",
+        "Comma-separated keys that open /metrics, as do the API keys (none: /metrics is public)",
+        |s, v| set(&mut s.metrics_api_keys, v.string_list().map(ApiKeys::new)),
+    )
+    .secret(),
+    FieldSpec::new(
+        "allowed_origins",
+        "allowed-origins",
+        "TTS_ALLOWED_ORIGINS",
+        "ORIGINS",
+        "Comma-separated browser origins allowed besides the server's own (WebSocket upgrades, CORS); * allows any",
+        |s, v| {
+            let list = v.string_list().and_then(AllowedOrigins::parse);
+            set(&mut s.allowed_origins, list)
+        },
+    ),
     FieldSpec::new(
         "log_format",
         "log-format",

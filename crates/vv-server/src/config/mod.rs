@@ -7,6 +7,7 @@ mod error;
 mod fields;
 mod loader;
 mod location;
+mod origins;
 mod paths;
 mod settings;
 mod source;
@@ -18,6 +19,7 @@ pub use error::{ConfigError, ConfigErrors, ValueProblem};
 pub use fields::{field_spec, FieldSpec, FIELDS};
 pub use loader::{CommandLine, EnvLookup, FlagValue, LoadedSettings, SettingEntry, CONFIG_ENV};
 pub use location::ResourceLocation;
+pub use origins::{AllowedOrigins, ANY_ORIGIN};
 pub use settings::{
     Choice, Limits, LogFormat, MaxSlots, Settings, Solver, DEFAULT_MODEL, DEFAULT_TOKENIZER,
 };

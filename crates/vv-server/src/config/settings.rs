@@ -2,6 +2,7 @@
 
 use super::api_keys::ApiKeys;
 use super::location::ResourceLocation;
+use super::origins::AllowedOrigins;
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -62,6 +63,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Accepted API keys; empty means no authentication.
     pub api_keys: ApiKeys,
+    /// Keys that (besides `api_keys`) open `/metrics`; empty leaves `/metrics` public.
+    pub metrics_api_keys: ApiKeys,
+    /// Origins allowed besides the server's own (WebSocket upgrades, CORS).
+    pub allowed_origins: AllowedOrigins,
     /// Log line format.
     pub log_format: LogFormat,
 }
@@ -90,6 +95,8 @@ impl Default for Settings {
             random_weights: false,
             limits: Limits::default(),
             api_keys: ApiKeys::default(),
+            metrics_api_keys: ApiKeys::default(),
+            allowed_origins: AllowedOrigins::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -123,10 +130,34 @@ pub struct Limits {
     pub session_idle_timeout_secs: u64,
     /// Seconds a context may wait for text before it is closed (>= 1).
     pub context_idle_timeout_secs: u64,
+    /// Contexts one WebSocket session may have open at once (>= 1).
+    pub max_contexts_per_session: usize,
+    /// Percentage of the engine's slots one WebSocket session may hold (1..=100; at least one
+    /// slot).
+    pub max_session_slot_percent: usize,
+    /// Diffusion steps a request may ask for (1..=100).
+    pub max_diffusion_steps: usize,
     /// Outbound frames buffered per context before `slow_consumer` (>= 1).
     pub max_buffered_frames: usize,
     /// Seconds in-flight work may take to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds a connection may take to send a request's head (from accept or its first
+    /// byte) and then its body (>= 1).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request (>= 1).
+    pub keepalive_idle_timeout_secs: u64,
+    /// Seconds a write to a client (HTTP body, WebSocket message) may stay blocked (>= 1).
+    pub write_timeout_secs: u64,
+    /// Open client connections in all, WebSockets included (>= 1).
+    pub max_connections: usize,
+    /// Open client connections per client IP address (>= 1).
+    pub max_connections_per_ip: usize,
+    /// Seconds without a model-thread heartbeat before the engine counts as stuck (>= 1).
+    pub engine_stall_timeout_secs: u64,
+    /// Seconds an utterance waiting for text keeps its slot before the engine ends it (>= 1).
+    pub text_wait_timeout_secs: u64,
+    /// Commands the model thread handles at most between two rounds (>= 1).
+    pub engine_commands_per_round: usize,
 }
 
 impl Default for Limits {
@@ -138,8 +169,19 @@ impl Default for Limits {
             max_frames_per_token: 10,
             session_idle_timeout_secs: 60,
             context_idle_timeout_secs: 30,
+            max_contexts_per_session: 4,
+            max_session_slot_percent: 50,
+            max_diffusion_steps: 100,
             max_buffered_frames: 64,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            keepalive_idle_timeout_secs: 60,
+            write_timeout_secs: 15,
+            max_connections: 1024,
+            max_connections_per_ip: 256,
+            engine_stall_timeout_secs: 30,
+            text_wait_timeout_secs: 30,
+            engine_commands_per_round: 256,
         }
     }
 }

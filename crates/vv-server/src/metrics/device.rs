@@ -149,7 +149,44 @@ fn set_or_clear(family: &GaugeVec, labels: &[&str], value: Option<f64>) {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
+    use proptest::prelude::*;
+    use vv_device::probe::MetalInfo;
     use vv_device::{Backend, RecordingOps};
+
+    /// The sample `name{backend="metal",device="mps"}` of an exposition, if exported.
+    fn metal_sample(text: &str, name: &str) -> Option<f64> {
+        let prefix = format!("vibevoice_{name}{{backend=\"metal\",device=\"mps\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|v| v.parse().unwrap())
+    }
+
+    proptest! {
+        /// Seed property 14 through the real Prometheus families: whatever the Metal driver
+        /// reports (any value missing), a scrape exports allocated bytes as used, the
+        /// recommended working set as total, their difference as free, and nothing for what
+        /// Metal cannot tell (utilisation, temperature); collecting never fails.
+        #[test]
+        fn metal_statistics_are_exported_through_the_prometheus_families(
+            allocated in proptest::option::of(0u64..(1 << 40)),
+            working_set in proptest::option::of(0u64..(1 << 40)),
+        ) {
+            let info = MetalInfo { name: Some("applegpu_g14s".into()), allocated_bytes: allocated,
+                                   recommended_working_set_bytes: working_set };
+            let ops = RecordingOps::new(Backend::Metal).with_stats(MemoryStats::from_metal_info(&info));
+            let monitor = DeviceMonitor::with_ops(Device::Cpu, Arc::new(ops));
+            let m = Metrics::new().unwrap();
+            m.device.update(&monitor.stats());
+            let text = m.render().unwrap();
+            let as_f64 = |v: Option<u64>| v.map(|b| b as f64);
+            prop_assert_eq!(metal_sample(&text, "device_memory_used_bytes"), as_f64(allocated));
+            prop_assert_eq!(metal_sample(&text, "device_memory_total_bytes"), as_f64(working_set));
+            let free = working_set.zip(allocated).map(|(w, a)| w.saturating_sub(a));
+            prop_assert_eq!(metal_sample(&text, "device_memory_free_bytes"), as_f64(free));
+            prop_assert_eq!(metal_sample(&text, "device_utilization_percent"), None);
+            prop_assert_eq!(metal_sample(&text, "device_temperature_celsius"), None);
+        }
+    }
 
     #[test]
     fn available_values_are_exported_and_missing_ones_are_not() {

@@ -11,6 +11,7 @@ use prometheus::{
 use vv_engine::EngineInfo;
 
 use super::capacity::CapacityMetrics;
+use super::connections::ConnectionMetrics;
 use super::context::ContextRecorder;
 use super::device::DeviceGauges;
 
@@ -71,10 +72,14 @@ pub struct Metrics {
     pub warmup_seconds: Gauge,
     /// Constant 1, labelled with version, device and dtype.
     pub build_info: IntGaugeVec,
+    /// Tasks alive on the async runtime (refreshed at scrape; a leak shows as growth).
+    pub runtime_alive_tasks: IntGauge,
     /// Device memory and utilisation gauges.
     pub device: DeviceGauges,
     /// Round times by batch size, headroom, admissions.
     pub capacity: CapacityMetrics,
+    /// Open and refused client connections.
+    pub connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -167,8 +172,13 @@ impl Metrics {
                     &["version", "device", "dtype"],
                 )?,
             )?,
+            runtime_alive_tasks: register(
+                r,
+                IntGauge::new("runtime_alive_tasks", "Tasks alive on the async runtime")?,
+            )?,
             device: DeviceGauges::new(r)?,
             capacity: CapacityMetrics::new(r)?,
+            connections: ConnectionMetrics::new(r)?,
             registry,
         })
     }

@@ -2,6 +2,7 @@
 //! state, the engine observer that feeds it, per-utterance recording and device gauges.
 
 mod capacity;
+mod connections;
 mod context;
 mod device;
 mod families;
@@ -9,6 +10,7 @@ mod observer;
 mod session;
 
 pub use capacity::CapacityMetrics;
+pub use connections::ConnectionMetrics;
 pub use context::{ContextRecorder, Outcome};
 pub use device::{DeviceGauges, DeviceMonitor};
 pub use families::Metrics;

@@ -79,6 +79,7 @@ async fn info(State(state): State<AppState>) -> Json<Value> {
             "dtype_request": info.device.dtype_request.to_string(),
             "backends": info.device.backends,
             "warnings": info.device.warnings,
+            "cpu_fallbacks": info.model.cpu_fallbacks,
         },
         "voices": info.voices,
         "default_voice": info.default_voice,

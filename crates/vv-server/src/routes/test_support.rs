@@ -16,6 +16,7 @@ pub fn engine_info(voices: &[&str]) -> EngineInfo {
             max_positions: 8192,
             load_seconds: 0.5,
             warmup_seconds: Some(0.25),
+            cpu_fallbacks: Vec::new(),
         },
         device: ModelInfo {
             device_request: DeviceRequest::Cpu,

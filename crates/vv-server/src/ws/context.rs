@@ -3,18 +3,24 @@
 //! partial word, is synthesised) and the next text starts a new segment. Operations that
 //! arrive while a flushed segment is still draining wait in a backlog, so segments never
 //! overlap and audio stays in order.
+//!
+//! Idleness is measured by synthesis, not by messages: the idle clock restarts when a segment
+//! starts, produces audio or finishes, never for text pushed into a running segment. A client
+//! that trickles characters into a segment that never completes a speakable window is closed
+//! after `context_idle_timeout_secs` like a silent one.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vv_audio::NATIVE_SAMPLE_RATE;
 use vv_engine::{EngineHandle, SynthesisParams, UtteranceEvent, UtteranceHandle};
 
+use super::backlog::{Backlog, Op};
 use super::error::WsError;
 use super::events::ServerEvent;
 use super::framing::AudioFramer;
 use super::session_config::SessionConfig;
+use super::slot_share::{SessionSlots, ShareGuard};
 use crate::metrics::{ContextRecorder, Metrics, Outcome};
 
 /// What the session must tell the client after an operation on a context.
@@ -28,20 +34,27 @@ pub enum Emit {
     Error(WsError),
 }
 
-/// A client operation waiting for the current segment to finish.
-#[derive(Debug)]
-enum Op {
-    Text(String),
-    Flush,
-}
-
 /// The engine utterance of the current segment.
 struct Segment {
     utterance: UtteranceHandle,
     input_closed: bool,
+    _share: ShareGuard,
 }
 
 impl Segment {
+    fn start(
+        slots: &SessionSlots,
+        engine: &EngineHandle,
+        params: SynthesisParams,
+    ) -> Result<Self, WsError> {
+        let (utterance, share) = slots.start(engine, params)?;
+        Ok(Self {
+            utterance,
+            input_closed: false,
+            _share: share,
+        })
+    }
+
     fn close_input(&mut self) -> Result<(), WsError> {
         self.input_closed = true;
         self.utterance.close().map_err(WsError::from)
@@ -54,48 +67,49 @@ pub struct Context {
     num: u32,
     params: SynthesisParams,
     framer: AudioFramer,
+    slots: SessionSlots,
     segment: Option<Segment>,
-    backlog: VecDeque<Op>,
+    backlog: Backlog,
     closed: bool,
     flushes_pending: usize,
     chars: usize,
     started: Instant,
     first_audio: Option<Instant>,
-    last_input: Instant,
+    /// When synthesis last progressed (segment started, audio produced, segment finished).
+    last_progress: Instant,
     recorder: ContextRecorder,
 }
 
 impl Context {
     /// Creates context `num` with the session's current settings and starts its first
-    /// segment (failing with `overloaded` when no slot is free). `now` is when its first text
-    /// arrived.
+    /// segment (failing with `session_slot_share` when the session holds its share of the
+    /// slots, `overloaded` when no slot is free). `now` is when its first text arrived.
     pub fn open(
         id: String,
         num: u32,
         config: &SessionConfig,
         engine: &EngineHandle,
+        slots: &SessionSlots,
         metrics: &Arc<Metrics>,
         now: Instant,
     ) -> Result<Self, WsError> {
         let framer = AudioFramer::new(num, config.encoding, config.sample_rate)?;
         let params = config.synthesis_params();
-        let utterance = engine.start(params.clone())?;
+        let segment = Segment::start(slots, engine, params.clone())?;
         Ok(Self {
             id,
             num,
             params,
             framer,
-            segment: Some(Segment {
-                utterance,
-                input_closed: false,
-            }),
-            backlog: VecDeque::new(),
+            slots: slots.clone(),
+            segment: Some(segment),
+            backlog: Backlog::default(),
             closed: false,
             flushes_pending: 0,
             chars: 0,
             started: now,
             first_audio: None,
-            last_input: now,
+            last_progress: now,
             recorder: metrics.context(now, NATIVE_SAMPLE_RATE),
         })
     }
@@ -110,13 +124,13 @@ impl Context {
         }
     }
 
-    /// Appends text; at most `max_chars` characters per context are accepted.
+    /// Appends text; at most `max_chars` characters per context are accepted. Text alone
+    /// does not restart the idle clock (see the module documentation).
     pub fn text(
         &mut self,
         engine: &EngineHandle,
         text: &str,
         max_chars: usize,
-        now: Instant,
     ) -> Result<Vec<Emit>, WsError> {
         self.check_open()?;
         let chars = self.chars + text.chars().count();
@@ -124,19 +138,14 @@ impl Context {
             return Err(WsError::TextTooLong { max: max_chars });
         }
         self.chars = chars;
-        self.last_input = now;
-        match self.backlog.back_mut() {
-            Some(Op::Text(queued)) => queued.push_str(text),
-            _ => self.backlog.push_back(Op::Text(text.to_owned())),
-        }
+        self.backlog.push_text(text);
         Ok(self.pump(engine))
     }
 
     /// Synthesises everything buffered now; `flushed` follows the segment's last frame.
-    pub fn flush(&mut self, engine: &EngineHandle, now: Instant) -> Result<Vec<Emit>, WsError> {
+    pub fn flush(&mut self, engine: &EngineHandle) -> Result<Vec<Emit>, WsError> {
         self.check_open()?;
-        self.last_input = now;
-        self.backlog.push_back(Op::Flush);
+        self.backlog.push_flush();
         Ok(self.pump(engine))
     }
 
@@ -162,15 +171,15 @@ impl Context {
     fn pump(&mut self, engine: &EngineHandle) -> Vec<Emit> {
         let mut emits = Vec::new();
         while !self.segment.as_ref().is_some_and(|s| s.input_closed) {
-            let result = match self.backlog.pop_front() {
+            let result = match self.backlog.pop() {
                 Some(Op::Text(text)) => self.push_text(engine, &text),
-                Some(Op::Flush) => match self.segment.as_mut() {
+                Some(Op::Flush(count)) => match self.segment.as_mut() {
                     Some(segment) => {
-                        self.flushes_pending += 1;
+                        self.flushes_pending = self.flushes_pending.saturating_add(count);
                         segment.close_input()
                     }
                     None => {
-                        emits.push(Emit::Flushed);
+                        emits.extend(std::iter::repeat_n(Emit::Flushed, count));
                         Ok(())
                     }
                 },
@@ -195,14 +204,16 @@ impl Context {
         emits
     }
 
-    /// Pushes text into the current segment, starting one if there is none.
+    /// Pushes text into the current segment, starting one if there is none (which restarts
+    /// the idle clock).
     fn push_text(&mut self, engine: &EngineHandle, text: &str) -> Result<(), WsError> {
         let segment = match self.segment.as_mut() {
             Some(segment) => segment,
-            None => self.segment.insert(Segment {
-                utterance: engine.start(self.params.clone())?,
-                input_closed: false,
-            }),
+            None => {
+                let segment = Segment::start(&self.slots, engine, self.params.clone())?;
+                self.last_progress = Instant::now();
+                self.segment.insert(segment)
+            }
         };
         segment.utterance.push_text(text).map_err(WsError::from)
     }
@@ -224,6 +235,7 @@ impl Context {
     pub fn audio_frame(&mut self, samples: &[f32]) -> Result<Vec<u8>, WsError> {
         let frame = self.framer.frame(samples)?;
         self.recorder.audio(samples.len());
+        self.last_progress = Instant::now();
         Ok(frame)
     }
 
@@ -240,18 +252,20 @@ impl Context {
         engine: &EngineHandle,
     ) -> Result<(Option<Vec<u8>>, Vec<Emit>), WsError> {
         self.segment = None;
+        self.last_progress = Instant::now();
         let tail = self.framer.end_segment()?;
         let mut emits = vec![Emit::Flushed; std::mem::take(&mut self.flushes_pending)];
         emits.extend(self.pump(engine));
         Ok((tail, emits))
     }
 
-    /// When the context times out waiting for input (`None` while it has work to do).
+    /// When the context times out waiting for input (`None` while it has work to do):
+    /// `timeout` after synthesis last progressed, whatever text arrived since.
     pub fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
         let waiting = !self.closed
             && self.backlog.is_empty()
             && !self.segment.as_ref().is_some_and(|s| s.input_closed);
-        waiting.then(|| self.last_input + timeout)
+        waiting.then(|| self.last_progress + timeout)
     }
 
     /// Milliseconds of audio sent.

@@ -48,6 +48,26 @@ pub enum WsError {
     /// A parameter value that cannot be clamped into range.
     #[error("{0}")]
     InvalidValue(String),
+    /// The session already has `max_contexts_per_session` contexts.
+    #[error(
+        "this session already has {max} contexts (max_contexts_per_session); \
+         close or cancel one before opening another"
+    )]
+    TooManyContexts {
+        /// Contexts allowed per session.
+        max: usize,
+    },
+    /// The session's segments already hold its share of the synthesis slots.
+    #[error(
+        "this session already holds {limit} of the {total} synthesis slots, the most one \
+         session may hold (max_session_slot_percent); wait for one of its contexts to finish"
+    )]
+    SessionSlotShare {
+        /// Slots one session may hold now.
+        limit: usize,
+        /// Slots in all.
+        total: usize,
+    },
     /// No synthesis slot is free for a new context or segment.
     #[error("all {total} synthesis slots are busy; retry shortly")]
     Overloaded {
@@ -90,6 +110,15 @@ pub enum WsError {
     /// The synthesis engine is not running.
     #[error("the synthesis engine is not running")]
     EngineUnavailable,
+    /// The engine's command queue was full; the context's synthesis was ended.
+    #[error("the synthesis engine's command queue is full; the context was ended")]
+    QueueFull,
+    /// No text came while the engine waited for some; the context's synthesis was ended.
+    #[error("no text arrived for {secs} s while the synthesis waited for it")]
+    TextWaitTimeout {
+        /// The configured bound.
+        secs: u64,
+    },
 }
 
 impl WsError {
@@ -107,6 +136,8 @@ impl WsError {
             WsError::UnsupportedEncoding(_) => "unsupported_encoding",
             WsError::UnsupportedSampleRate(_) => "unsupported_sample_rate",
             WsError::InvalidValue(_) => "invalid_value",
+            WsError::TooManyContexts { .. } => "too_many_contexts",
+            WsError::SessionSlotShare { .. } => "session_slot_share",
             WsError::Overloaded { .. } => "overloaded",
             WsError::ShuttingDown => "shutting_down",
             WsError::SlowConsumer => "slow_consumer",
@@ -118,6 +149,8 @@ impl WsError {
             WsError::ProtocolViolation(_) => "protocol_violation",
             WsError::IdleTimeout { .. } => "idle_timeout",
             WsError::EngineUnavailable => "engine_unavailable",
+            WsError::QueueFull => "queue_full",
+            WsError::TextWaitTimeout { .. } => "text_wait_timeout",
         }
     }
 
@@ -148,6 +181,8 @@ impl From<EngineError> for WsError {
             EngineError::InvalidRequest(message) => WsError::InvalidValue(message),
             EngineError::SlowConsumer => WsError::SlowConsumer,
             EngineError::Unavailable => WsError::EngineUnavailable,
+            EngineError::QueueFull => WsError::QueueFull,
+            EngineError::TextWaitTimeout { secs } => WsError::TextWaitTimeout { secs },
             EngineError::Model { code, message } => {
                 error!(code, "synthesis failed: {message}");
                 WsError::SynthesisFailed
@@ -192,6 +227,13 @@ mod tests {
             "unknown_context"
         );
         assert!(!WsError::UnknownContext("a".into()).is_fatal());
+        let many = WsError::TooManyContexts { max: 4 };
+        assert_eq!((many.code(), many.is_fatal()), ("too_many_contexts", false));
+        let share = WsError::SessionSlotShare { limit: 2, total: 4 };
+        assert_eq!(
+            (share.code(), share.is_fatal()),
+            ("session_slot_share", false)
+        );
         assert_eq!(
             WsError::ProtocolViolation("binary").close_code(),
             Some(CloseCode::ProtocolViolation)
@@ -229,6 +271,10 @@ mod tests {
         );
         assert_eq!(WsError::from(EngineError::Draining).code(), "shutting_down");
         assert!(WsError::from(EngineError::Unavailable).is_fatal());
+        let full = WsError::from(EngineError::QueueFull);
+        assert_eq!((full.code(), full.is_fatal()), ("queue_full", false));
+        let wait = WsError::from(EngineError::TextWaitTimeout { secs: 3 });
+        assert_eq!((wait.code(), wait.is_fatal()), ("text_wait_timeout", false));
         let bad = "ogg".parse::<vv_audio::Encoding>().unwrap_err();
         assert_eq!(WsError::from(bad).code(), "unsupported_encoding");
     }

@@ -26,6 +26,12 @@ pub struct AnnouncedLimits {
     pub context_idle_timeout_secs: u64,
     /// Audio frames buffered per context before `slow_consumer`.
     pub max_buffered_frames: usize,
+    /// Contexts open at once per session (`too_many_contexts` beyond).
+    pub max_contexts_per_session: usize,
+    /// Percentage of the synthesis slots one session may hold (`session_slot_share`).
+    pub max_session_slot_percent: usize,
+    /// Largest `diffusion_steps` accepted.
+    pub max_diffusion_steps: usize,
 }
 
 /// What `session.ready` tells the client.
@@ -72,6 +78,9 @@ impl Ready {
                 session_idle_timeout_secs: limits.session_idle_timeout_secs,
                 context_idle_timeout_secs: limits.context_idle_timeout_secs,
                 max_buffered_frames: limits.max_buffered_frames,
+                max_contexts_per_session: limits.max_contexts_per_session,
+                max_session_slot_percent: limits.max_session_slot_percent,
+                max_diffusion_steps: limits.max_diffusion_steps,
             },
             voices: info.voices.clone(),
             encodings: Encoding::ALL.iter().map(|e| e.as_str()).collect(),

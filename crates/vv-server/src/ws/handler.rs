@@ -52,12 +52,8 @@ pub async fn stream(
             message: e.to_string(),
             param: param_of(&e),
         })?;
-    let max = state.settings().limits.max_message_bytes;
-    Ok(upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let (outgoing, incoming) = adapt(socket);
-            run_session(state, engine, defaults, outgoing, incoming)
-        }))
+    Ok(upgrade.on_upgrade(move |socket| {
+        let (outgoing, incoming) = adapt(socket);
+        run_session(state, engine, defaults, outgoing, incoming)
+    }))
 }

@@ -166,6 +166,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, WsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz_strategies::{json_value, object_with, FUZZ_CASES};
     use proptest::prelude::*;
 
     #[test]
@@ -248,13 +249,65 @@ mod tests {
         assert_eq!(code(&msg), "invalid_message");
     }
 
+    /// Objects shaped like client messages: a known (or near-known, or absent, or any) `type`
+    /// and the protocol's field names, each with any JSON value.
+    fn message_like() -> impl Strategy<Value = Value> {
+        let kind = prop::option::of(prop_oneof![
+            prop::sample::select(vec![
+                "session.configure",
+                "text",
+                "flush",
+                "close",
+                "cancel",
+                "Text",
+                "text ",
+                "ping",
+                ""
+            ])
+            .prop_map(Value::from),
+            json_value(),
+        ]);
+        object_with(
+            kind,
+            &[
+                "context_id",
+                "text",
+                "flush",
+                "voice",
+                "encoding",
+                "sample_rate",
+                "cfg_scale",
+                "diffusion_steps",
+                "seed",
+                "extra",
+            ],
+        )
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        // Fuzzing by structured generation (issue 12): 10,000 cases each.
+        #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
         /// Arbitrary input never panics; whatever fails gets a non-fatal error.
         #[test]
         fn arbitrary_text_never_panics(s in ".{0,64}") {
             if let Err(e) = parse(&s) {
                 prop_assert!(!e.is_fatal());
+            }
+        }
+
+        /// Message-shaped JSON with any field values never panics: it parses, or it gets a
+        /// non-fatal error with one of the documented codes.
+        #[test]
+        fn message_shaped_json_never_panics(v in message_like()) {
+            match parse(&v.to_string()) {
+                Ok(_) => prop_assert!(v.get("type").is_some_and(Value::is_string)),
+                Err(e) => {
+                    prop_assert!(!e.is_fatal());
+                    prop_assert!(
+                        ["invalid_json", "invalid_message", "unknown_message_type"].contains(&e.code()),
+                        "code {}", e.code()
+                    );
+                }
             }
         }
 

@@ -7,6 +7,7 @@
 //! - [`session_config`]: voice, encoding, rate and synthesis defaults, `session.configure`.
 //! - [`framing`]: binary audio frames of a context.
 //! - [`context`]: one context and its segments (one engine utterance per segment).
+//! - [`backlog`]: a context's held-back operations; [`slot_share`]: a session's slot share.
 //! - [`session`]: the state machine, generic over `Sink` / `Stream`.
 //! - [`handler`]: the HTTP upgrade.
 //!
@@ -22,11 +23,16 @@
 //!   samples at 24 kHz); a segment without audio sends no frame.
 //! - `cancel` answers `cancelled` at once and sends nothing more for the context.
 //! - The session idle timer counts from the last message in either direction; a context
-//!   waiting for text longer than `context_idle_timeout_secs` is closed (warning
-//!   `context_idle_timeout`, then its remaining audio and `context.done`).
+//!   waiting for text with no synthesis progress (no segment started, no audio, no segment
+//!   finished) for `context_idle_timeout_secs` is closed (warning `context_idle_timeout`,
+//!   then its remaining audio and `context.done`), however much text trickles in meanwhile.
+//! - A session has at most `max_contexts_per_session` contexts (`too_many_contexts`) and its
+//!   segments hold at most `max_session_slot_percent` of the engine's slots
+//!   (`session_slot_share`); both errors are non-fatal.
 //! - When the server drains, open contexts are closed (warning `shutting_down`), new ones are
 //!   refused, and the session closes with 1001 once the last context is done.
 
+pub mod backlog;
 pub mod close_code;
 pub mod context;
 pub mod error;
@@ -36,6 +42,7 @@ pub mod handler;
 pub mod messages;
 pub mod session;
 pub mod session_config;
+pub mod slot_share;
 pub mod transport;
 
 use axum::routing::get;

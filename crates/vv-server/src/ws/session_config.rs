@@ -4,7 +4,8 @@
 //! Out-of-range numbers are clamped when a nearest valid value exists (`cfg_scale` above 10,
 //! `diffusion_steps` outside 1..=100), each clamp reported as a `value_clamped` warning;
 //! values with no sensible nearest value (`cfg_scale` <= 0 or not finite) are rejected with
-//! `invalid_value`. A rejected `session.configure` changes nothing.
+//! `invalid_value`, as is a `diffusion_steps` above the server's `max_diffusion_steps`. A
+//! rejected `session.configure` changes nothing.
 
 use std::collections::HashMap;
 
@@ -41,6 +42,9 @@ pub struct SessionConfig {
     /// Diffusion solver (a service setting, not configurable per session).
     #[serde(skip)]
     pub solver: SolverKind,
+    /// Largest `diffusion_steps` a `session.configure` may ask for (`max_diffusion_steps`).
+    #[serde(skip)]
+    pub max_diffusion_steps: usize,
 }
 
 fn encoding_name<S: Serializer>(encoding: &Encoding, s: S) -> Result<S::Ok, S::Error> {
@@ -66,6 +70,7 @@ impl SessionConfig {
             diffusion_steps: settings.diffusion_steps,
             seed: settings.seed,
             solver: crate::engine_options::solver_kind(settings.solver),
+            max_diffusion_steps: settings.limits.max_diffusion_steps,
         }
     }
 
@@ -114,6 +119,13 @@ impl SessionConfig {
         }
         if let Some(steps) = request.diffusion_steps {
             next.diffusion_steps = clamp_steps(steps, &mut clamped);
+            if next.diffusion_steps > self.max_diffusion_steps {
+                return Err(WsError::InvalidValue(format!(
+                    "`diffusion_steps` {steps} is above this server's limit of {} \
+                     (max_diffusion_steps)",
+                    self.max_diffusion_steps
+                )));
+            }
         }
         if let Some(seed) = request.seed {
             next.seed = seed;
@@ -171,6 +183,26 @@ mod tests {
     fn base() -> (SessionConfig, EngineInfo) {
         let info = engine_info(&["a", "b"]);
         (SessionConfig::defaults(&Settings::default(), &info), info)
+    }
+
+    #[test]
+    fn diffusion_steps_above_the_server_limit_are_refused() {
+        let info = engine_info(&["a"]);
+        let mut settings = Settings::default();
+        settings.limits.max_diffusion_steps = 20;
+        let cfg = SessionConfig::defaults(&settings, &info);
+        let ask = |steps| Configure {
+            diffusion_steps: Some(steps),
+            ..Configure::default()
+        };
+        let (ok, _) = cfg.configure(&ask(20), &info).unwrap();
+        assert_eq!(ok.diffusion_steps, 20);
+        for over in [21, 100, 5000] {
+            let e = cfg.configure(&ask(over), &info).unwrap_err();
+            assert_eq!(e.code(), "invalid_value");
+            assert!(e.to_string().contains("max_diffusion_steps"), "{e}");
+            assert!(!e.is_fatal());
+        }
     }
 
     #[test]

@@ -1,9 +1,22 @@
 //! The session's view of a WebSocket: small enums for what comes in and goes out, so the
 //! session runs on any `Stream<Item = Incoming>` / `Sink<Outgoing>` (channels in tests), and
-//! the thin adapter that turns axum's [`WebSocket`] into that pair.
+//! the thin adapter that turns axum's [`WebSocket`] into that pair. The adapter answers a
+//! client's close frame (the clean closing handshake) even when the session stops at once:
+//! the answer goes out when the session drops its sink.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::stream::SplitSink;
 use futures::{future, Sink, SinkExt, Stream, StreamExt};
+
+/// Longest wait for the answer to a client's close frame to go out (a blocked write also
+/// ends at `write_timeout_secs`).
+const CLOSE_ANSWER: Duration = Duration::from_secs(5);
 
 /// A message (or failure) received from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,9 +113,70 @@ pub fn adapt(
     impl Stream<Item = Incoming> + Unpin,
 ) {
     let (sink, stream) = socket.split();
-    let sink = sink.with(|out: Outgoing| future::ready(Ok::<_, axum::Error>(Message::from(out))));
-    let stream = stream.filter_map(|item| future::ready(incoming(item)));
-    (Box::pin(sink), stream)
+    let peer_closed = Arc::new(AtomicBool::new(false));
+    let sink = Outbound {
+        sink: Some(sink),
+        peer_closed: Arc::clone(&peer_closed),
+    };
+    let stream = stream.filter_map(move |item| {
+        let item = incoming(item);
+        if item == Some(Incoming::Close) {
+            peer_closed.store(true, Ordering::Relaxed);
+        }
+        future::ready(item)
+    });
+    (sink, stream)
+}
+
+/// The session's sink: sends [`Outgoing`] messages; once the client sent a close frame,
+/// dropping it flushes the answer that the WebSocket library queued (the client then sees
+/// its own close code instead of an abnormal closure, 1006).
+struct Outbound {
+    /// Always present until drop.
+    sink: Option<SplitSink<WebSocket, Message>>,
+    peer_closed: Arc<AtomicBool>,
+}
+
+impl Outbound {
+    fn sink(&mut self) -> Pin<&mut SplitSink<WebSocket, Message>> {
+        Pin::new(self.sink.as_mut().expect("the sink is present until drop"))
+    }
+}
+
+impl Sink<Outgoing> for Outbound {
+    type Error = axum::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().sink().poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        self.get_mut().sink().start_send(Message::from(item))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().sink().poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().sink().poll_close(cx)
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        if !self.peer_closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let (Some(mut sink), Ok(runtime)) =
+            (self.sink.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_ANSWER, sink.close()).await;
+        });
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vv_device::DeviceRequest;
+use vv_engine::{Faults, NoFaults};
 use vv_server::config::Settings;
 use vv_server::serve::{ServeError, Server};
 use vv_server::AppState;
@@ -63,6 +65,15 @@ impl TestServer {
 
     /// Starts a server on `device`.
     pub async fn start_on(device: DeviceRequest, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_with_faults(device, configure, Arc::new(NoFaults)).await
+    }
+
+    /// Starts a server on `device` whose model thread calls `faults` (the engine's fault seam).
+    pub async fn start_with_faults(
+        device: DeviceRequest,
+        configure: impl FnOnce(&mut Settings),
+        faults: Arc<dyn Faults>,
+    ) -> Self {
         let voices = tempfile::tempdir().unwrap();
         std::fs::copy(
             format!("{TINY}/golden/voice_preset.pt"),
@@ -71,7 +82,10 @@ impl TestServer {
         .unwrap();
         let mut settings = tiny_settings(voices.path().to_path_buf(), device);
         configure(&mut settings);
-        let server = Server::bind(settings).await.unwrap();
+        let server = Server::bind(settings)
+            .await
+            .unwrap()
+            .with_engine_faults(faults);
         let addr = server.local_addr().unwrap();
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();

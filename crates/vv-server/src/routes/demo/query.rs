@@ -1,7 +1,9 @@
 //! The demo's query parameters, interpreted as the demo does: `cfg` <= 0 or invalid -> 1.5,
 //! `steps` <= 0 or invalid -> the service default, unknown `voice` -> the default voice,
 //! `’` -> `'` in the text. Deviations (documented): values above the engine's limits are
-//! clamped to them, and an explicit `steps` does not become the new service default.
+//! clamped to them, a `steps` above the server's `max_diffusion_steps` (after that clamp) is
+//! refused with 400 before the upgrade, and an explicit `steps` does not become the new
+//! service default.
 
 use std::collections::HashMap;
 
@@ -10,6 +12,8 @@ use vv_engine::{EngineInfo, SynthesisParams};
 
 use crate::config::Settings;
 use crate::engine_options::solver_kind;
+use crate::error::ApiError;
+use crate::routes::speech::request::check_diffusion_steps;
 use crate::voice_alias::resolve_voice_name;
 
 /// The demo's guidance scale when none (or a bad one) is given.
@@ -29,12 +33,12 @@ pub struct DemoRequest {
 }
 
 impl DemoRequest {
-    /// Interprets the query parameters.
+    /// Interprets the query parameters; fails only for `steps` above `max_diffusion_steps`.
     pub fn from_query(
         query: &HashMap<String, String>,
         settings: &Settings,
         info: &EngineInfo,
-    ) -> Self {
+    ) -> Result<Self, ApiError> {
         let text = query
             .get("text")
             .map_or_else(String::new, |t| t.replace('\u{2019}', "'"));
@@ -52,12 +56,15 @@ impl DemoRequest {
                     .unwrap_or(STEPS_RANGE.1)
                     .min(STEPS_RANGE.1)
             });
+        if let Some(steps) = steps_param {
+            check_diffusion_steps(steps, settings, "steps")?;
+        }
         let voice_param = query.get("voice").cloned();
         let voice = voice_param
             .as_deref()
             .and_then(|v| resolve_voice_name(&info.voices, v))
             .unwrap_or_else(|| info.default_voice.clone());
-        Self {
+        Ok(Self {
             text,
             voice_param,
             steps_param,
@@ -68,7 +75,7 @@ impl DemoRequest {
                 solver: solver_kind(settings.solver),
                 seed: settings.seed,
             },
-        }
+        })
     }
 }
 
@@ -82,7 +89,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        DemoRequest::from_query(&q, &Settings::default(), &engine_info(&["a", "b"]))
+        DemoRequest::from_query(&q, &Settings::default(), &engine_info(&["a", "b"])).unwrap()
     }
 
     #[test]
@@ -118,5 +125,22 @@ mod tests {
             .params
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn steps_above_the_server_limit_are_refused() {
+        let mut settings = Settings::default();
+        settings.limits.max_diffusion_steps = 8;
+        let info = engine_info(&["a"]);
+        let ask = |steps: &str| {
+            let q = HashMap::from([("steps".to_string(), steps.to_string())]);
+            DemoRequest::from_query(&q, &settings, &info)
+        };
+        assert_eq!(ask("8").unwrap().params.diffusion_steps, 8);
+        for over in ["9", "100000"] {
+            let e = ask(over).unwrap_err();
+            assert_eq!((e.code(), e.param()), ("invalid_request", Some("steps")));
+            assert!(e.to_string().contains("max_diffusion_steps"), "{e}");
+        }
     }
 }

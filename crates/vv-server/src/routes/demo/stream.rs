@@ -1,17 +1,20 @@
 //! The demo's `/stream` WebSocket: one synthesis per connection; binary frames of PCM16 LE
 //! mono 24 kHz (one per generated frame) interleaved with JSON log events, then a normal
-//! close. With no free slot the client gets `backend_busy` and close code 1013. A client
-//! that disconnects cancels the utterance.
+//! close. The text is checked before a slot is taken: too long -> `backend_error` and close
+//! 1009, empty -> no audio. With no free slot the client gets `backend_busy` and close code
+//! 1013. Inbound messages are capped at `max_message_bytes` like `/v1/tts/stream` (larger:
+//! close 1009; invalid UTF-8: 1007). A client that disconnects or closes cancels the
+//! utterance; its close frame is answered.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{json, Value};
 use tracing::debug;
 use vv_engine::{EngineError, EngineHandle, UtteranceEvent, UtteranceHandle};
@@ -22,52 +25,75 @@ use crate::error::ApiError;
 use crate::metrics::{ContextRecorder, Outcome, WsSessionGuard};
 use crate::state::AppState;
 use crate::upgrade::{prepare, Upgrade};
+use crate::ws::close_code::CloseCode;
+use crate::ws::transport::{adapt, Incoming, Outgoing, TransportFailure};
 
 /// Close code for "try again later" (no free slot).
 const CLOSE_BUSY: u16 = 1013;
-/// Close code for a message (here: the text) that is too big.
-const CLOSE_TOO_BIG: u16 = 1009;
-/// Normal closure.
-const CLOSE_NORMAL: u16 = 1000;
-
-type Sink = SplitSink<WebSocket, Message>;
 
 /// Upgrades after the checks that answer with HTTP errors (not ready, draining).
 pub async fn stream(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Upgrade {
         upgrade,
         query,
         engine,
     } = prepare("/stream", &state, query, upgrade)?;
-    let request = DemoRequest::from_query(&query, state.settings(), engine.info());
-    Ok(upgrade.on_upgrade(move |socket| session(socket, state, engine, request)))
+    let request = DemoRequest::from_query(&query, state.settings(), engine.info())?;
+    Ok(upgrade.on_upgrade(move |socket| {
+        let (sink, incoming) = adapt(socket);
+        session(state, engine, request, sink, incoming)
+    }))
 }
 
-async fn session(socket: WebSocket, state: AppState, engine: EngineHandle, request: DemoRequest) {
+/// The client is gone (a send failed).
+struct Gone;
+
+async fn session<Tx, Rx>(
+    state: AppState,
+    engine: EngineHandle,
+    request: DemoRequest,
+    mut sink: Tx,
+    mut incoming: Rx,
+) where
+    Tx: Sink<Outgoing> + Unpin,
+    Rx: Stream<Item = Incoming> + Unpin,
+{
     let _open = WsSessionGuard::new(state.metrics().clone());
     let received = Instant::now();
-    let (mut sink, mut incoming) = socket.split();
-    let utterance = match engine.start(request.params.clone()) {
-        Ok(u) => u,
-        Err(e @ (EngineError::Overloaded { .. } | EngineError::Draining)) => {
-            state.metrics().record_error(ApiError::from(e).code());
-            let busy = json!({"message": "Please wait for the other requests to complete."});
-            let _ = send_log(&mut sink, "backend_busy", busy).await;
-            close(&mut sink, CLOSE_BUSY, "Service busy").await;
-            return;
-        }
-        Err(e) => {
-            fail(&state, &mut sink, ApiError::from(e), CLOSE_NORMAL).await;
-            return;
-        }
-    };
     let text = request.text.as_str();
+    let chars = text.chars().count();
+    let max = state.settings().limits.max_text_chars;
+    let utterance = if chars <= max && !text.trim().is_empty() {
+        match engine.start(request.params.clone()) {
+            Ok(u) => Some(u),
+            Err(e @ (EngineError::Overloaded { .. } | EngineError::Draining)) => {
+                state.metrics().record_error(ApiError::from(e).code());
+                let busy = json!({"message": "Please wait for the other requests to complete."});
+                if send_log(&mut sink, "backend_busy", busy).await.is_ok() {
+                    close(&mut sink, CLOSE_BUSY, "Service busy").await;
+                }
+                return;
+            }
+            Err(e) => {
+                fail(
+                    &state,
+                    &mut sink,
+                    ApiError::from(e),
+                    CloseCode::Normal.code(),
+                )
+                .await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let received_log = json!({
-        "text_length": text.chars().count(),
+        "text_length": chars,
         "cfg_scale": request.params.cfg_scale,
         "inference_steps": request.steps_param,
         "voice": request.voice_param,
@@ -78,16 +104,12 @@ async fn session(socket: WebSocket, state: AppState, engine: EngineHandle, reque
     {
         return;
     }
-    let max = state.settings().limits.max_text_chars;
-    if text.chars().count() > max {
-        let e = ApiError::InputTooLong {
-            chars: text.chars().count(),
-            max,
-        };
-        fail(&state, &mut sink, e, CLOSE_TOO_BIG).await;
+    if chars > max {
+        let e = ApiError::InputTooLong { chars, max };
+        fail(&state, &mut sink, e, CloseCode::MessageTooBig.code()).await;
         return;
     }
-    if !text.trim().is_empty() {
+    if let Some(utterance) = utterance {
         let recorder = state
             .metrics()
             .context(received, engine.info().model.sample_rate);
@@ -95,6 +117,10 @@ async fn session(socket: WebSocket, state: AppState, engine: EngineHandle, reque
         match generation.await {
             Ok(Finish::Completed) => {}
             Ok(Finish::ClientGone) => return,
+            Ok(Finish::Refused(code)) => {
+                close(&mut sink, code.code(), code.reason()).await;
+                return;
+            }
             Err(e) => {
                 state.metrics().record_error(e.code());
                 let _ = send_log(
@@ -106,8 +132,12 @@ async fn session(socket: WebSocket, state: AppState, engine: EngineHandle, reque
             }
         }
     }
-    let _ = send_log(&mut sink, "backend_stream_complete", json!({})).await;
-    close(&mut sink, CLOSE_NORMAL, "").await;
+    if send_log(&mut sink, "backend_stream_complete", json!({}))
+        .await
+        .is_ok()
+    {
+        close(&mut sink, CloseCode::Normal.code(), "").await;
+    }
 }
 
 /// How a generation ended without an error.
@@ -116,16 +146,23 @@ enum Finish {
     Completed,
     /// The client closed or dropped the socket.
     ClientGone,
+    /// The client sent what the transport refuses (too big, invalid UTF-8, bad framing).
+    Refused(CloseCode),
 }
 
-/// Streams the utterance's frames; stops (cancelling the utterance) when the client goes away.
-async fn generate(
-    sink: &mut Sink,
-    incoming: &mut futures::stream::SplitStream<WebSocket>,
+/// Streams the utterance's frames; stops (cancelling the utterance) when the client goes
+/// away or sends what the transport refuses.
+async fn generate<Tx, Rx>(
+    sink: &mut Tx,
+    incoming: &mut Rx,
     mut utterance: UtteranceHandle,
     mut recorder: ContextRecorder,
     text: &str,
-) -> Result<Finish, ApiError> {
+) -> Result<Finish, ApiError>
+where
+    Tx: Sink<Outgoing> + Unpin,
+    Rx: Stream<Item = Incoming> + Unpin,
+{
     utterance.push_text(text)?;
     utterance.close()?;
     let mut generated = 0.0f64;
@@ -134,12 +171,17 @@ async fn generate(
         let event = tokio::select! {
             event = utterance.next_event() => event,
             message = incoming.next() => match message {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
+                None | Some(Incoming::Close | Incoming::Failed(TransportFailure::Broken)) => {
                     debug!("demo client disconnected; cancelling");
                     recorder.finish(Outcome::Cancelled);
                     return Ok(Finish::ClientGone);
                 }
-                Some(Ok(_)) => continue,
+                Some(Incoming::Failed(failure)) => {
+                    debug!(?failure, "demo client sent an invalid message; cancelling");
+                    recorder.finish(Outcome::Cancelled);
+                    return Ok(Finish::Refused(close_code(failure)));
+                }
+                Some(Incoming::Text(_) | Incoming::Binary { .. } | Incoming::Ping) => continue,
             },
         };
         match event {
@@ -147,8 +189,7 @@ async fn generate(
                 recorder.audio(samples.len());
                 let chunk_sec = samples.len() as f64 / f64::from(recorder.sample_rate());
                 generated += chunk_sec;
-                if sink
-                    .send(Message::Binary(demo_pcm16(&samples).into()))
+                if send(sink, Outgoing::Binary(demo_pcm16(&samples)))
                     .await
                     .is_err()
                 {
@@ -189,23 +230,44 @@ async fn generate(
     }
 }
 
-/// Sends one log event; an error means the client is gone.
-async fn send_log(sink: &mut Sink, event: &str, data: Value) -> Result<(), axum::Error> {
-    sink.send(Message::Text(log_event(event, data).into()))
-        .await
+/// The close code for what the transport refused.
+fn close_code(failure: TransportFailure) -> CloseCode {
+    match failure {
+        TransportFailure::TooBig => CloseCode::MessageTooBig,
+        TransportFailure::InvalidUtf8 => CloseCode::InvalidPayload,
+        TransportFailure::Protocol | TransportFailure::Broken => CloseCode::ProtocolViolation,
+    }
+}
+
+/// Sends one message; an error means the client is gone.
+async fn send<Tx: Sink<Outgoing> + Unpin>(sink: &mut Tx, message: Outgoing) -> Result<(), Gone> {
+    sink.send(message).await.map_err(|_| Gone)
+}
+
+/// Sends one log event.
+async fn send_log<Tx: Sink<Outgoing> + Unpin>(
+    sink: &mut Tx,
+    event: &str,
+    data: Value,
+) -> Result<(), Gone> {
+    send(sink, Outgoing::Text(log_event(event, data))).await
 }
 
 /// Reports `error` as `backend_error`, then closes with `code`.
-async fn fail(state: &AppState, sink: &mut Sink, error: ApiError, code: u16) {
+async fn fail<Tx: Sink<Outgoing> + Unpin>(
+    state: &AppState,
+    sink: &mut Tx,
+    error: ApiError,
+    code: u16,
+) {
     state.metrics().record_error(error.code());
-    let _ = send_log(sink, "backend_error", json!({"message": error.to_string()})).await;
-    close(sink, code, "").await;
+    let message = json!({"message": error.to_string()});
+    if send_log(sink, "backend_error", message).await.is_ok() {
+        close(sink, code, "").await;
+    }
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+async fn close<Tx: Sink<Outgoing> + Unpin>(sink: &mut Tx, code: u16, reason: &str) {
+    let reason = reason.to_string();
+    let _ = send(sink, Outgoing::Close { code, reason }).await;
 }

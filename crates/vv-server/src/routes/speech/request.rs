@@ -6,6 +6,7 @@
 //! otherwise), `flac`, `opus`, and the raw encodings `pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`.
 //! Defaults that differ from OpenAI: `response_format` defaults to `wav` (OpenAI's `mp3` is
 //! not produced); `model` and `voice` may be left out (native model, default voice).
+//! A `diffusion_steps` above the server's `max_diffusion_steps` is refused (400).
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -127,6 +128,13 @@ impl SpeechRequest {
                 ))
             }
         };
+        let diffusion_steps = match field::<usize>(&obj, "diffusion_steps")? {
+            Some(steps) => {
+                check_diffusion_steps(steps, settings, "diffusion_steps")?;
+                steps
+            }
+            None => settings.diffusion_steps,
+        };
         Ok(Self {
             input,
             voice,
@@ -134,7 +142,7 @@ impl SpeechRequest {
             sample_rate: field(&obj, "sample_rate")?.unwrap_or(NATIVE_SAMPLE_RATE),
             stream_format,
             cfg_scale: field(&obj, "cfg_scale")?.unwrap_or(f64::from(settings.cfg_scale)),
-            diffusion_steps: field(&obj, "diffusion_steps")?.unwrap_or(settings.diffusion_steps),
+            diffusion_steps,
             seed: field(&obj, "seed")?.or(settings.seed),
         })
     }
@@ -161,9 +169,28 @@ impl SpeechRequest {
     }
 }
 
+/// Refuses `steps` requested in field `param` when above the server's `max_diffusion_steps`.
+pub fn check_diffusion_steps(
+    steps: usize,
+    settings: &Settings,
+    param: &'static str,
+) -> Result<(), ApiError> {
+    let max = settings.limits.max_diffusion_steps;
+    if steps > max {
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "`{param}` {steps} is above this server's limit of {max} (max_diffusion_steps)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz_strategies::{object_with, FUZZ_CASES};
     use crate::routes::test_support::engine_info;
     use proptest::prelude::*;
 
@@ -235,6 +262,17 @@ mod tests {
             code(r#"{"input":"hi","diffusion_steps":-1}"#),
             ("invalid_request", Some("diffusion_steps"))
         );
+        let mut capped = Settings::default();
+        capped.limits.max_diffusion_steps = 20;
+        let over = SpeechRequest::parse(br#"{"input":"hi","diffusion_steps":21}"#, &capped);
+        let e = over.unwrap_err();
+        assert_eq!(
+            (e.code(), e.param()),
+            ("invalid_request", Some("diffusion_steps"))
+        );
+        assert!(e.to_string().contains("limit of 20"), "{e}");
+        let at = SpeechRequest::parse(br#"{"input":"hi","diffusion_steps":20}"#, &capped);
+        assert_eq!(at.unwrap().diffusion_steps, 20);
         assert_eq!(
             code(r#"{"input":"hi","voice":7}"#),
             ("invalid_request", Some("voice"))
@@ -283,12 +321,34 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
+        // Fuzzing by structured generation (issue 12): 10,000 cases each.
+        #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
         /// Arbitrary bytes never panic and any rejection is a 4xx.
         #[test]
         fn arbitrary_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..200)) {
             if let Err(e) = SpeechRequest::parse(&body, &Settings::default()) {
                 prop_assert!(e.status().is_client_error());
+            }
+        }
+
+        /// Objects with the request's keys holding any JSON values never panic; what is
+        /// accepted has a speakable input and a plan, what is rejected is a 4xx with a code.
+        #[test]
+        fn request_shaped_json_never_panics(v in object_with(Just(None), &["model", "input",
+            "voice", "response_format", "speed", "stream_format", "sample_rate", "cfg_scale",
+            "diffusion_steps", "seed", "instructions", "extra"])) {
+            let settings = Settings::default();
+            match SpeechRequest::parse(v.to_string().as_bytes(), &settings) {
+                Ok(r) => {
+                    prop_assert!(!r.input.trim().is_empty());
+                    if let Err(e) = r.plan(&settings, &engine_info(&["tiny"])) {
+                        prop_assert!(e.status().is_client_error(), "{:?}", e);
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(e.status().is_client_error());
+                    prop_assert!(!e.code().is_empty());
+                }
             }
         }
 

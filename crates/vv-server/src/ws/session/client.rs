@@ -92,18 +92,17 @@ where
                 _ => self.report(Some(id), WsError::EmptyText).await,
             };
         }
-        let now = Instant::now();
         let created = if self.contexts.contains_key(id) {
             None
         } else {
-            match self.open_context(id, text, now) {
+            match self.open_context(id, text, Instant::now()) {
                 Ok(created) => Some(created),
                 Err(e) => return self.report(Some(id), e).await,
             }
         };
         let max = self.limits.max_text_chars;
         let result = match self.contexts.get_mut(id) {
-            Some(context) => context.text(&self.engine, text, max, now),
+            Some(context) => context.text(&self.engine, text, max),
             None => return Ok(()),
         };
         // The text is with the engine before `context.created` is written.
@@ -135,11 +134,16 @@ where
         if text.chars().count() > max {
             return Err(WsError::TextTooLong { max });
         }
+        let max_contexts = self.limits.max_contexts_per_session;
+        if self.contexts.len() >= max_contexts {
+            return Err(WsError::TooManyContexts { max: max_contexts });
+        }
         let context = Context::open(
             id.to_string(),
             self.next_num,
             &self.config,
             &self.engine,
+            &self.slots,
             self.state.metrics(),
             now,
         )?;
@@ -151,7 +155,7 @@ where
 
     pub(super) async fn on_flush(&mut self, id: &str) -> Flow {
         let result = match self.contexts.get_mut(id) {
-            Some(context) => context.flush(&self.engine, Instant::now()),
+            Some(context) => context.flush(&self.engine),
             None => Err(WsError::UnknownContext(id.to_string())),
         };
         match result {

@@ -30,6 +30,7 @@ use super::close_code::CloseCode;
 use super::context::Context;
 use super::events::{Ready, ServerEvent};
 use super::session_config::SessionConfig;
+use super::slot_share::SessionSlots;
 use super::transport::{Incoming, Outgoing};
 use crate::config::Limits;
 use crate::metrics::WsSessionGuard;
@@ -87,6 +88,7 @@ pub async fn run_session<Tx, Rx>(
         limits,
         config,
         out: outgoing,
+        slots: SessionSlots::new(limits.max_session_slot_percent),
         contexts: BTreeMap::new(),
         next_num: 1,
         last_activity: Instant::now(),
@@ -106,6 +108,7 @@ struct Session<Tx> {
     limits: Limits,
     config: SessionConfig,
     out: Tx,
+    slots: SessionSlots,
     contexts: BTreeMap<String, Context>,
     next_num: u32,
     last_activity: Instant,

@@ -30,7 +30,7 @@ where
             .collect();
         for id in expired {
             let message = format!(
-                "no input for {} s: the context was closed",
+                "no speech synthesised for {} s: the context was closed",
                 context_idle.as_secs()
             );
             self.event(ServerEvent::warning(Some(&id), CONTEXT_IDLE, message))

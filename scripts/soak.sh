@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Soak test: a real vibevoice-rt (the tiny fixture model, CPU) under mixed HTTP, WebSocket v1
+# and demo /stream traffic with churn, cancels, disconnects and bad input for a set time, then a
+# check that slots, contexts, sessions, runtime tasks and open file descriptors return to their
+# baseline and resident memory grows less than 1% (scripts/soak.py does the driving and the
+# checks; it exits non-zero on any failure and prints a JSON report).
+#
+# Usage: scripts/soak.sh [SECONDS] [REPORT]
+#   SECONDS              length of the measured phase (default 120; a warm-up of half that, 10-30 s, comes first)
+#   REPORT               where to write the JSON report (default: stdout only)
+#   VIBEVOICE_RT_BIN     server binary (default: target/debug/vibevoice-rt, built if missing)
+#   SOAK_VENV            virtual environment to create/reuse (default: target/soak-venv)
+#   SOAK_WORKERS         concurrent clients (default 6)
+#   PYTHON               Python interpreter used to create the venv (default: python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_TO_RUN="${1:-120}"
+REPORT="${2:-}"
+PYTHON="${PYTHON:-python3}"
+VENV="${SOAK_VENV:-target/soak-venv}"
+WORKERS="${SOAK_WORKERS:-6}"
+# shellcheck source=lib/tiny-server.sh
+. scripts/lib/tiny-server.sh
+
+echo "== venv $VENV with aiohttp"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check aiohttp
+
+tiny_server_start --max-slots 16
+tiny_server_wait_ready
+
+echo "== soak: $SECONDS_TO_RUN s with $WORKERS clients"
+if ! "$VENV/bin/python" scripts/soak.py "$PORT" "$SERVER_PID" "$SECONDS_TO_RUN" \
+    --workers "$WORKERS" ${REPORT:+--report "$REPORT"}; then
+    echo "== soak FAILED; server log tail:"; tail -40 "$LOG"; exit 1
+fi
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "== the server died during the soak:"; tail -40 "$LOG"; exit 1
+fi
+echo "== soak passed"
