@@ -536,3 +536,128 @@ proptest! {
         prop_assert!(&streamed == whole, "pieces {:?} changed the audio", pieces);
     }
 }
+
+/// One client operation of the state-machine property.
+#[derive(Debug, Clone)]
+enum Op {
+    Text(usize, String, bool),
+    Flush(usize),
+    Close(usize),
+    Cancel(Option<usize>),
+    Configure(u64),
+    Junk(String),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let id = 0usize..3;
+    prop_oneof![
+        4 => (id.clone(), "[a-z ,.]{0,24}", any::<bool>()).prop_map(|(i, t, f)| Op::Text(i, t, f)),
+        1 => id.clone().prop_map(Op::Flush),
+        2 => id.clone().prop_map(Op::Close),
+        1 => prop::option::of(id).prop_map(Op::Cancel),
+        1 => any::<u64>().prop_map(Op::Configure),
+        1 => ".{0,16}".prop_map(Op::Junk),
+    ]
+}
+
+/// Error codes that end the context they name (docs/protocol.md).
+const ENDING: &[&str] = &[
+    "slow_consumer",
+    "synthesis_failed",
+    "synthesis_cancelled",
+    "encoding_failed",
+    "text_wait_timeout",
+];
+
+/// Runs `ops` on a fresh session of `service`, then cancels everything; checks that every
+/// context created ends exactly once, that the engine's slots return to zero, and that the
+/// session task ends without a panic when the client goes.
+async fn run_ops(service: &Service, ops: &[Op]) -> Result<(), TestCaseError> {
+    let ids = ["a", "b", "c"];
+    let mut peer = service.session(service.defaults(), 1 << 16);
+    for op in ops {
+        let message = match op {
+            Op::Text(i, text, flush) => {
+                json!({"type": "text", "context_id": ids[*i], "text": text, "flush": flush})
+            }
+            Op::Flush(i) => json!({"type": "flush", "context_id": ids[*i]}),
+            Op::Close(i) => json!({"type": "close", "context_id": ids[*i]}),
+            Op::Cancel(i) => json!({"type": "cancel", "context_id": i.map_or("*", |i| ids[i])}),
+            Op::Configure(seed) => json!({"type": "session.configure", "seed": seed}),
+            Op::Junk(s) => {
+                peer.tx.send(Incoming::Text(s.clone())).await.unwrap();
+                continue;
+            }
+        };
+        peer.send(message).await;
+    }
+    peer.send(json!({"type": "cancel", "context_id": "*"}))
+        .await;
+    // A marker: once its answer arrives, every earlier operation has been handled.
+    peer.send(json!({"type": "session.configure"})).await;
+    let mut live = std::collections::HashMap::<String, bool>::new();
+    let mut configured = 0;
+    let wanted = 1 + ops.iter().filter(|o| matches!(o, Op::Configure(_))).count();
+    while configured < wanted || live.values().any(|l| *l) {
+        let Seen::Event(ev) = peer.next().await else {
+            continue;
+        };
+        let id = ev["context_id"].as_str().unwrap_or_default().to_string();
+        let kind = ev["type"].as_str().unwrap_or_default();
+        let ends = matches!(kind, "context.done" | "cancelled")
+            || (kind == "error" && ENDING.contains(&ev["code"].as_str().unwrap_or_default()));
+        if kind == "session.configured" {
+            configured += 1;
+        } else if kind == "context.created" {
+            prop_assert!(
+                !live.get(&id).copied().unwrap_or(false),
+                "{id} created twice: {ev}"
+            );
+            live.insert(id, true);
+        } else if ends {
+            prop_assert!(
+                live.get(&id).copied().unwrap_or(false),
+                "{id} ended while not live: {ev}"
+            );
+            live.insert(id, false);
+        }
+        prop_assert!(ev["fatal"] != json!(true), "fatal error: {ev}");
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while service.engine.slots_used() != 0 {
+        prop_assert!(
+            Instant::now() < until,
+            "slots still used: {}",
+            service.engine.slots_used()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(peer.tx);
+    prop_assert!(peer.task.await.is_ok(), "the session task panicked");
+    Ok(())
+}
+
+/// Cases of the session state-machine property: 2,000 in `cargo test` (about 16 s), 10,000 in
+/// `.ci/run` (`VV_SESSION_FUZZ_CASES`).
+fn session_cases() -> u32 {
+    std::env::var("VV_SESSION_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(session_cases()))]
+    /// The session state machine under random operation sequences: no panic, no fatal error,
+    /// every context created ends exactly once, and slots in use return to zero (slots in use =
+    /// live segments).
+    #[test]
+    fn random_operation_sequences_keep_the_session_consistent(
+        ops in prop::collection::vec(op(), 0..24)
+    ) {
+        static SERVICE: OnceLock<Service> = OnceLock::new();
+        let service = SERVICE.get_or_init(|| Service::load(|s| s.limits.max_frames_per_token = 2));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(run_ops(service, &ops))?;
+    }
+}
