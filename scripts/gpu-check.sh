@@ -13,7 +13,9 @@
 # Output in $OUT: gpu-check.log (everything), summary.txt (the numbers), results.tar.gz (every
 #   command's stdout/stderr, JSON included), capacity/ (scripts/gpu-capacity.sh: bench --streams
 #   and the load test against serve --random-weights; CAPACITY_STREAMS, CAPACITY_LOAD_STREAMS,
-#   CAPACITY_LOAD_SECONDS set its sweep, default "1 64 128", "1,64,128", 10). Every step runs even if an earlier one fails; a
+#   CAPACITY_LOAD_SECONDS set its sweep, default "1 64 128", "1,64,128", 10), latency/
+#   (scripts/gpu-latency.sh: service against model first audio, one stream; LATENCY_CHARS and
+#   LATENCY_SECONDS, default "60 3000 10000", 4). Every step runs even if an earlier one fails; a
 #   step's failure or any panic text is reported in the summary, and the exit status is non-zero.
 set -uo pipefail
 
@@ -140,6 +142,9 @@ if grep -q panicked "$steps_dir/serve.err"; then failures+=("serve: panic text o
 OUT=$out/capacity STREAMS=${CAPACITY_STREAMS:-1 64 128} LOAD_STREAMS=${CAPACITY_LOAD_STREAMS:-1,64,128} \
     LOAD_SECONDS=${CAPACITY_LOAD_SECONDS:-10} "$root/scripts/gpu-capacity.sh" "$bin" \
     || failures+=("capacity: scripts/gpu-capacity.sh failed")
+OUT=$out/latency CHARS=${LATENCY_CHARS:-60 3000 10000} SECONDS_PER_RUN=${LATENCY_SECONDS:-4} \
+    "$root/scripts/gpu-latency.sh" "$bin" \
+    || failures+=("latency: scripts/gpu-latency.sh failed")
 
 python3 - "$steps_dir" >"$out/summary.txt" <<'EOF'
 import collections, json, sys
@@ -198,6 +203,7 @@ except OSError as e:
     print(f"graphs vs eager: no output ({e})")
 EOF
 cat "$out/capacity/capacity.txt" >>"$out/summary.txt" 2>/dev/null
+cat "$out/latency/latency.txt" >>"$out/summary.txt" 2>/dev/null
 for f in "${failures[@]}"; do echo "FAILED: $f" >>"$out/summary.txt"; done
 tar -czf "$out/results.tar.gz" -C "$out" steps && rm -rf "$steps_dir"
 echo "=== summary ($out)"

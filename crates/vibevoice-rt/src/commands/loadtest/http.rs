@@ -21,7 +21,6 @@ use super::clock::{Clock, IDLE_TIMEOUT, RETRY_PAUSE};
 use super::codes;
 use super::record::{ContextRecord, Frame, StreamRecord};
 use super::target::Target;
-use super::text::LONG_TEXT;
 
 /// Bytes per sample of `response_format: "pcm"` (16-bit little-endian, 24 kHz).
 const BYTES_PER_SAMPLE: u64 = 2;
@@ -40,13 +39,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The request for `target`, with `voice` in the body and `api_key` as a bearer token.
+    /// The request for `target` speaking `text`, with `voice` in the body and `api_key` as a bearer token.
     pub fn new(
         target: &Target,
+        text: &str,
         voice: Option<&str>,
         api_key: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let mut body = json!({"model": MODEL, "input": LONG_TEXT, "response_format": "pcm"});
+        let mut body = json!({"model": MODEL, "input": text, "response_format": "pcm"});
         if let Some(voice) = voice {
             body["voice"] = json!(voice);
         }

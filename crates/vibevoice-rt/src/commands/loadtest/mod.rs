@@ -71,6 +71,19 @@ pub struct LoadtestArgs {
         value_parser = value_parser!(u64).range(0..=60_000)
     )]
     pub buffer_ms: u64,
+    /// Characters of text per context or request: the built-in prose repeated or cut at a
+    /// word (default: the prose as it is, about 3000 characters).
+    #[arg(
+        long,
+        env = "TTS_LOADTEST_TEXT_CHARS",
+        value_name = "N",
+        value_parser = value_parser!(u64).range(1..=100_000)
+    )]
+    pub text_chars: Option<u64>,
+    /// WebSocket: send the text word by word (one `text` message per word, as an LLM streams
+    /// it) instead of in one message; first audio counts from the first word.
+    #[arg(long, env = "TTS_LOADTEST_WORD_BY_WORD", conflicts_with = "http")]
+    pub word_by_word: bool,
     /// Print the report as one JSON document.
     #[arg(long, env = "TTS_LOADTEST_JSON")]
     pub json: bool,
@@ -125,9 +138,16 @@ async fn run_levels(args: &LoadtestArgs) -> anyhow::Result<Report> {
             REACH_TIMEOUT.as_secs()
         ),
     }
+    let text = text::text_of(args.text_chars.map(|n| n as usize));
+    let pieces: Arc<Vec<String>> = Arc::new(if args.word_by_word {
+        text::words(&text).into_iter().map(str::to_string).collect()
+    } else {
+        vec![text.clone()]
+    });
     let http_plan = match args.mode() {
         Mode::Http => Some(Arc::new(http::Plan::new(
             target,
+            &text,
             args.voice.as_deref(),
             args.api_key.as_deref(),
         )?)),
@@ -149,6 +169,7 @@ async fn run_levels(args: &LoadtestArgs) -> anyhow::Result<Report> {
         let ws_plan = Arc::new(ws::Plan {
             url: target.ws_url(args.voice.as_deref(), args.api_key.as_deref()),
             level: i + 1,
+            pieces: Arc::clone(&pieces),
         });
         let tasks: Vec<_> = (0..streams)
             .map(|index| match &http_plan {
@@ -171,6 +192,8 @@ async fn run_levels(args: &LoadtestArgs) -> anyhow::Result<Report> {
         mode: args.mode(),
         seconds: args.seconds,
         buffer_ms: args.buffer_ms,
+        text_chars: text.chars().count(),
+        word_by_word: args.word_by_word,
         levels,
     })
 }

@@ -30,6 +30,10 @@ pub struct Report {
     pub seconds: u64,
     /// The client jitter buffer of the underrun rule.
     pub buffer_ms: u64,
+    /// Characters of text per context or request.
+    pub text_chars: usize,
+    /// Whether the WebSocket contexts got their text word by word.
+    pub word_by_word: bool,
     pub levels: Vec<LevelReport>,
 }
 
@@ -99,9 +103,14 @@ impl Report {
             Mode::Websocket => "WebSocket",
             Mode::Http => "HTTP",
         };
+        let sent = if self.word_by_word {
+            "word by word"
+        } else {
+            "whole"
+        };
         let mut out = format!(
-            "{mode} load test of {}: {} s per level, {} ms jitter buffer\n",
-            self.url, self.seconds, self.buffer_ms
+            "{mode} load test of {}: {} s per level, {} ms jitter buffer, {} characters sent {sent}\n",
+            self.url, self.seconds, self.buffer_ms, self.text_chars
         );
         let _ = writeln!(
             out,
@@ -222,10 +231,16 @@ mod tests {
             mode: Mode::Http,
             seconds: 3,
             buffer_ms: 300,
+            text_chars: 96,
+            word_by_word: false,
             levels: vec![level],
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["mode"], "http");
+        assert_eq!(
+            (json["text_chars"].as_u64(), json["word_by_word"].as_bool()),
+            (Some(96), Some(false))
+        );
         let level = &json["levels"][0];
         for null in [
             "ttfa_p50_ms",

@@ -1,5 +1,6 @@
-//! The built-in text every context and request speaks: about 3000 characters of plain English
-//! prose in several paragraphs, long enough that a context outlasts most first-audio delays.
+//! The text every context and request speaks: by default about 3000 characters of plain
+//! English prose in several paragraphs, long enough that a context outlasts most first-audio
+//! delays; or that prose repeated or cut to a given length; sent whole or word by word.
 
 /// The text sent in each `text` message (WebSocket) or as `input` (HTTP).
 pub const LONG_TEXT: &str = "\
@@ -43,9 +44,65 @@ competition. Life goes on much as it always has, one tide after another, and the
 live here would not have it any other way. They say that the sea teaches patience, and that a \
 town built beside it learns to measure time not in hours but in seasons.";
 
+/// The built-in prose repeated (paragraph after paragraph) and cut at a word boundary to at
+/// most `chars` characters (at least its first word); `None`: the prose as it is.
+pub fn text_of(chars: Option<usize>) -> String {
+    let Some(chars) = chars else {
+        return LONG_TEXT.to_string();
+    };
+    let mut text = String::with_capacity(chars + LONG_TEXT.len());
+    while text.len() < chars {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        text.push_str(LONG_TEXT);
+    }
+    // ASCII: bytes are characters.
+    let cut = text[..=chars.min(text.len() - 1)]
+        .rfind(char::is_whitespace)
+        .filter(|&at| at > 0)
+        .unwrap_or_else(|| text.find(char::is_whitespace).unwrap_or(text.len()));
+    text.truncate(cut);
+    text
+}
+
+/// `text` as an LLM streams it: one piece per word, each with the whitespace before the next.
+pub fn words(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut in_space = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            in_space = true;
+        } else if in_space {
+            pieces.push(&text[start..i]);
+            start = i;
+            in_space = false;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
-    use super::LONG_TEXT;
+    use super::{text_of, words, LONG_TEXT};
+
+    #[test]
+    fn texts_of_any_length_end_at_a_word_and_words_rebuild_the_text() {
+        assert_eq!(text_of(None), LONG_TEXT);
+        for chars in [1, 60, 96, 3000, 10_000, 40_000] {
+            let t = text_of(Some(chars));
+            let first_word = t.split_whitespace().next().unwrap().len();
+            assert!(t.len() <= chars.max(first_word), "{chars}: {}", t.len());
+            assert!(chars < 60 || t.len() + 20 > chars, "{chars}: {}", t.len());
+            assert!(!t.ends_with(char::is_whitespace), "{chars}");
+            assert_eq!(words(&t).concat(), t);
+            assert_eq!(words(&t).len(), t.split_whitespace().count());
+        }
+    }
 
     #[test]
     fn the_text_is_about_3000_characters_of_several_paragraphs() {

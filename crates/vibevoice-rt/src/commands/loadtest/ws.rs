@@ -17,7 +17,6 @@ use vv_audio::{Encoding, FrameHeader, NATIVE_SAMPLE_RATE};
 use super::clock::{Clock, IDLE_TIMEOUT, RETRY_PAUSE};
 use super::codes;
 use super::record::{ContextRecord, Frame, StreamRecord};
-use super::text::LONG_TEXT;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -39,6 +38,8 @@ pub struct Plan {
     pub url: String,
     /// Level number (from 1), for readable context ids.
     pub level: usize,
+    /// The text of each context, as the `text` messages that carry it (one, or one per word).
+    pub pieces: Arc<Vec<String>>,
 }
 
 /// Runs one stream until the deadline: a session, and a new one after a pause whenever a
@@ -208,9 +209,13 @@ impl Stream {
             bytes_per_sample: Encoding::PcmS16le.bytes_per_sample(),
             record: ContextRecord::new(sent, NATIVE_SAMPLE_RATE),
         };
-        let text = json!({"type": "text", "context_id": open.id, "text": LONG_TEXT});
+        let mut sent_all = true;
+        for piece in self.plan.pieces.iter() {
+            let text = json!({"type": "text", "context_id": open.id, "text": piece});
+            sent_all &= send(ws, &text).await.is_ok();
+        }
         let close = json!({"type": "close", "context_id": open.id});
-        let end = if send(ws, &text).await.is_err() || send(ws, &close).await.is_err() {
+        let end = if !sent_all || send(ws, &close).await.is_err() {
             ContextEnd::Session(self.lost(codes::CONNECTION_LOST.into()))
         } else {
             self.read_context(ws, &mut open).await

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# First audio through the service against the model alone, one stream (issue 15's check), in
+# one go: `bench --streams 1` (the model's first audio), then `serve --random-weights` driven by
+# `loadtest --streams 1` on the same host over WebSocket v1 (text sent whole and word by word)
+# and HTTP (`POST /v1/audio/speech`, streamed pcm, first byte), for several text lengths.
+#
+# Usage: scripts/gpu-latency.sh [BINARY]
+#   BINARY defaults to .gpu/vibevoice-rt, or .gpu/vibevoice-rt.xz unpacked to a temporary file.
+# Environment: OUT (output directory, default a new temporary one), DEVICE (cuda), DTYPE (bf16),
+#   CHARS (text lengths, "60 384 3000 10000"), SECONDS_PER_RUN (5), BENCH_RUNS (5).
+# Output in $OUT: bench.json, lt-<mode>-<chars>.json/.err, serve.log, latency.txt (the summary:
+#   per run the service's first-audio p50/p95 and p50 minus the model's).
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/gpu-env.sh
+source "$root/scripts/gpu-env.sh"
+out=${OUT:-$(mktemp -d -t gpu-latency.XXXXXX)}
+mkdir -p "$out"
+
+bin=${1:-.gpu/vibevoice-rt}
+if [[ ! -x $bin && -f $bin.xz ]]; then
+    bin=$(unpack_binary "$bin.xz" vibevoice-rt)
+fi
+[[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
+add_cuda_libraries
+device=${DEVICE:-cuda}
+dtype=${DTYPE:-bf16}
+
+status=0
+echo "=== bench --streams 1"
+timeout 300 "$bin" bench --random-weights --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
+    --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 --json \
+    >"$out/bench.json" 2>"$out/bench.err" || { echo "bench failed"; status=1; }
+
+port=18779
+get() {
+    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "http://127.0.0.1:$port$1"
+}
+echo "=== serve --random-weights"
+"$bin" serve --random-weights --device "$device" --dtype "$dtype" --diffusion-steps 5 \
+    --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir voices --port "$port" \
+    --max-slots 8 --max-text-chars 20000 >"$out/serve.log" 2>&1 &
+serve_pid=$!
+ready=0
+for _ in $(seq 1 600); do
+    if ! kill -0 "$serve_pid" 2>/dev/null; then break; fi
+    if get /ready >/dev/null 2>&1; then ready=1; break; fi
+    sleep 0.5
+done
+if [[ $ready == 1 ]]; then
+    for chars in ${CHARS:-60 384 3000 10000}; do
+        for mode in ws ws-words http; do
+            case $mode in
+                ws) extra=() ;;
+                ws-words) extra=(--word-by-word) ;;
+                http) extra=(--http) ;;
+            esac
+            echo "=== loadtest $mode $chars characters"
+            timeout 120 "$bin" loadtest "http://127.0.0.1:$port" --streams 1 \
+                --seconds "${SECONDS_PER_RUN:-5}" --text-chars "$chars" "${extra[@]}" --json \
+                >"$out/lt-$mode-$chars.json" 2>"$out/lt-$mode-$chars.err" \
+                || { echo "loadtest $mode $chars failed"; status=1; }
+        done
+    done
+else
+    echo "the service did not become ready"
+    status=1
+fi
+kill "$serve_pid" 2>/dev/null
+wait "$serve_pid" 2>/dev/null
+
+python3 - "$out" >"$out/latency.txt" <<'PY'
+import glob, json, os, sys
+d = sys.argv[1]
+def load(path):
+    try:
+        return json.load(open(path))
+    except Exception as e:
+        print(f"{os.path.basename(path)}: no JSON ({e})")
+        return None
+b = load(f"{d}/bench.json")
+model = b["ttfa_ms"] if b else None
+if b:
+    print(f"model (bench --streams 1): first audio {model:.2f} ms, per frame {b['per_frame_ms']:.2f} ms "
+          f"({b.get('device_name')}, {b.get('dtype')})")
+print("service, one stream: mode, characters, contexts, first audio p50 / p95 ms, p50 - model ms")
+for path in sorted(glob.glob(f"{d}/lt-*.json"), key=lambda p: (p.split('-')[-1], p)):
+    lt = load(path)
+    if not lt:
+        continue
+    name = os.path.basename(path)[3:-5]
+    for l in lt["levels"]:
+        p50, p95 = l["ttfa_p50_ms"], l["ttfa_p95_ms"]
+        extra = f"{p50 - model:+.2f}" if (p50 is not None and model is not None) else "-"
+        print(f"  {name:<18} {lt['text_chars']:>6} {l['contexts']:>5}  {p50} / {p95}  {extra}  errors {l['errors']}")
+PY
+cat "$out/latency.txt"
+exit $status
