@@ -127,11 +127,33 @@ def main() -> None:
         fail(f"sse: bad decoded PCM length {len(pcm)}")
     print(f"ok  stream_format=sse: {len(deltas)} deltas, {len(pcm) // 2} samples")
 
-    # 6. Errors come back as the SDK's typed exceptions with OpenAI's envelope.
+    # 6. `speed` time-stretches the same seeded audio: 1.5 lasts 1/1.5 as long as 1.0.
+    def pcm_samples(**kwargs) -> int:
+        data = client.audio.speech.create(
+            model="tts-1", input=TEXT, response_format="pcm", extra_body={"seed": 7}, **kwargs
+        ).content
+        if not data or len(data) % 2:
+            fail(f"{kwargs}: bad PCM length {len(data)}")
+        return len(data) // 2
+
+    normal = pcm_samples(voice=args.voice, speed=1.0)
+    fast = pcm_samples(voice=args.voice, speed=1.5)
+    if abs(fast - normal / 1.5) > 1:
+        fail(f"speed=1.5: {fast} samples, expected about {normal / 1.5:.0f} (speed 1.0: {normal})")
+    print(f"ok  speed=1.5: {fast} samples vs {normal} at speed 1.0")
+
+    # 7. Every voice name the OpenAI API accepts maps to an installed voice.
+    for voice in ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
+                  "shimmer", "verse", "marin", "cedar"):
+        data = client.audio.speech.create(model="tts-1", voice=voice, input="Hi.").content
+        check_wav(data, f"voice={voice}")
+    print("ok  all 13 OpenAI voice names")
+
+    # 8. Errors come back as the SDK's typed exceptions with OpenAI's envelope.
     for kwargs, status, code in (
         (dict(voice="no-such-voice"), 400, "unknown_voice"),
         (dict(voice=args.voice, response_format="mp3"), 400, "unsupported_format"),
-        (dict(voice=args.voice, speed=1.5), 400, "unsupported_speed"),
+        (dict(voice=args.voice, speed=5.0), 400, "unsupported_speed"),
     ):
         try:
             client.audio.speech.create(model="tts-1", input=TEXT, **kwargs).content

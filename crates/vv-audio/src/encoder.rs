@@ -1,8 +1,9 @@
 //! The server-facing streaming encoder: native 24 kHz f32 in, bytes of a format out.
 //!
-//! Every encoder is a [`StreamResampler`] (24 kHz -> the requested rate) in front of a format
-//! body (raw samples, streaming WAV, FLAC, Ogg Opus). `push` returns the bytes that are ready
-//! to send now; `finish` flushes the resampler's and the format's tails.
+//! Every encoder is a [`TimeStretcher`] (playback speed; a pass-through at 1.0) and a
+//! [`StreamResampler`] (24 kHz -> the requested rate) in front of a format body (raw samples,
+//! streaming WAV, FLAC, Ogg Opus). `push` returns the bytes that are ready to send now;
+//! `finish` flushes the stretcher's, the resampler's and the format's tails.
 
 use crate::error::AudioError;
 use crate::flac::FlacStreamWriter;
@@ -10,6 +11,7 @@ use crate::format::OutputFormat;
 use crate::opus::OggOpusStreamWriter;
 use crate::pcm::Encoding;
 use crate::resample::StreamResampler;
+use crate::stretch::{Speed, TimeStretcher};
 use crate::wav::wav_header;
 
 /// A streaming audio encoder created by [`new_encoder`].
@@ -28,22 +30,39 @@ pub trait AudioEncoder: Send {
 }
 
 /// Creates an encoder producing `format` at `sample_rate` (one of the protocol's rates; Opus
-/// additionally needs a rate it codes natively: 8000, 16000, 24000 or 48000).
+/// additionally needs a rate it codes natively: 8000, 16000, 24000 or 48000), at normal speed.
 pub fn new_encoder(
     format: OutputFormat,
     sample_rate: u32,
 ) -> Result<Box<dyn AudioEncoder>, AudioError> {
-    let resampler = StreamResampler::new(sample_rate)?;
+    new_encoder_at_speed(format, sample_rate, Speed::NORMAL)
+}
+
+/// Like [`new_encoder`], with the audio time-stretched to play at `speed` (pitch kept) before
+/// it is resampled.
+pub fn new_encoder_at_speed(
+    format: OutputFormat,
+    sample_rate: u32,
+    speed: Speed,
+) -> Result<Box<dyn AudioEncoder>, AudioError> {
+    let front = Front {
+        stretcher: TimeStretcher::new(speed),
+        resampler: StreamResampler::new(sample_rate)?,
+    };
     Ok(match format {
-        OutputFormat::Raw(encoding) => Pipeline::boxed(format, resampler, RawBody(encoding)),
-        OutputFormat::Wav => Pipeline::boxed(format, resampler, WavBody::new(sample_rate)),
-        OutputFormat::Flac => {
-            Pipeline::boxed(format, resampler, FlacStreamWriter::new(sample_rate)?)
-        }
+        OutputFormat::Raw(encoding) => Pipeline::boxed(format, front, RawBody(encoding)),
+        OutputFormat::Wav => Pipeline::boxed(format, front, WavBody::new(sample_rate)),
+        OutputFormat::Flac => Pipeline::boxed(format, front, FlacStreamWriter::new(sample_rate)?),
         OutputFormat::Opus => {
-            Pipeline::boxed(format, resampler, OggOpusStreamWriter::new(sample_rate)?)
+            Pipeline::boxed(format, front, OggOpusStreamWriter::new(sample_rate)?)
         }
     })
+}
+
+/// The sample processing in front of every body: speed, then rate.
+struct Front {
+    stretcher: TimeStretcher,
+    resampler: StreamResampler,
 }
 
 /// Turns output-rate samples into the bytes of one format.
@@ -123,19 +142,19 @@ impl Body for OggOpusStreamWriter {
     }
 }
 
-/// Resampler followed by a body.
+/// Stretcher and resampler followed by a body.
 struct Pipeline<B: Body> {
     format: OutputFormat,
-    resampler: StreamResampler,
+    front: Front,
     body: B,
     finished: bool,
 }
 
 impl<B: Body + 'static> Pipeline<B> {
-    fn boxed(format: OutputFormat, resampler: StreamResampler, body: B) -> Box<dyn AudioEncoder> {
+    fn boxed(format: OutputFormat, front: Front, body: B) -> Box<dyn AudioEncoder> {
         Box::new(Pipeline {
             format,
-            resampler,
+            front,
             body,
             finished: false,
         })
@@ -147,7 +166,8 @@ impl<B: Body> AudioEncoder for Pipeline<B> {
         if self.finished {
             return Err(AudioError::Finished);
         }
-        let resampled = self.resampler.push(samples)?;
+        let stretched = self.front.stretcher.push(samples);
+        let resampled = self.front.resampler.push(&stretched)?;
         let mut out = Vec::new();
         self.body.write(&resampled, &mut out)?;
         Ok(out)
@@ -158,7 +178,9 @@ impl<B: Body> AudioEncoder for Pipeline<B> {
             return Err(AudioError::Finished);
         }
         self.finished = true;
-        let tail = self.resampler.finish()?;
+        let stretched = self.front.stretcher.finish();
+        let mut tail = self.front.resampler.push(&stretched)?;
+        tail.extend(self.front.resampler.finish()?);
         let mut out = Vec::new();
         self.body.write(&tail, &mut out)?;
         self.body.finish(&mut out)?;
@@ -170,7 +192,7 @@ impl<B: Body> AudioEncoder for Pipeline<B> {
     }
 
     fn sample_rate(&self) -> u32 {
-        self.resampler.output_rate()
+        self.front.resampler.output_rate()
     }
 
     fn format(&self) -> OutputFormat {
@@ -199,6 +221,21 @@ mod tests {
         assert_eq!(&bytes[..4], b"RIFF");
         assert_eq!(e.content_type(), "audio/wav");
         assert_eq!(e.sample_rate(), 16_000);
+    }
+
+    /// At speed 2.0 the stream has half the samples (round(n / 2), then resampled).
+    #[test]
+    fn speed_shortens_the_stream() {
+        let speed = Speed::new(2.0).unwrap();
+        let mut e =
+            new_encoder_at_speed(OutputFormat::Raw(Encoding::PcmS16le), 16_000, speed).unwrap();
+        let mut bytes = 0;
+        for _ in 0..5 {
+            bytes += e.push(&[0.25; 3200]).unwrap().len();
+        }
+        bytes += e.finish().unwrap().len();
+        // 16000 input samples -> 8000 at 24 kHz -> ceil(8000 * 16000 / 24000) at 16 kHz.
+        assert_eq!(bytes / 2, 5334);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum AudioError {
     /// The requested sample encoding is unknown.
     #[error("unsupported encoding `{0}` (supported: pcm_s16le, pcm_f32le, mulaw, alaw)")]
     UnsupportedEncoding(String),
+    /// The requested playback speed is outside the supported range (or not a number).
+    #[error("speed {0} is outside the supported range 0.25 to 4.0")]
+    UnsupportedSpeed(f64),
     /// The resampler library refused its input or configuration.
     #[error("resampling failed: {0}")]
     Resample(String),
@@ -47,6 +50,7 @@ impl AudioError {
             AudioError::UnsupportedSampleRate { .. } => "unsupported_sample_rate",
             AudioError::UnsupportedFormat(_) => "unsupported_format",
             AudioError::UnsupportedEncoding(_) => "unsupported_encoding",
+            AudioError::UnsupportedSpeed(_) => "unsupported_speed",
             AudioError::Resample(_) => "resample_failed",
             AudioError::Flac(_) => "flac_encode_failed",
             AudioError::Opus(_) => "opus_encode_failed",
@@ -71,6 +75,7 @@ mod tests {
             },
             AudioError::UnsupportedFormat("mp3".into()),
             AudioError::UnsupportedEncoding("x".into()),
+            AudioError::UnsupportedSpeed(5.0),
             AudioError::Resample("x".into()),
             AudioError::Flac("x".into()),
             AudioError::Opus("x".into()),

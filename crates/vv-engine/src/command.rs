@@ -1,10 +1,11 @@
 //! Messages from client handles to the model thread.
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use crate::outbox::Outbox;
 use crate::params::SynthesisParams;
 use crate::slots::SlotGuard;
+use crate::stages::StageTimes;
 
 /// Identifier of an utterance inside one engine.
 pub type UtteranceId = u64;
@@ -18,7 +19,8 @@ pub enum Command {
         params: SynthesisParams,
         outbox: Outbox,
         slot: SlotGuard,
-        queued_at: Instant,
+        /// Its stage instants (admitted when the slot was taken).
+        stages: Arc<StageTimes>,
     },
     /// Append text token ids to an utterance (tokenized by its handle, off the model thread).
     Tokens { id: UtteranceId, ids: Vec<u32> },

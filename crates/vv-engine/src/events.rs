@@ -16,6 +16,9 @@ pub enum UtteranceEvent {
         seq: u32,
         /// Samples in [-1, 1] (not clamped by the model).
         samples: Arc<[f32]>,
+        /// Text tokens of the utterance the model had read when it sampled this frame (text
+        /// windows of 5 tokens alternate with 6 frames): what word timestamps are estimated from.
+        text_tokens: u32,
     },
     /// A non-fatal notice (e.g. a very short text).
     Warning { code: &'static str, message: String },

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 
-use vv_model::text::{IncrementalTokenizer, TextTokenizer};
+use vv_model::text::{normalize_chars, TextTokenizer};
 
 use crate::capacity::{CapacityModel, CapacityReport};
 use crate::command::{Command, UtteranceId};
@@ -27,6 +27,8 @@ use crate::info::EngineInfo;
 use crate::outbox::{outbox, Inbox};
 use crate::params::SynthesisParams;
 use crate::slots::Slots;
+use crate::stages::StageTimes;
+use crate::text_feed::TextFeed;
 
 /// Queues a command for the model thread without blocking the caller.
 fn dispatch(tx: &SyncSender<Command>, cmd: Command) -> Result<(), EngineError> {
@@ -141,6 +143,14 @@ impl EngineHandle {
         self.info.resolve_voice(requested)
     }
 
+    /// How many text tokens `text` alone becomes (normalised as utterance text is). Word
+    /// timestamps count each word's tokens with this; within a longer text the tokens of a
+    /// word may differ slightly, so the count is an estimate.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, EngineError> {
+        let text = self.tokenizer.strip_specials(&normalize_chars(text));
+        Ok(self.tokenizer.encode(&text)?.len())
+    }
+
     /// Starts an utterance: takes a slot without waiting (or fails with `Overloaded`).
     pub fn start(&self, params: SynthesisParams) -> Result<UtteranceHandle, EngineError> {
         params.validate()?;
@@ -148,24 +158,25 @@ impl EngineHandle {
         let slot = self.slots.try_acquire()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (out, inbox) = outbox(self.max_buffered_frames);
+        let stages = Arc::new(StageTimes::new(Instant::now()));
         let cmd = Command::Start {
             id,
             voice,
             params,
             outbox: out,
             slot,
-            queued_at: Instant::now(),
+            stages: Arc::clone(&stages),
         };
         self.send(cmd)?;
         Ok(UtteranceHandle {
             id,
             commands: self.commands.clone(),
-            tokenizer: Arc::clone(&self.tokenizer),
-            text: IncrementalTokenizer::new(),
+            text: TextFeed::new(id, self.commands.clone(), Arc::clone(&self.tokenizer)),
             words: 0,
             inbox: Some(inbox),
             ended: false,
             lost: None,
+            stages,
         })
     }
 
@@ -181,39 +192,19 @@ impl EngineHandle {
 
 /// Texts of at most this many words get a `short_text` warning (the model is unstable there).
 pub const SHORT_TEXT_WORDS: usize = 3;
-/// Bytes of text tokenized before the ids found so far are sent to the model thread.
-const TOKENIZE_PIECE: usize = 256;
-
-/// `text` cut into consecutive pieces of about `size` bytes, at character boundaries.
-fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut end = size.min(rest.len());
-        while !rest.is_char_boundary(end) {
-            end += 1;
-        }
-        let (piece, tail) = rest.split_at(end);
-        rest = tail;
-        Some(piece)
-    })
-}
-
 /// One running utterance.
 pub struct UtteranceHandle {
     id: UtteranceId,
     commands: SyncSender<Command>,
-    tokenizer: Arc<TextTokenizer>,
-    /// The text received so far, tokenized as it becomes final.
-    text: IncrementalTokenizer,
+    /// The text input, tokenized as it becomes final.
+    text: TextFeed,
     /// Words received so far.
     words: usize,
     inbox: Option<Inbox>,
     ended: bool,
     /// Why the utterance ended on the handle's side (a command could not be queued).
     lost: Option<EngineError>,
+    stages: Arc<StageTimes>,
 }
 
 impl UtteranceHandle {
@@ -222,14 +213,9 @@ impl UtteranceHandle {
         self.id
     }
 
-    /// Queues a command; when it cannot be queued the utterance ends here (see the module
-    /// docs), and later calls fail with the same error.
-    fn send(&mut self, cmd: Command) -> Result<(), EngineError> {
-        let sent = dispatch(&self.commands, cmd);
-        if let Err(e) = &sent {
-            self.abandon(e.clone());
-        }
-        sent
+    /// When it was admitted, ran its first text window and decoded its first frame.
+    pub fn stages(&self) -> &Arc<StageTimes> {
+        &self.stages
     }
 
     fn abandon(&mut self, error: EngineError) {
@@ -238,40 +224,49 @@ impl UtteranceHandle {
         self.lost = Some(error);
     }
 
-    /// The error of an earlier command that could not be queued.
-    fn check_lost(&self) -> Result<(), EngineError> {
-        self.lost.clone().map_or(Ok(()), Err)
+    /// The error of an earlier command that could not be queued, or of the text input's
+    /// helper thread.
+    fn check_lost(&mut self) -> Result<(), EngineError> {
+        if let Some(e) = self.lost.clone() {
+            return Err(e);
+        }
+        match self.text.failure() {
+            Some(e) => {
+                self.abandon(e.clone());
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Appends text (any chunking gives the same audio as the whole text). The text is
-    /// tokenized here, in pieces of [`TOKENIZE_PIECE`] bytes, and the ids that became final go
-    /// to the model thread after each piece: the first window of a long text starts while the
-    /// rest is still being tokenized.
+    /// tokenized in pieces and the ids that became final go to the model thread after each
+    /// piece; beyond its first piece a long text is tokenized off the caller's thread (see
+    /// `text_feed`), so this returns at once and the first window starts from the first piece.
     pub fn push_text(&mut self, text: &str) -> Result<(), EngineError> {
         self.check_lost()?;
         self.words += text.split_whitespace().count();
-        for piece in pieces(text, TOKENIZE_PIECE) {
-            let ids = self.text.push(&self.tokenizer, piece)?;
-            if !ids.is_empty() {
-                self.send(Command::Tokens { id: self.id, ids })?;
-            }
+        let commands = self.commands.clone();
+        let pushed = self.text.push(text, &mut |cmd| dispatch(&commands, cmd));
+        if let Err(e) = &pushed {
+            self.abandon(e.clone());
         }
-        Ok(())
+        pushed
     }
 
     /// Ends the input: the rest is synthesised, then `Finished` follows. Closing twice is
     /// harmless.
     pub fn close(&mut self) -> Result<(), EngineError> {
         self.check_lost()?;
-        if self.text.is_finished() {
-            return Ok(());
+        let short_text = self.words > 0 && self.words <= SHORT_TEXT_WORDS;
+        let commands = self.commands.clone();
+        let closed = self
+            .text
+            .close(short_text, &mut |cmd| dispatch(&commands, cmd));
+        if let Err(e) = &closed {
+            self.abandon(e.clone());
         }
-        let ids = self.text.finish(&self.tokenizer)?;
-        self.send(Command::Close {
-            id: self.id,
-            ids,
-            short_text: self.words > 0 && self.words <= SHORT_TEXT_WORDS,
-        })
+        closed
     }
 
     /// Stops at the next frame boundary; `Cancelled` follows. Never blocks: should the
@@ -314,21 +309,5 @@ impl UtteranceHandle {
 impl Drop for UtteranceHandle {
     fn drop(&mut self) {
         self.cancel();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pieces;
-
-    #[test]
-    fn pieces_cover_the_text_in_order_at_character_boundaries() {
-        let text = "héllo wörld, ünïcödé ".repeat(40);
-        for size in [1, 7, 256, 10_000] {
-            let parts: Vec<&str> = pieces(&text, size).collect();
-            assert_eq!(parts.concat(), text);
-            assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= size + 3));
-        }
-        assert_eq!(pieces("", 4).count(), 0);
     }
 }

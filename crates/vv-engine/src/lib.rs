@@ -17,6 +17,8 @@ pub mod outbox;
 pub mod params;
 pub mod runtime;
 pub mod slots;
+pub mod stages;
+mod text_feed;
 mod worker;
 
 use std::sync::mpsc::sync_channel;
@@ -34,6 +36,7 @@ pub use observer::{EngineObserver, NoopObserver};
 pub use options::EngineOptions;
 pub use params::SynthesisParams;
 pub use runtime::{LoadError, Runtime};
+pub use stages::StageTimes;
 
 use health::{ExitGuard, Heartbeat};
 use slots::Slots;

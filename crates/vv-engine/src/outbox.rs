@@ -130,6 +130,7 @@ mod tests {
         UtteranceEvent::Audio {
             seq,
             samples: Arc::from(vec![0.0f32; 4]),
+            text_tokens: 0,
         }
     }
 

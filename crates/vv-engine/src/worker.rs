@@ -40,6 +40,7 @@ use crate::observer::EngineObserver;
 use crate::outbox::{Outbox, Queued};
 use crate::runtime::Runtime;
 use crate::slots::{SlotGuard, Slots};
+use crate::stages::StageTimes;
 
 use crate::handle::SHORT_TEXT_WORDS;
 /// How often an idle thread wakes up (to notice a dropped client, stamp its heartbeat and end
@@ -66,6 +67,7 @@ struct Active {
     outbox: Outbox,
     _slot: SlotGuard,
     queued_at: Option<Instant>,
+    stages: Arc<StageTimes>,
     starved: bool,
     /// Since when it waits for text (starved with its input still open).
     waiting_since: Option<Instant>,
@@ -233,8 +235,8 @@ impl Worker {
                 params,
                 outbox,
                 slot,
-                queued_at,
-            } => self.start(id, &voice, params, outbox, slot, queued_at),
+                stages,
+            } => self.start(id, &voice, params, outbox, slot, stages),
             Command::Tokens { id, ids } => self.tokens(id, &ids),
             Command::Close {
                 id,
@@ -255,7 +257,7 @@ impl Worker {
         params: crate::params::SynthesisParams,
         mut outbox: Outbox,
         slot: SlotGuard,
-        queued_at: Instant,
+        stages: Arc<StageTimes>,
     ) {
         let Some(prepared) = self.runtime.voices.get(voice) else {
             outbox.fail(EngineError::UnknownVoice(voice.to_string()));
@@ -279,7 +281,8 @@ impl Worker {
                     utt,
                     outbox,
                     _slot: slot,
-                    queued_at: Some(queued_at),
+                    queued_at: Some(stages.admitted()),
+                    stages,
                     starved: true,
                     waiting_since: Some(Instant::now()),
                 });
@@ -404,7 +407,7 @@ impl Worker {
             .filter(|o| matches!(o, Ok(StepOutcome::Frame { .. })))
             .count();
         for (id, outcome) in ids.iter().zip(outcomes) {
-            self.dispatch(*id, outcome);
+            self.dispatch(*id, outcome, started);
         }
         let elapsed = started.elapsed();
         if produced > 0 {
@@ -418,17 +421,24 @@ impl Worker {
         device_failure.filter(|_| self.failed_rounds >= FATAL_FAILED_ROUNDS)
     }
 
-    /// Hands one utterance's outcome of a round to its client.
-    fn dispatch(&mut self, id: UtteranceId, outcome: Result<StepOutcome, EngineError>) {
+    /// Hands one utterance's outcome of a round (begun at `started`) to its client.
+    fn dispatch(
+        &mut self,
+        id: UtteranceId,
+        outcome: Result<StepOutcome, EngineError>,
+        started: Instant,
+    ) {
         let Some(a) = self.get(id) else {
             return;
         };
         match outcome {
             Ok(StepOutcome::Frame { audio, last }) => {
                 let seq = (a.utt.frames() - 1) as u32;
+                a.stages.frame(started);
                 let queued = a.outbox.audio(UtteranceEvent::Audio {
                     seq,
                     samples: audio.into(),
+                    text_tokens: a.utt.consumed_tokens() as u32,
                 });
                 match queued {
                     Queued::Ok if last => {

@@ -58,6 +58,38 @@ fn streamed_text_gives_the_same_audio_as_one_message() {
     assert_eq!(a, b);
 }
 
+/// A text longer than one tokenizer piece (its tail is tokenized off the caller's thread, with
+/// more text and the close queued behind it) gives the audio of the same text sent word by
+/// word, which is tokenized on the caller's thread.
+#[test]
+fn a_long_text_tokenized_off_the_callers_thread_gives_the_audio_of_its_words() {
+    let engine = engine(2);
+    let sentence = "Long texts start speaking before the tokenizer is done with them. ";
+    let text = sentence.repeat(6);
+    assert!(text.len() > 256);
+    let mut whole = engine.start(params(9)).unwrap();
+    whole.push_text(&text).unwrap();
+    whole.push_text("And one more.").unwrap();
+    whole.close().unwrap();
+    let (a, end_a) = collect(&mut whole);
+    let mut words = engine.start(params(9)).unwrap();
+    for word in text.split_inclusive(' ').chain(["And ", "one ", "more."]) {
+        words.push_text(word).unwrap();
+    }
+    words.close().unwrap();
+    let (b, end_b) = collect(&mut words);
+    assert!(
+        matches!(end_a, UtteranceEvent::Finished { .. }),
+        "{end_a:?}"
+    );
+    assert!(
+        matches!(end_b, UtteranceEvent::Finished { .. }),
+        "{end_b:?}"
+    );
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
+
 #[test]
 fn overload_fails_fast_and_cancel_frees_the_slot() {
     let engine = engine(1);
@@ -205,4 +237,34 @@ fn automatic_slots_admit_what_the_measured_capacity_allows() {
     assert_eq!(engine.slots_total(), 1);
     let _one = engine.start(params(1)).unwrap();
     assert_eq!(engine.start(params(2)).err().unwrap().code(), "overloaded");
+}
+
+#[test]
+fn frames_report_the_text_tokens_read_window_by_window() {
+    let engine = engine(1);
+    let text = "Hello there, this is a streaming test of the tiny voice, with several windows.";
+    let tokens = engine.count_tokens(text).unwrap();
+    assert!(tokens > 10, "{tokens}");
+    let mut utt = engine.start(params(7)).unwrap();
+    utt.push_text(text).unwrap();
+    utt.close().unwrap();
+    let mut read = Vec::new();
+    loop {
+        match block_on(utt.next_event()).expect("terminal event") {
+            UtteranceEvent::Audio { text_tokens, .. } => read.push(text_tokens as usize),
+            UtteranceEvent::Warning { .. } => {}
+            _ => break,
+        }
+    }
+    assert!(!read.is_empty());
+    // A first window of 5 tokens, then growth by at most 5 tokens per 6 frames, never back;
+    // never more than the text's tokens (plus the closing newline).
+    assert_eq!(read[0], 5);
+    assert!(read.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 5));
+    for (i, w) in read.windows(2).enumerate() {
+        if w[0] != w[1] {
+            assert_eq!((i + 1) % 6, 0, "a window starts every 6 frames: {read:?}");
+        }
+    }
+    assert!(*read.last().unwrap() <= tokens + 1);
 }

@@ -1,6 +1,6 @@
-//! The router: every route of the service behind the shared layers (request metrics and
-//! rate-limited logs of refusals, panic catching, origin checks and CORS, API keys, body size
-//! limit). New route groups join at the merge point in [`app`].
+//! The router: every route of the service behind the shared layers (request ids, request
+//! metrics and rate-limited logs of refusals, panic catching, origin checks and CORS, API
+//! keys, body size limit). New route groups join at the merge point in [`app`].
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -32,13 +32,14 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(routes::router())
         .merge(crate::ws::router())
+        .merge(crate::dialects::router())
         .merge(crate::page::router());
     // Merge point: further route groups (the v1 WebSocket protocol, the web page) join here.
     with_layers(routes, state)
 }
 
-/// Applies the shared layers to `routes` and binds the state. Outermost first: request and
-/// error metrics (and refusal logs), panic catching, origin checks and CORS, API keys, body
+/// Applies the shared layers to `routes` and binds the state. Outermost first: the request id
+/// (`X-Request-Id`, the `request` span), request and error metrics (and refusal logs), panic catching, origin checks and CORS, API keys, body
 /// size limit.
 pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let limit = body_limit(&state);
@@ -57,6 +58,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             (state.clone(), logs),
             record_request,
         ))
+        .layer(middleware::from_fn(crate::trace::request_id_layer))
         .with_state(state)
 }
 

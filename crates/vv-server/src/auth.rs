@@ -2,9 +2,10 @@
 //! `/ready`), the Prometheus scrape (`/metrics`) and the web page (`/`) needs
 //! `Authorization: Bearer <key>`; upgrades on the WebSocket routes (`/v1/tts/stream`,
 //! `/stream`), and only there, may pass the key as the `api_key` query parameter instead
-//! (browsers cannot set headers on WebSockets). `/metrics` needs a key only when
-//! `metrics_api_keys` are configured (then one of those or an API key). Failures get 401 with
-//! the JSON error body.
+//! (browsers cannot set headers on WebSockets), as may Cartesia's `/tts/websocket`. Cartesia's
+//! `X-API-Key: <key>` header is accepted wherever `Authorization` is. `/metrics` needs a key
+//! only when `metrics_api_keys` are configured (then one of those or an API key). Failures get
+//! 401 with the JSON error body.
 
 use std::collections::HashMap;
 
@@ -24,7 +25,12 @@ pub const PUBLIC_PATHS: [&str; 3] = ["/health", "/ready", "/"];
 pub const METRICS_PATH: &str = "/metrics";
 
 /// Routes whose WebSocket upgrades may carry the key as the `api_key` query parameter.
-pub const WEBSOCKET_PATHS: [&str; 2] = [crate::ws::PATH, "/stream"];
+pub const WEBSOCKET_PATHS: [&str; 3] =
+    [crate::ws::PATH, "/stream", crate::dialects::cartesia::PATH];
+
+/// The header Cartesia's clients send the key in, accepted on every route like
+/// `Authorization: Bearer`.
+pub const X_API_KEY: &str = "x-api-key";
 
 /// Middleware: lets the request through when its path needs no key or a configured key is
 /// presented; else answers 401.
@@ -38,11 +44,13 @@ pub async fn require_api_key(
     if !needs_key(settings, path) {
         return next.run(request).await;
     }
-    let presented = bearer_token(request.headers()).or_else(|| {
-        (WEBSOCKET_PATHS.contains(&path) && is_websocket_upgrade(request.headers()))
-            .then(|| query_api_key(request.uri()))
-            .flatten()
-    });
+    let presented = bearer_token(request.headers())
+        .or_else(|| header_key(request.headers()))
+        .or_else(|| {
+            (WEBSOCKET_PATHS.contains(&path) && is_websocket_upgrade(request.headers()))
+                .then(|| query_api_key(request.uri()))
+                .flatten()
+        });
     match presented {
         Some(key) if accepts(settings, path, &key) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),
@@ -64,6 +72,12 @@ fn accepts(settings: &Settings, path: &str, key: &str) -> bool {
     let api = settings.api_keys.accepts(key);
     let metrics = settings.metrics_api_keys.accepts(key);
     api | (metrics & (path == METRICS_PATH))
+}
+
+/// The key of an `X-API-Key` header.
+fn header_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(X_API_KEY)?.to_str().ok()?;
+    Some(value.trim().to_string()).filter(|k| !k.is_empty())
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -106,6 +120,9 @@ mod tests {
         assert_eq!(bearer_token(&h).as_deref(), Some("k2"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer_token(&h), None);
+        assert_eq!(header_key(&h), None);
+        h.insert(X_API_KEY, HeaderValue::from_static(" k3 "));
+        assert_eq!(header_key(&h).as_deref(), Some("k3"));
     }
 
     #[test]

@@ -40,9 +40,10 @@ pub enum ApiError {
         /// Characters allowed (`max_text_chars`).
         max: usize,
     },
-    /// The voice is neither installed nor an OpenAI alias.
-    #[error("unknown voice {0:?}; GET /v1/audio/voices lists the installed voices")]
-    UnknownVoice(String),
+    /// The voice is neither installed nor an OpenAI alias; the names that are valid (installed
+    /// voices, then aliases), when known.
+    #[error("unknown voice {name:?}; {valid}", name = .0, valid = valid_voices(.1))]
+    UnknownVoice(String, Vec<String>),
     /// The model id is not one this service answers to.
     #[error("unknown model {0:?}; GET /v1/models lists the accepted ids")]
     UnknownModel(String),
@@ -52,8 +53,8 @@ pub enum ApiError {
     /// The output sample rate is not supported (for this format).
     #[error("{0}")]
     UnsupportedSampleRate(String),
-    /// A speed other than 1.0 was asked for.
-    #[error("speed {0} is not supported: only 1.0 is honoured")]
+    /// A speed outside 0.25-4.0 was asked for.
+    #[error("speed {0} is not supported: the range is 0.25 to 4.0")]
     UnsupportedSpeed(f64),
     /// The request body exceeds the size limit.
     #[error("the request body exceeds the limit of {limit} bytes")]
@@ -119,6 +120,15 @@ pub enum ApiError {
     Internal,
 }
 
+/// The tail of an `unknown_voice` message: the valid names, or where to find them.
+fn valid_voices(names: &[String]) -> String {
+    if names.is_empty() {
+        "GET /v1/audio/voices lists the installed voices".to_string()
+    } else {
+        format!("valid voices: {}", names.join(", "))
+    }
+}
+
 /// Request fields the engine validates; its messages start with the field's name.
 const ENGINE_PARAMS: [&str; 3] = ["diffusion_steps", "cfg_scale", "seed"];
 
@@ -134,7 +144,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => "invalid_request",
             ApiError::EmptyInput => "empty_input",
             ApiError::InputTooLong { .. } => "input_too_long",
-            ApiError::UnknownVoice(_) => "unknown_voice",
+            ApiError::UnknownVoice(..) => "unknown_voice",
             ApiError::UnknownModel(_) => "model_not_found",
             ApiError::UnsupportedFormat(_) => "unsupported_format",
             ApiError::UnsupportedSampleRate(_) => "unsupported_sample_rate",
@@ -166,7 +176,7 @@ impl ApiError {
             | ApiError::InvalidRequest { .. }
             | ApiError::EmptyInput
             | ApiError::InputTooLong { .. }
-            | ApiError::UnknownVoice(_)
+            | ApiError::UnknownVoice(..)
             | ApiError::UnsupportedFormat(_)
             | ApiError::UnsupportedSampleRate(_)
             | ApiError::UnsupportedSpeed(_) => StatusCode::BAD_REQUEST,
@@ -195,7 +205,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { param, .. } => *param,
             ApiError::EmptyInput | ApiError::InputTooLong { .. } => Some("input"),
-            ApiError::UnknownVoice(_) => Some("voice"),
+            ApiError::UnknownVoice(..) => Some("voice"),
             ApiError::UnknownModel(_) => Some("model"),
             ApiError::UnsupportedFormat(_) => Some("response_format"),
             ApiError::UnsupportedSampleRate(_) => Some("sample_rate"),
@@ -228,14 +238,17 @@ impl ApiError {
         .then_some(RETRY_AFTER_SECS)
     }
 
-    /// The OpenAI error envelope.
+    /// The OpenAI error envelope, plus the id of the request it answers (`request_id`, null
+    /// outside a request: a refused connection).
     pub fn envelope(&self) -> serde_json::Value {
+        let request_id = crate::trace::RequestId::current();
         json!({
             "error": {
                 "message": self.to_string(),
                 "type": self.kind(),
                 "code": self.code(),
                 "param": self.param(),
+                "request_id": request_id.as_ref().map(crate::trace::RequestId::as_str),
             }
         })
     }
@@ -289,7 +302,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Overloaded { total } => ApiError::Overloaded { total },
             EngineError::Draining => ApiError::ShuttingDown,
-            EngineError::UnknownVoice(v) => ApiError::UnknownVoice(v),
+            EngineError::UnknownVoice(v) => ApiError::UnknownVoice(v, Vec::new()),
             EngineError::InvalidRequest(message) => ApiError::InvalidRequest {
                 param: ENGINE_PARAMS.into_iter().find(|p| message.starts_with(p)),
                 message,
@@ -357,7 +370,7 @@ mod tests {
             ),
             (ApiError::EmptyInput, 400, "empty_input", Some("input")),
             (
-                ApiError::UnknownVoice("x".into()),
+                ApiError::UnknownVoice("x".into(), Vec::new()),
                 400,
                 "unknown_voice",
                 Some("voice"),

@@ -4,6 +4,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod dialects;
 pub mod engine_options;
 pub mod error;
 #[cfg(test)]
@@ -16,6 +17,7 @@ pub mod routes;
 pub mod serve;
 pub mod shutdown;
 pub mod state;
+pub mod trace;
 pub mod upgrade;
 pub mod voice_alias;
 pub mod ws;

@@ -63,7 +63,7 @@ async fn info_voices_models_and_config() {
     let (_, voices) = server.get_json("/v1/audio/voices").await;
     assert_eq!(voices["object"], "list");
     assert_eq!(voices["data"][0]["id"], VOICE);
-    assert_eq!(voices["data"][0]["aliases"].as_array().unwrap().len(), 11);
+    assert_eq!(voices["data"][0]["aliases"].as_array().unwrap().len(), 13);
     assert_eq!(voices["default_voice"], VOICE);
 
     let (_, models) = server.get_json("/v1/models").await;

@@ -26,15 +26,17 @@ const RUN_LOG_FILTER: &str = "info";
 /// Loads the settings from the real environment, sets up logging and runs the subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = cli.command.service().map(|s| s.load(&process_env));
-    let log_format = match &loaded {
-        Some(Ok(l)) => l.settings.log_format,
-        _ => LogFormat::default(),
+    let (log_format, otlp_endpoint) = match &loaded {
+        Some(Ok(l)) => (l.settings.log_format, l.settings.otlp_endpoint.clone()),
+        _ => (LogFormat::default(), None),
     };
     let filter = match cli.command {
         Command::Serve(_) | Command::Say(_) | Command::Bench(_) => RUN_LOG_FILTER,
         _ => REPORT_LOG_FILTER,
     };
-    logging::init(log_format, filter);
+    // Only `serve` exports spans: the other commands serve no requests.
+    let otlp_endpoint = otlp_endpoint.filter(|_| matches!(cli.command, Command::Serve(_)));
+    logging::init(log_format, filter, otlp_endpoint.as_deref());
     match (&cli.command, loaded) {
         (Command::Voices(cmd), _) => voices::run(cmd),
         (Command::CheckFixture(args), _) => check_fixture::run(args),

@@ -76,7 +76,9 @@ pub fn collect(utt: &mut vv_engine::UtteranceHandle) -> (Vec<f32>, UtteranceEven
     loop {
         let ev = block_on(utt.next_event()).expect("terminal event");
         match ev {
-            UtteranceEvent::Audio { seq: s, samples } => {
+            UtteranceEvent::Audio {
+                seq: s, samples, ..
+            } => {
                 assert_eq!(s, seq, "frames arrive in order");
                 seq += 1;
                 audio.extend_from_slice(&samples);

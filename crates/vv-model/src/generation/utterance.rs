@@ -187,6 +187,12 @@ impl Utterance {
         self.state.frames
     }
 
+    /// Text tokens the model has read so far (the text windows run): a frame sampled now
+    /// speaks text up to this token.
+    pub fn consumed_tokens(&self) -> usize {
+        self.state.consumed
+    }
+
     /// Text tokens received so far.
     pub fn token_count(&self) -> usize {
         self.tokens.len()

@@ -148,6 +148,21 @@ fn host(raw: RawValue<'_>) -> Result<String, ValueProblem> {
     }
 }
 
+/// An optional OTLP/HTTP endpoint (see [`crate::trace::otlp::Endpoint`]).
+fn otlp_endpoint(raw: RawValue<'_>) -> Result<Option<String>, ValueProblem> {
+    let Some(url) = raw.optional_text()? else {
+        return Ok(None);
+    };
+    match crate::trace::otlp::Endpoint::parse(&url) {
+        Ok(_) => Ok(Some(url)),
+        Err(reason) => Err(ValueProblem::Unparsable {
+            expected: "an http://host:port URL".to_string(),
+            input: url,
+            reason: Some(reason),
+        }),
+    }
+}
+
 /// Every setting, in the order they are shown.
 pub static FIELDS: &[FieldSpec] = &[
     FieldSpec::new(
@@ -567,6 +582,14 @@ pub static FIELDS: &[FieldSpec] = &[
         "FORMAT",
         "Log format on stderr: text or json",
         |s, v| set(&mut s.log_format, v.choice()),
+    ),
+    FieldSpec::new(
+        "otlp_endpoint",
+        "otlp-endpoint",
+        "TTS_OTLP_ENDPOINT",
+        "URL",
+        "OTLP/HTTP collector (http://host:port) the utterance spans are exported to, as JSON to /v1/traces (none: no export)",
+        |s, v| set(&mut s.otlp_endpoint, otlp_endpoint(v)),
     ),
 ];
 

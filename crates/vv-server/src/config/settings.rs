@@ -69,6 +69,8 @@ pub struct Settings {
     pub allowed_origins: AllowedOrigins,
     /// Log line format.
     pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint the utterance spans are exported to (none: no export).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             metrics_api_keys: ApiKeys::default(),
             allowed_origins: AllowedOrigins::default(),
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }

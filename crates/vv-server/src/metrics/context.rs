@@ -1,11 +1,16 @@
 //! Per-utterance recording: `contexts_active` while it lives, time to first audio, audio
-//! seconds, real-time factor and `contexts_total{outcome}` when it ends. Dropping a recorder
-//! that was not finished counts the utterance as cancelled (e.g. the client went away).
+//! seconds, real-time factor and `contexts_total{outcome}` when it ends, and its timeline
+//! (the `utterance` span and `stage_seconds`, see [`crate::trace::Timeline`]). Dropping a
+//! recorder that was not finished counts the utterance as cancelled (e.g. the client went
+//! away).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use vv_engine::UtteranceHandle;
+
 use super::families::Metrics;
+use crate::trace::Timeline;
 
 /// How an utterance ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +42,15 @@ pub struct ContextRecorder {
     first_audio: Option<Instant>,
     samples: u64,
     outcome: Option<Outcome>,
+    timeline: Timeline,
 }
 
 impl ContextRecorder {
     pub(super) fn new(metrics: Arc<Metrics>, text_received: Instant, sample_rate: u32) -> Self {
         metrics.contexts_active.inc();
+        let timeline = Timeline::start(metrics.stage_seconds.clone(), text_received);
         Self {
+            timeline,
             metrics,
             text_received,
             sample_rate: sample_rate.max(1),
@@ -52,8 +60,19 @@ impl ContextRecorder {
         }
     }
 
+    /// The engine admitted `utterance` (a context's first segment; later ones are ignored).
+    pub fn admitted(&mut self, utterance: &UtteranceHandle) {
+        self.timeline.admitted(utterance);
+    }
+
+    /// Names the WebSocket context the utterance is, in its span.
+    pub fn context_id(&self, id: &str) {
+        self.timeline.context_id(id);
+    }
+
     /// Counts `samples` native-rate samples of produced audio.
     pub fn audio(&mut self, samples: usize) {
+        self.timeline.audio();
         let samples = samples as u64;
         self.samples += samples;
         self.metrics
@@ -63,6 +82,7 @@ impl ContextRecorder {
 
     /// Marks that audio bytes are being written to the client; the first call records TTFA.
     pub fn audio_written(&mut self) {
+        self.timeline.written();
         if self.first_audio.is_none() {
             let now = Instant::now();
             self.first_audio = Some(now);
@@ -91,6 +111,8 @@ impl ContextRecorder {
 impl Drop for ContextRecorder {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
+        self.timeline
+            .end(outcome.as_str(), outcome == Outcome::Done);
         let audio = self.audio_seconds();
         if outcome == Outcome::Done && audio > 0.0 {
             self.metrics
@@ -124,6 +146,8 @@ mod tests {
         assert_eq!(m.ttfa_seconds.get_sample_count(), 1);
         assert_eq!(m.rtf.get_sample_count(), 1);
         assert!((m.audio_seconds_total.get() - 0.5).abs() < 1e-12);
+        let stage = |s: &str| m.stage_seconds.with_label_values(&[s]).get_sample_count();
+        assert_eq!((stage("first_byte"), stage("last_byte")), (1, 1));
     }
 
     #[test]
@@ -133,5 +157,11 @@ mod tests {
         assert_eq!(m.contexts_total.with_label_values(&["cancelled"]).get(), 1);
         assert_eq!(m.rtf.get_sample_count(), 0);
         assert_eq!(m.contexts_active.get(), 0);
+        assert_eq!(
+            m.stage_seconds
+                .with_label_values(&["last_byte"])
+                .get_sample_count(),
+            0
+        );
     }
 }

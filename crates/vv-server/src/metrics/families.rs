@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Counter, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use vv_engine::EngineInfo;
 
@@ -22,6 +22,11 @@ const TTFA_BUCKETS: &[f64] = &[
 /// Wait between admission and the first engine step, in seconds.
 const QUEUE_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Request (or text) arrival to an utterance's stage, in seconds.
+const STAGE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
+    16.0, 32.0, 64.0,
 ];
 /// Duration of one engine step, in seconds.
 const STEP_BUCKETS: &[f64] = &[
@@ -50,6 +55,9 @@ pub struct Metrics {
     pub ttfa_seconds: Histogram,
     /// Admission -> first engine step.
     pub queue_wait_seconds: Histogram,
+    /// Request (or first text) arrival -> each stage of an utterance (`stage` label: see
+    /// [`crate::trace::Stage`]).
+    pub stage_seconds: HistogramVec,
     /// Duration of one engine step.
     pub engine_step_seconds: Histogram,
     /// Utterances per engine step.
@@ -121,6 +129,17 @@ impl Metrics {
                 "queue_wait_seconds",
                 "Wait between admission and the first engine step",
                 QUEUE_BUCKETS,
+            )?,
+            stage_seconds: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "stage_seconds",
+                        "Request (or first text) arrival to each stage of an utterance",
+                    )
+                    .buckets(STAGE_BUCKETS.to_vec()),
+                    &["stage"],
+                )?,
             )?,
             engine_step_seconds: histogram(
                 r,

@@ -46,13 +46,17 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// Resolves with the engine's health once its model thread is stuck or dead (never when it
-/// was stopped on purpose).
+/// was stopped on purpose). The failure must be seen at two checks in a row: `/ready` answers
+/// 503 for at least one interval before the server stops, so a load balancer sees the
+/// instance unready first, and a thread that recovers in between is not restarted.
 pub async fn engine_failure(engine: &EngineHandle) -> EngineHealth {
+    let mut seen = false;
     loop {
         match engine.health() {
-            EngineHealth::Running => {}
+            EngineHealth::Running => seen = false,
             EngineHealth::Stopped => std::future::pending::<()>().await,
-            failed => return failed,
+            failed if seen => return failed,
+            _ => seen = true,
         }
         tokio::time::sleep(WATCH_INTERVAL).await;
     }

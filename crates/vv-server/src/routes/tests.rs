@@ -125,7 +125,7 @@ async fn bad_speech_bodies_are_rejected_before_the_engine_is_needed() {
             "unsupported_format",
         ),
         (
-            r#"{"input": "hi", "speed": 2}"#,
+            r#"{"input": "hi", "speed": 8}"#,
             StatusCode::BAD_REQUEST,
             "unsupported_speed",
         ),

@@ -21,6 +21,7 @@ use super::events::ServerEvent;
 use super::framing::AudioFramer;
 use super::session_config::SessionConfig;
 use super::slot_share::{SessionSlots, ShareGuard};
+use super::timestamps::{WordClock, WordTime};
 use crate::metrics::{ContextRecorder, Metrics, Outcome};
 
 /// What the session must tell the client after an operation on a context.
@@ -32,6 +33,16 @@ pub enum Emit {
     Done,
     /// Something failed; the context goes on unless the error is fatal.
     Error(WsError),
+}
+
+/// What the end of a segment sends, in order.
+pub struct SegmentEnd {
+    /// The `timestamps` of its words not yet announced.
+    pub words: Option<ServerEvent>,
+    /// Its LAST frame (`None`: the segment had no audio).
+    pub tail: Option<Vec<u8>>,
+    /// What follows (`flushed`, `context.done`, errors).
+    pub emits: Vec<Emit>,
 }
 
 /// The engine utterance of the current segment.
@@ -78,6 +89,13 @@ pub struct Context {
     /// When synthesis last progressed (segment started, audio produced, segment finished).
     last_progress: Instant,
     recorder: ContextRecorder,
+    /// Word timing, when the context sends timestamps.
+    words: Option<WordClock>,
+}
+
+/// A word's tokens, counted by the engine's tokenizer (0 if it cannot tokenize it).
+fn token_counter(engine: &EngineHandle) -> impl FnMut(&str) -> usize + '_ {
+    |word| engine.count_tokens(word).unwrap_or(0)
 }
 
 impl Context {
@@ -93,9 +111,13 @@ impl Context {
         metrics: &Arc<Metrics>,
         now: Instant,
     ) -> Result<Self, WsError> {
-        let framer = AudioFramer::new(num, config.encoding, config.sample_rate)?;
+        let framer =
+            AudioFramer::new(num, config.encoding, config.sample_rate)?.with_speed(config.speed);
         let params = config.synthesis_params();
         let segment = Segment::start(slots, engine, params.clone())?;
+        let mut recorder = metrics.context(now, NATIVE_SAMPLE_RATE);
+        recorder.context_id(&id);
+        recorder.admitted(&segment.utterance);
         Ok(Self {
             id,
             num,
@@ -110,7 +132,10 @@ impl Context {
             started: now,
             first_audio: None,
             last_progress: now,
-            recorder: metrics.context(now, NATIVE_SAMPLE_RATE),
+            recorder,
+            words: config
+                .timestamps
+                .then(|| WordClock::new(engine.info().model.frame_samples, config.speed.get())),
         })
     }
 
@@ -173,25 +198,22 @@ impl Context {
         while !self.segment.as_ref().is_some_and(|s| s.input_closed) {
             let result = match self.backlog.pop() {
                 Some(Op::Text(text)) => self.push_text(engine, &text),
-                Some(Op::Flush(count)) => match self.segment.as_mut() {
-                    Some(segment) => {
+                Some(Op::Flush(count)) => match self.segment.is_some() {
+                    true => {
                         self.flushes_pending = self.flushes_pending.saturating_add(count);
-                        segment.close_input()
+                        self.close_segment_input(engine)
                     }
-                    None => {
+                    false => {
                         emits.extend(std::iter::repeat_n(Emit::Flushed, count));
                         Ok(())
                     }
                 },
                 None => {
                     if self.closed {
-                        match self.segment.as_mut() {
-                            Some(segment) => {
-                                if let Err(e) = segment.close_input() {
-                                    emits.push(Emit::Error(e));
-                                }
-                            }
-                            None => emits.push(Emit::Done),
+                        if self.segment.is_none() {
+                            emits.push(Emit::Done);
+                        } else if let Err(e) = self.close_segment_input(engine) {
+                            emits.push(Emit::Error(e));
                         }
                     }
                     break;
@@ -202,6 +224,17 @@ impl Context {
             }
         }
         emits
+    }
+
+    /// Closes the current segment's input (its last word is then complete).
+    fn close_segment_input(&mut self, engine: &EngineHandle) -> Result<(), WsError> {
+        if let Some(words) = self.words.as_mut() {
+            words.close_input(&mut token_counter(engine));
+        }
+        match self.segment.as_mut() {
+            Some(segment) => segment.close_input(),
+            None => Ok(()),
+        }
     }
 
     /// Pushes text into the current segment, starting one if there is none (which restarts
@@ -215,7 +248,11 @@ impl Context {
                 self.segment.insert(segment)
             }
         };
-        segment.utterance.push_text(text).map_err(WsError::from)
+        segment.utterance.push_text(text).map_err(WsError::from)?;
+        if let Some(words) = self.words.as_mut() {
+            words.text(text, &mut token_counter(engine));
+        }
+        Ok(())
     }
 
     /// Whether a segment is running (its events must be read).
@@ -229,6 +266,27 @@ impl Context {
             Some(segment) => segment.utterance.next_event().await,
             None => std::future::pending().await,
         }
+    }
+
+    /// The `timestamps` event to send before an engine frame of `samples` native samples,
+    /// sampled after `text_tokens` tokens of the segment were read (`None`: no word ends).
+    pub fn frame_words(&mut self, text_tokens: u32, samples: usize) -> Option<ServerEvent> {
+        let words = self.words.as_mut()?.frame(text_tokens as usize, samples);
+        self.timestamps_event(words)
+    }
+
+    /// The `timestamps` event of the words left when the current segment ends (sent before
+    /// its last frame).
+    fn finished_words(&mut self) -> Option<ServerEvent> {
+        let words = self.words.as_mut()?.segment_finished();
+        self.timestamps_event(words)
+    }
+
+    fn timestamps_event(&self, words: Vec<WordTime>) -> Option<ServerEvent> {
+        (!words.is_empty()).then(|| ServerEvent::Timestamps {
+            context_id: self.id.clone(),
+            words,
+        })
     }
 
     /// The binary frame for a decoded engine frame.
@@ -245,18 +303,17 @@ impl Context {
         self.recorder.audio_written();
     }
 
-    /// The current segment finished: its LAST frame (if it had audio), then what to emit
-    /// (`flushed` for each flush it served, and whatever the backlog leads to).
-    pub fn segment_finished(
-        &mut self,
-        engine: &EngineHandle,
-    ) -> Result<(Option<Vec<u8>>, Vec<Emit>), WsError> {
+    /// The current segment finished: the timestamps of its remaining words, its LAST frame
+    /// (if it had audio), then what to emit (`flushed` for each flush it served, and whatever
+    /// the backlog leads to).
+    pub fn segment_finished(&mut self, engine: &EngineHandle) -> Result<SegmentEnd, WsError> {
+        let words = self.finished_words();
         self.segment = None;
         self.last_progress = Instant::now();
         let tail = self.framer.end_segment()?;
         let mut emits = vec![Emit::Flushed; std::mem::take(&mut self.flushes_pending)];
         emits.extend(self.pump(engine));
-        Ok((tail, emits))
+        Ok(SegmentEnd { words, tail, emits })
     }
 
     /// When the context times out waiting for input (`None` while it has work to do):
@@ -291,9 +348,11 @@ impl Context {
     /// Ends the context as cancelled by the client and returns its `cancelled` event. The
     /// running utterance (if any) stops at its next frame.
     pub fn cancelled(self) -> ServerEvent {
+        let audio_sent_ms = self.audio_ms();
         let event = ServerEvent::Cancelled {
             context_id: self.id.clone(),
-            audio_sent_ms: self.audio_ms(),
+            audio_sent_ms,
+            words: self.words.as_ref().map(|w| w.spoken(audio_sent_ms)),
         };
         self.recorder.finish(Outcome::Cancelled);
         event

@@ -7,6 +7,7 @@ use vv_engine::EngineInfo;
 
 use super::error::WsError;
 use super::session_config::SessionConfig;
+use super::timestamps::WordTime;
 use crate::config::Limits;
 use crate::routes::models::MODEL_ID;
 
@@ -137,6 +138,18 @@ pub enum ServerEvent {
         context_id: String,
         /// Audio sent before the cancel, in milliseconds.
         audio_sent_ms: u64,
+        /// With timestamps on: the words announced whose end was sent (the words spoken).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        words: Option<Vec<WordTime>>,
+    },
+    /// Estimated word timestamps (contexts with timestamps on), sent before or with the
+    /// audio frame that ends the last of these words.
+    #[serde(rename = "timestamps")]
+    Timestamps {
+        /// Client-chosen id.
+        context_id: String,
+        /// The words, in order, each once.
+        words: Vec<WordTime>,
     },
     /// A non-fatal notice.
     #[serde(rename = "warning")]

@@ -8,16 +8,20 @@
 //!   FIRST flag, and when the segment ends one more frame with the LAST flag carries the
 //!   encoder's tail (the resampler's held-back samples; no samples at 24 kHz, where nothing
 //!   is held back). A segment that produced no audio sends no frame at all.
+//! - At a `speed` other than 1.0 each segment is time-stretched (pitch kept) before it is
+//!   resampled; offsets, `samples_sent` and `audio_ms` then count the stretched audio, and the
+//!   LAST frame also carries the stretcher's held-back tail.
 
-use vv_audio::encoder::{new_encoder, AudioEncoder};
+use vv_audio::encoder::{new_encoder_at_speed, AudioEncoder};
 use vv_audio::resample::check_sample_rate;
-use vv_audio::{AudioError, Encoding, FrameHeader, OutputFormat};
+use vv_audio::{AudioError, Encoding, FrameHeader, OutputFormat, Speed};
 
 /// Frames audio of one context.
 pub struct AudioFramer {
     context_num: u32,
     encoding: Encoding,
     sample_rate: u32,
+    speed: Speed,
     next_seq: u32,
     samples_sent: u64,
     /// The encoder of the current segment, created by its first frame.
@@ -32,10 +36,16 @@ impl AudioFramer {
             context_num,
             encoding,
             sample_rate,
+            speed: Speed::NORMAL,
             next_seq: 0,
             samples_sent: 0,
             segment: None,
         })
+    }
+
+    /// The same framer with its audio played at `speed` (pitch kept).
+    pub fn with_speed(self, speed: Speed) -> Self {
+        Self { speed, ..self }
     }
 
     /// The sample encoding of the frames.
@@ -62,9 +72,10 @@ impl AudioFramer {
     pub fn frame(&mut self, samples: &[f32]) -> Result<Vec<u8>, AudioError> {
         let first = self.segment.is_none();
         if first {
-            self.segment = Some(new_encoder(
+            self.segment = Some(new_encoder_at_speed(
                 OutputFormat::Raw(self.encoding),
                 self.sample_rate,
+                self.speed,
             )?);
         }
         let Some(encoder) = self.segment.as_mut() else {
@@ -179,6 +190,34 @@ mod tests {
                 prop_assert_eq!(payload_samples, resampled_len(seg_samples, rate));
             }
             prop_assert_eq!(f.samples_sent(), offset);
+        }
+
+        /// At any speed, each segment yields the resampled length of its stretched length
+        /// (`round(n / speed)`), and offsets count the stretched samples.
+        #[test]
+        fn speed_stretches_every_segment(
+            rate_i in 0usize..6,
+            speed in 0.25f64..=4.0,
+            segments in prop::collection::vec(prop::collection::vec(1usize..4000, 1..4), 1..3),
+        ) {
+            let rate = SUPPORTED_SAMPLE_RATES[rate_i];
+            let speed = Speed::new(speed).unwrap();
+            let mut f = AudioFramer::new(2, Encoding::PcmF32le, rate).unwrap().with_speed(speed);
+            let mut total = 0u64;
+            for frames in &segments {
+                let mut payload = 0u64;
+                let mut seg_samples = 0u64;
+                for &n in frames {
+                    let (h, len) = decode(&f.frame(&vec![0.25; n]).unwrap());
+                    prop_assert_eq!(u64::from(h.sample_offset), total + payload);
+                    payload += (len / 4) as u64;
+                    seg_samples += n as u64;
+                }
+                payload += (decode(&f.end_segment().unwrap().unwrap()).1 / 4) as u64;
+                prop_assert_eq!(payload, resampled_len(speed.stretched_len(seg_samples), rate));
+                total += payload;
+            }
+            prop_assert_eq!(f.samples_sent(), total);
         }
     }
 }

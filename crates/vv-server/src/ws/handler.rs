@@ -18,6 +18,7 @@ use super::session_config::SessionConfig;
 use super::transport::adapt;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::trace::Carry;
 use crate::upgrade::{prepare, Upgrade};
 
 /// The query parameter each session-default error is about.
@@ -52,8 +53,9 @@ pub async fn stream(
             message: e.to_string(),
             param: param_of(&e),
         })?;
+    let carry = Carry::current();
     Ok(upgrade.on_upgrade(move |socket| {
         let (outgoing, incoming) = adapt(socket);
-        run_session(state, engine, defaults, outgoing, incoming)
+        carry.wrap(run_session(state, engine, defaults, outgoing, incoming))
     }))
 }

@@ -31,6 +31,10 @@ pub struct Configure {
     /// Noise seed; `null` returns to a random seed per segment.
     #[serde(default, deserialize_with = "present")]
     pub seed: Option<Option<u64>>,
+    /// Send estimated word timestamps (`timestamps` events).
+    pub timestamps: Option<bool>,
+    /// Playback speed, 0.25-4.0 (pitch kept).
+    pub speed: Option<f64>,
 }
 
 /// Deserializes a field that is present (possibly `null`) as `Some(value)`.
@@ -64,6 +68,9 @@ pub enum ClientMessage {
         text: String,
         /// Flush after appending.
         flush: bool,
+        /// `session.configure` fields given with the context's first text: they apply to this
+        /// context only (ignored on later texts).
+        settings: Configure,
     },
     /// `flush`: synthesise everything buffered in the context now.
     Flush {
@@ -87,6 +94,8 @@ struct TextFields {
     text: String,
     #[serde(default)]
     flush: Option<bool>,
+    #[serde(flatten)]
+    settings: Configure,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +145,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, WsError> {
                 context_id: context_id(f.context_id)?,
                 text: f.text,
                 flush: f.flush.unwrap_or(false),
+                settings: f.settings,
             })
         }
         "flush" => {
@@ -176,7 +186,8 @@ mod tests {
             Ok(ClientMessage::Text {
                 context_id: "a".into(),
                 text: "Hi ".into(),
-                flush: true
+                flush: true,
+                settings: Configure::default(),
             })
         );
         assert_eq!(
@@ -212,6 +223,19 @@ mod tests {
             panic!("not a configure")
         };
         assert_eq!(c, Configure::default());
+        let first = r#"{"type":"text","context_id":"a","text":"Hi","timestamps":true,"voice":"v","seed":null}"#;
+        let ClientMessage::Text { settings, .. } = parse(first).unwrap() else {
+            panic!("not a text")
+        };
+        assert_eq!(
+            settings,
+            Configure {
+                timestamps: Some(true),
+                voice: Some("v".into()),
+                seed: Some(None),
+                ..Configure::default()
+            }
+        );
     }
 
     #[test]
@@ -242,6 +266,10 @@ mod tests {
         assert_eq!(code(r#"{"type":"flush"}"#), "invalid_message");
         assert_eq!(
             code(r#"{"type":"session.configure","diffusion_steps":2.5}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"text","context_id":"a","text":"x","timestamps":"yes"}"#),
             "invalid_message"
         );
         let long = "x".repeat(MAX_CONTEXT_ID_BYTES + 1);
@@ -317,7 +345,7 @@ mod tests {
             let json = serde_json::json!({"type": "text", "context_id": id, "text": text, "flush": flush});
             prop_assert_eq!(
                 parse(&json.to_string()),
-                Ok(ClientMessage::Text { context_id: id, text, flush })
+                Ok(ClientMessage::Text { context_id: id, text, flush, settings: Configure::default() })
             );
         }
     }

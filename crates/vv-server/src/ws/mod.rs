@@ -8,6 +8,7 @@
 //! - [`framing`]: binary audio frames of a context.
 //! - [`context`]: one context and its segments (one engine utterance per segment).
 //! - [`backlog`]: a context's held-back operations; [`slot_share`]: a session's slot share.
+//! - [`timestamps`]: estimated word timestamps of a context.
 //! - [`session`]: the state machine, generic over `Sink` / `Stream`.
 //! - [`handler`]: the HTTP upgrade.
 //!
@@ -43,6 +44,7 @@ pub mod messages;
 pub mod session;
 pub mod session_config;
 pub mod slot_share;
+pub mod timestamps;
 pub mod transport;
 
 use axum::routing::get;

@@ -4,13 +4,13 @@
 //! Out-of-range numbers are clamped when a nearest valid value exists (`cfg_scale` above 10,
 //! `diffusion_steps` outside 1..=100), each clamp reported as a `value_clamped` warning;
 //! values with no sensible nearest value (`cfg_scale` <= 0 or not finite) are rejected with
-//! `invalid_value`, as is a `diffusion_steps` above the server's `max_diffusion_steps`. A
-//! rejected `session.configure` changes nothing.
+//! `invalid_value`, as is a `diffusion_steps` above the server's `max_diffusion_steps` or a
+//! `speed` outside 0.25-4.0. A rejected `session.configure` changes nothing.
 
 use std::collections::HashMap;
 
 use serde::{Serialize, Serializer};
-use vv_audio::{Encoding, NATIVE_SAMPLE_RATE};
+use vv_audio::{Encoding, Speed, NATIVE_SAMPLE_RATE};
 use vv_engine::params::{CFG_RANGE, STEPS_RANGE};
 use vv_engine::{EngineInfo, SynthesisParams};
 use vv_model::scheduler::SolverKind;
@@ -39,6 +39,11 @@ pub struct SessionConfig {
     pub diffusion_steps: usize,
     /// Noise seed (`null`: random per segment).
     pub seed: Option<u64>,
+    /// Whether contexts send estimated word timestamps (`timestamps` events).
+    pub timestamps: bool,
+    /// Playback speed of the audio (time-stretched, pitch kept; 1.0: untouched).
+    #[serde(serialize_with = "speed_value")]
+    pub speed: Speed,
     /// Diffusion solver (a service setting, not configurable per session).
     #[serde(skip)]
     pub solver: SolverKind,
@@ -49,6 +54,10 @@ pub struct SessionConfig {
 
 fn encoding_name<S: Serializer>(encoding: &Encoding, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(encoding.as_str())
+}
+
+fn speed_value<S: Serializer>(speed: &Speed, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(speed.get())
 }
 
 /// A value that was changed to fit its range.
@@ -69,6 +78,8 @@ impl SessionConfig {
             cfg_scale: f64::from(settings.cfg_scale),
             diffusion_steps: settings.diffusion_steps,
             seed: settings.seed,
+            timestamps: false,
+            speed: Speed::NORMAL,
             solver: crate::engine_options::solver_kind(settings.solver),
             max_diffusion_steps: settings.limits.max_diffusion_steps,
         }
@@ -129,6 +140,14 @@ impl SessionConfig {
         }
         if let Some(seed) = request.seed {
             next.seed = seed;
+        }
+        if let Some(timestamps) = request.timestamps {
+            next.timestamps = timestamps;
+        }
+        if let Some(speed) = request.speed {
+            next.speed = Speed::new(speed).map_err(|_| {
+                WsError::InvalidValue(format!("`speed` {speed} is outside the range 0.25 to 4.0"))
+            })?;
         }
         Ok((next, clamped))
     }

@@ -19,7 +19,7 @@ use futures::{future, Sink, SinkExt, Stream, StreamExt};
 const CLOSE_ANSWER: Duration = Duration::from_secs(5);
 
 /// A message (or failure) received from the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// A text message (valid UTF-8).
     Text(String),
@@ -34,6 +34,14 @@ pub enum Incoming {
     Close,
     /// The transport rejected what the client sent; nothing more will be read.
     Failed(TransportFailure),
+    /// A dialect codec could not translate a message: the session reports `error` (about
+    /// `context_id` when known) and goes on unless the error is fatal.
+    Rejected {
+        /// The context the message was about.
+        context_id: Option<String>,
+        /// What was wrong.
+        error: crate::ws::WsError,
+    },
 }
 
 /// Why the transport stopped reading.

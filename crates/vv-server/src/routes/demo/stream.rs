@@ -24,6 +24,7 @@ use super::wire::{demo_pcm16, log_event};
 use crate::error::ApiError;
 use crate::metrics::{ContextRecorder, Outcome, WsSessionGuard};
 use crate::state::AppState;
+use crate::trace::Carry;
 use crate::upgrade::{prepare, Upgrade};
 use crate::ws::close_code::CloseCode;
 use crate::ws::transport::{adapt, Incoming, Outgoing, TransportFailure};
@@ -43,9 +44,10 @@ pub async fn stream(
         engine,
     } = prepare("/stream", &state, query, upgrade)?;
     let request = DemoRequest::from_query(&query, state.settings(), engine.info())?;
+    let carry = Carry::current();
     Ok(upgrade.on_upgrade(move |socket| {
         let (sink, incoming) = adapt(socket);
-        session(state, engine, request, sink, incoming)
+        carry.wrap(session(state, engine, request, sink, incoming))
     }))
 }
 
@@ -110,9 +112,10 @@ async fn session<Tx, Rx>(
         return;
     }
     if let Some(utterance) = utterance {
-        let recorder = state
+        let mut recorder = state
             .metrics()
             .context(received, engine.info().model.sample_rate);
+        recorder.admitted(&utterance);
         let generation = generate(&mut sink, &mut incoming, utterance, recorder, text);
         match generation.await {
             Ok(Finish::Completed) => {}
@@ -181,7 +184,12 @@ where
                     recorder.finish(Outcome::Cancelled);
                     return Ok(Finish::Refused(close_code(failure)));
                 }
-                Some(Incoming::Text(_) | Incoming::Binary { .. } | Incoming::Ping) => continue,
+                Some(
+                    Incoming::Text(_)
+                    | Incoming::Binary { .. }
+                    | Incoming::Ping
+                    | Incoming::Rejected { .. },
+                ) => continue,
             },
         };
         match event {

@@ -61,7 +61,8 @@ impl AudioChunks {
                 }
                 Some(UtteranceEvent::Finished { reason, frames }) => {
                     debug!(?reason, frames, "utterance finished");
-                    self.end(Outcome::Done);
+                    // Done once the last bytes are taken (the next poll, below).
+                    self.ended = true;
                     self.encoder.finish().map_err(ApiError::from)
                 }
                 Some(UtteranceEvent::Cancelled { .. }) => Err(ApiError::Cancelled),
@@ -82,6 +83,7 @@ impl AudioChunks {
                 }
             }
         }
+        self.end(Outcome::Done);
         None
     }
 

@@ -27,7 +27,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/audio/speech", post(speech))
 }
 
-async fn speech(
+/// `POST /v1/audio/speech` (also the engine of dialects' HTTP routes, which translate their
+/// bodies into this one).
+pub(crate) async fn speech(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -38,13 +40,14 @@ async fn speech(
     let engine = state.engine()?;
     let info = engine.info();
     let plan = request.plan(settings, info)?;
-    let encoder = vv_audio::new_encoder(plan.format, plan.sample_rate)?;
+    let encoder = vv_audio::new_encoder_at_speed(plan.format, plan.sample_rate, plan.speed)?;
     let content_type = encoder.content_type();
     let mut utterance = engine.start(plan.params)?;
     utterance.push_text(&plan.input)?;
     utterance.close()?;
     let metrics = state.metrics();
-    let recorder = metrics.context(received, info.model.sample_rate);
+    let mut recorder = metrics.context(received, info.model.sample_rate);
+    recorder.admitted(&utterance);
     let chunks = AudioChunks::start(utterance, encoder, recorder, metrics.clone()).await?;
     let response = match plan.stream_format {
         StreamFormat::Audio => (

@@ -6,12 +6,14 @@
 //! otherwise), `flac`, `opus`, and the raw encodings `pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`.
 //! Defaults that differ from OpenAI: `response_format` defaults to `wav` (OpenAI's `mp3` is
 //! not produced); `model` and `voice` may be left out (native model, default voice).
+//! `speed` (0.25-4.0, OpenAI's range) time-stretches the audio with its pitch kept; outside
+//! that range it is refused with 400 `unsupported_speed`.
 //! A `diffusion_steps` above the server's `max_diffusion_steps` is refused (400).
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tracing::debug;
-use vv_audio::{OutputFormat, NATIVE_SAMPLE_RATE};
+use vv_audio::{OutputFormat, Speed, NATIVE_SAMPLE_RATE};
 use vv_engine::{EngineInfo, SynthesisParams};
 
 use crate::config::Settings;
@@ -40,6 +42,8 @@ pub struct SpeechRequest {
     pub format: OutputFormat,
     /// Output sample rate.
     pub sample_rate: u32,
+    /// Playback speed (pitch kept).
+    pub speed: Speed,
     /// Delivery.
     pub stream_format: StreamFormat,
     /// Guidance scale.
@@ -61,6 +65,8 @@ pub struct SpeechPlan {
     pub format: OutputFormat,
     /// Output sample rate.
     pub sample_rate: u32,
+    /// Playback speed (pitch kept).
+    pub speed: Speed,
     /// Delivery.
     pub stream_format: StreamFormat,
 }
@@ -106,11 +112,10 @@ impl SpeechRequest {
             return Err(ApiError::InputTooLong { chars, max });
         }
         let voice: Option<String> = field(&obj, "voice")?;
-        if let Some(speed) = field::<f64>(&obj, "speed")? {
-            if speed != 1.0 {
-                return Err(ApiError::UnsupportedSpeed(speed));
-            }
-        }
+        let speed = match field::<f64>(&obj, "speed")? {
+            None => Speed::NORMAL,
+            Some(speed) => Speed::new(speed).map_err(|_| ApiError::UnsupportedSpeed(speed))?,
+        };
         if field::<String>(&obj, "instructions")?.is_some() {
             debug!("`instructions` is accepted and ignored");
         }
@@ -140,6 +145,7 @@ impl SpeechRequest {
             voice,
             format,
             sample_rate: field(&obj, "sample_rate")?.unwrap_or(NATIVE_SAMPLE_RATE),
+            speed,
             stream_format,
             cfg_scale: field(&obj, "cfg_scale")?.unwrap_or(f64::from(settings.cfg_scale)),
             diffusion_steps,
@@ -164,6 +170,7 @@ impl SpeechRequest {
             params,
             format: self.format,
             sample_rate: self.sample_rate,
+            speed: self.speed,
             stream_format: self.stream_format,
         })
     }
@@ -234,10 +241,19 @@ mod tests {
         );
         assert_eq!(code(r#"{"input":5}"#), ("invalid_request", Some("input")));
         assert_eq!(code(r#"{"input":"  \n"}"#), ("empty_input", Some("input")));
-        assert_eq!(
-            code(r#"{"input":"hi","speed":1.5}"#),
-            ("unsupported_speed", Some("speed"))
-        );
+        for speed in ["0.2", "4.5", "0", "-1", "1e300"] {
+            let json = format!(r#"{{"input":"hi","speed":{speed}}}"#);
+            assert_eq!(code(&json), ("unsupported_speed", Some("speed")), "{json}");
+            let message = parse(&json).unwrap_err().to_string();
+            assert!(
+                message.contains("0.25") && message.contains("4.0"),
+                "{message}"
+            );
+        }
+        for (speed, want) in [("0.25", 0.25), ("1.5", 1.5), ("4", 4.0), ("null", 1.0)] {
+            let json = format!(r#"{{"input":"hi","speed":{speed}}}"#);
+            assert_eq!(parse(&json).unwrap().speed.get(), want, "{json}");
+        }
         assert_eq!(
             code(r#"{"input":"hi","speed":"fast"}"#),
             ("invalid_request", Some("speed"))

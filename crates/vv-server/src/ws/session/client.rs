@@ -12,7 +12,7 @@ use crate::ws::context::Context;
 use crate::ws::error::WsError;
 use crate::ws::events::ServerEvent;
 use crate::ws::messages::{parse, CancelTarget, ClientMessage, Configure};
-use crate::ws::session_config::CLAMPED;
+use crate::ws::session_config::{SessionConfig, CLAMPED};
 use crate::ws::transport::{Incoming, Outgoing, TransportFailure};
 
 impl<Tx> Session<Tx>
@@ -33,6 +33,9 @@ where
                     "binary messages are not part of the protocol; send JSON text messages",
                 );
                 self.report(None, error).await
+            }
+            Some(Incoming::Rejected { context_id, error }) => {
+                self.report(context_id.as_deref(), error).await
             }
             Some(Incoming::Failed(failure)) => {
                 let error = match failure {
@@ -62,7 +65,8 @@ where
                 context_id,
                 text,
                 flush,
-            } => self.on_text(&context_id, &text, flush).await,
+                settings,
+            } => self.on_text(&context_id, &text, flush, &settings).await,
             ClientMessage::Flush { context_id } => self.on_flush(&context_id).await,
             ClientMessage::Close { context_id } => self.on_close(&context_id).await,
             ClientMessage::Cancel(target) => self.on_cancel(target).await,
@@ -85,7 +89,15 @@ where
         }
     }
 
-    pub(super) async fn on_text(&mut self, id: &str, text: &str, flush: bool) -> Flow {
+    /// Appends `text` to context `id`; its first text creates it, with `settings` applied
+    /// over the session's (clamps are reported as warnings about the context).
+    pub(super) async fn on_text(
+        &mut self,
+        id: &str,
+        text: &str,
+        flush: bool,
+        settings: &Configure,
+    ) -> Flow {
         if text.is_empty() {
             return match (flush, self.contexts.contains_key(id)) {
                 (true, true) => self.on_flush(id).await,
@@ -95,8 +107,18 @@ where
         let created = if self.contexts.contains_key(id) {
             None
         } else {
-            match self.open_context(id, text, Instant::now()) {
-                Ok(created) => Some(created),
+            let (config, clamped) = match self.config.configure(settings, self.engine.info()) {
+                Ok(configured) => configured,
+                Err(e) => return self.report(Some(id), e).await,
+            };
+            match self.open_context(id, text, &config, Instant::now()) {
+                Ok(created) => {
+                    for c in clamped {
+                        self.event(ServerEvent::warning(Some(id), CLAMPED, c.message))
+                            .await?;
+                    }
+                    Some(created)
+                }
                 Err(e) => return self.report(Some(id), e).await,
             }
         };
@@ -120,11 +142,13 @@ where
         }
     }
 
-    /// Creates context `id` for its first text; returns its `context.created` event.
+    /// Creates context `id` with `config` for its first text; returns its `context.created`
+    /// event.
     pub(super) fn open_context(
         &mut self,
         id: &str,
         text: &str,
+        config: &SessionConfig,
         now: Instant,
     ) -> Result<ServerEvent, WsError> {
         let max = self.limits.max_text_chars;
@@ -141,7 +165,7 @@ where
         let context = Context::open(
             id.to_string(),
             self.next_num,
-            &self.config,
+            config,
             &self.engine,
             &self.slots,
             self.state.metrics(),

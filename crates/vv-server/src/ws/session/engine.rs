@@ -1,4 +1,5 @@
-//! Engine events of a context: audio frames, warnings, the end of a segment, failures.
+//! Engine events of a context: audio frames (after the timestamps of the words they end),
+//! warnings, the end of a segment, failures.
 
 use std::fmt::Display;
 
@@ -6,6 +7,7 @@ use futures::Sink;
 use vv_engine::UtteranceEvent;
 
 use super::{Flow, Session};
+use crate::ws::context::SegmentEnd;
 use crate::ws::error::WsError;
 use crate::ws::events::ServerEvent;
 use crate::ws::transport::Outgoing;
@@ -20,8 +22,15 @@ where
             return Ok(());
         };
         match event {
-            Some(UtteranceEvent::Audio { samples, .. }) => match context.audio_frame(&samples) {
+            Some(UtteranceEvent::Audio {
+                samples,
+                text_tokens,
+                ..
+            }) => match context.audio_frame(&samples) {
                 Ok(frame) => {
+                    if let Some(words) = context.frame_words(text_tokens, samples.len()) {
+                        self.event(words).await?;
+                    }
                     self.send(Outgoing::Binary(frame)).await?;
                     if let Some(context) = self.contexts.get_mut(id) {
                         context.audio_written();
@@ -35,7 +44,10 @@ where
                     .await
             }
             Some(UtteranceEvent::Finished { .. }) => match context.segment_finished(&self.engine) {
-                Ok((tail, emits)) => {
+                Ok(SegmentEnd { words, tail, emits }) => {
+                    if let Some(words) = words {
+                        self.event(words).await?;
+                    }
                     if let Some(frame) = tail {
                         self.send(Outgoing::Binary(frame)).await?;
                     }

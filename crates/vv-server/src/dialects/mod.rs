@@ -1,0 +1,16 @@
+//! Other vendors' wire dialects, each a thin codec over the one session core of [`crate::ws`]:
+//! a codec translates the vendor's client messages into protocol v1 messages and the core's
+//! events into the vendor's; contexts, flushes, cancels, limits and timestamps stay the core's.
+//!
+//! - [`cartesia`]: Cartesia's `GET /tts/websocket` and `POST /tts/bytes`.
+
+pub mod cartesia;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The routes of every dialect.
+pub fn router() -> Router<AppState> {
+    cartesia::router()
+}
