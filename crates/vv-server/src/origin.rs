@@ -21,9 +21,10 @@ use crate::state::AppState;
 /// Methods a cross-origin page may use.
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 /// Request headers a cross-origin page may send.
-const ALLOW_HEADERS: &str = "authorization, content-type";
+const ALLOW_HEADERS: &str =
+    "authorization, content-type, x-api-key, cartesia-version, x-request-id";
 /// Response headers a cross-origin page may read besides the simple ones.
-const EXPOSE_HEADERS: &str = "retry-after";
+const EXPOSE_HEADERS: &str = "retry-after, x-request-id";
 /// Seconds a browser may cache a preflight's answer.
 const MAX_AGE_SECS: &str = "600";
 
