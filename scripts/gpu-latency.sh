@@ -9,7 +9,9 @@
 # Environment: OUT (output directory, default a new temporary one), DEVICE (cuda), DTYPE (bf16),
 #   CHARS (text lengths, "60 384 3000 10000"), SECONDS_PER_RUN (3), REPEATS (3: a context with
 #   random weights runs to the deadline, so each run of a long text gives one first audio),
-#   BENCH_RUNS (5).
+#   BENCH_RUNS (5), MODEL_ARGS (how bench and serve get the model; default random weights of the
+#   real shapes, e.g. MODEL_ARGS="--model testdata/vibevoice-tiny/model --tokenizer
+#   testdata/vibevoice-tiny/tokenizer/tokenizer.json --voices-dir DIR" for the tiny fixture).
 # Output in $OUT: bench.json, lt-<mode>-<chars>-<n>.json/.err, serve.log, latency.txt (the
 #   summary: per mode and length the first audio of every context, their median, and the
 #   median minus the model's).
@@ -30,10 +32,11 @@ fi
 add_cuda_libraries
 device=${DEVICE:-cuda}
 dtype=${DTYPE:-bf16}
+read -r -a model_args <<<"${MODEL_ARGS:---random-weights --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir voices}"
 
 status=0
 echo "=== bench --streams 1"
-timeout 300 "$bin" bench --random-weights --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
+timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
     --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 --json \
     >"$out/bench.json" 2>"$out/bench.err" || { echo "bench failed"; status=1; }
 
@@ -42,9 +45,9 @@ get() {
     python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
         "http://127.0.0.1:$port$1"
 }
-echo "=== serve --random-weights"
-"$bin" serve --random-weights --device "$device" --dtype "$dtype" --diffusion-steps 5 \
-    --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir voices --port "$port" \
+echo "=== serve ${model_args[*]}"
+"$bin" serve "${model_args[@]}" --device "$device" --dtype "$dtype" --diffusion-steps 5 \
+    --port "$port" \
     --max-slots 8 --max-text-chars 20000 >"$out/serve.log" 2>&1 &
 serve_pid=$!
 ready=0

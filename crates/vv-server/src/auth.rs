@@ -2,8 +2,10 @@
 //! `/ready`), the Prometheus scrape (`/metrics`) and the web page (`/`) needs
 //! `Authorization: Bearer <key>`; upgrades on the WebSocket routes (`/v1/tts/stream`,
 //! `/stream`), and only there, may pass the key as the `api_key` query parameter instead
-//! (browsers cannot set headers on WebSockets), as may Cartesia's `/tts/websocket`. Cartesia's
-//! `X-API-Key: <key>` header is accepted wherever `Authorization` is. `/metrics` needs a key
+//! (browsers cannot set headers on WebSockets), as may Cartesia's `/tts/websocket` and
+//! ElevenLabs' `/v1/text-to-speech/{voice_id}/multi-stream-input` and `.../stream-input`.
+//! Cartesia's `X-API-Key: <key>` and ElevenLabs' `xi-api-key: <key>` headers are accepted
+//! wherever `Authorization` is. `/metrics` needs a key
 //! only when `metrics_api_keys` are configured (then one of those or an API key). Failures get
 //! 401 with the JSON error body.
 
@@ -32,6 +34,10 @@ pub const WEBSOCKET_PATHS: [&str; 3] =
 /// `Authorization: Bearer`.
 pub const X_API_KEY: &str = "x-api-key";
 
+/// The header ElevenLabs' clients send the key in, accepted on every route like
+/// `Authorization: Bearer`.
+pub const XI_API_KEY: &str = "xi-api-key";
+
 /// Middleware: lets the request through when its path needs no key or a configured key is
 /// presented; else answers 401.
 pub async fn require_api_key(
@@ -47,7 +53,7 @@ pub async fn require_api_key(
     let presented = bearer_token(request.headers())
         .or_else(|| header_key(request.headers()))
         .or_else(|| {
-            (WEBSOCKET_PATHS.contains(&path) && is_websocket_upgrade(request.headers()))
+            (accepts_query_key(path) && is_websocket_upgrade(request.headers()))
                 .then(|| query_api_key(request.uri()))
                 .flatten()
         });
@@ -55,6 +61,11 @@ pub async fn require_api_key(
         Some(key) if accepts(settings, path, &key) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),
     }
+}
+
+/// Whether upgrades on `path` may carry the key as the `api_key` query parameter.
+fn accepts_query_key(path: &str) -> bool {
+    WEBSOCKET_PATHS.contains(&path) || crate::dialects::elevenlabs::is_websocket_path(path)
 }
 
 /// Whether a request for `path` must present a key.
@@ -74,10 +85,12 @@ fn accepts(settings: &Settings, path: &str, key: &str) -> bool {
     api | (metrics & (path == METRICS_PATH))
 }
 
-/// The key of an `X-API-Key` header.
+/// The key of an `X-API-Key` or `xi-api-key` header.
 fn header_key(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(X_API_KEY)?.to_str().ok()?;
-    Some(value.trim().to_string()).filter(|k| !k.is_empty())
+    [X_API_KEY, XI_API_KEY].iter().find_map(|name| {
+        let value = headers.get(*name)?.to_str().ok()?;
+        Some(value.trim().to_string()).filter(|k| !k.is_empty())
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -123,6 +136,20 @@ mod tests {
         assert_eq!(header_key(&h), None);
         h.insert(X_API_KEY, HeaderValue::from_static(" k3 "));
         assert_eq!(header_key(&h).as_deref(), Some("k3"));
+        h.remove(X_API_KEY);
+        h.insert(XI_API_KEY, HeaderValue::from_static("k4"));
+        assert_eq!(header_key(&h).as_deref(), Some("k4"));
+    }
+
+    #[test]
+    fn elevenlabs_websockets_take_the_query_key() {
+        assert!(accepts_query_key(
+            "/v1/text-to-speech/alloy/multi-stream-input"
+        ));
+        assert!(accepts_query_key("/v1/text-to-speech/alloy/stream-input"));
+        assert!(accepts_query_key("/tts/websocket"));
+        assert!(!accepts_query_key("/v1/text-to-speech/alloy/stream"));
+        assert!(!accepts_query_key("/v1/audio/speech"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::dialects::codec::parse_request;
 use crate::ws::{Incoming, WsError};
 
 /// `voice`: `{"mode": "id", "id": ...}`.
@@ -141,18 +142,9 @@ pub fn translate(item: Incoming) -> Vec<Incoming> {
     let Incoming::Text(text) = item else {
         return vec![item];
     };
-    let request: Request = match serde_json::from_str(&text) {
+    let request: Request = match parse_request(&text) {
         Ok(request) => request,
-        Err(e) => {
-            let error = match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(_)) => WsError::InvalidMessage(format!("invalid request: {e}")),
-                _ => WsError::InvalidJson(e.to_string()),
-            };
-            return vec![Incoming::Rejected {
-                context_id: None,
-                error,
-            }];
-        }
+        Err(rejected) => return vec![rejected],
     };
     let Some(id) = request.context_id.clone() else {
         return vec![Incoming::Rejected {

@@ -8,23 +8,16 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use tracing::debug;
-use vv_audio::FrameHeader;
 
+use crate::dialects::codec::{core_event, FrameContexts};
 use crate::ws::Outgoing;
-
-/// What the codec remembers per context.
-struct Known {
-    id: String,
-    /// When its last chunk (or its creation) was sent, for `step_time`.
-    last_step: Instant,
-}
 
 /// Translates the core's output of one session.
 #[derive(Default)]
 pub struct Outbound {
-    /// Context numbers of audio frame headers -> contexts.
-    contexts: HashMap<u32, Known>,
+    /// Known contexts, each with when its last chunk (or its creation) was sent, for
+    /// `step_time`.
+    contexts: FrameContexts<Instant>,
     /// Flushes answered per context, for `flush_id`.
     flushes: HashMap<String, u64>,
 }
@@ -42,13 +35,10 @@ impl Outbound {
     /// The Cartesia messages for one item of the core's output.
     pub fn translate(&mut self, item: Outgoing) -> Vec<Outgoing> {
         match item {
-            Outgoing::Text(text) => match serde_json::from_str::<Value>(&text) {
-                Ok(event) => self.event(&event).into_iter().collect(),
-                Err(e) => {
-                    debug!("unreadable core event: {e}");
-                    Vec::new()
-                }
-            },
+            Outgoing::Text(text) => core_event(&text)
+                .and_then(|event| self.event(&event))
+                .into_iter()
+                .collect(),
             Outgoing::Binary(frame) => self.chunk(&frame).into_iter().collect(),
             close @ Outgoing::Close { .. } => vec![close],
         }
@@ -57,13 +47,8 @@ impl Outbound {
     fn event(&mut self, event: &Value) -> Option<Outgoing> {
         let id = event.get("context_id").and_then(Value::as_str);
         let message = match (event["type"].as_str()?, id) {
-            ("context.created", Some(id)) => {
-                let num = u32::try_from(event["context_num"].as_u64()?).ok()?;
-                let known = Known {
-                    id: id.to_string(),
-                    last_step: Instant::now(),
-                };
-                self.contexts.insert(num, known);
+            ("context.created", Some(_)) => {
+                self.contexts.created(event, Instant::now());
                 return None;
             }
             ("timestamps", Some(id)) => {
@@ -109,21 +94,17 @@ impl Outbound {
     }
 
     fn forget(&mut self, id: &str) {
-        self.contexts.retain(|_, known| known.id != id);
+        self.contexts.forget(id);
         self.flushes.remove(id);
     }
 
     /// A `chunk` for a binary audio frame (frames without samples send nothing).
     fn chunk(&mut self, frame: &[u8]) -> Option<Outgoing> {
-        let (header, payload) = FrameHeader::decode(frame).ok()?;
-        let known = self.contexts.get_mut(&header.context_num)?;
-        if payload.is_empty() {
-            return None;
-        }
-        let step_time = known.last_step.elapsed().as_secs_f64() * 1000.0;
-        known.last_step = Instant::now();
+        let (id, last_step, payload) = self.contexts.frame(frame)?;
+        let step_time = last_step.elapsed().as_secs_f64() * 1000.0;
+        *last_step = Instant::now();
         let data = base64::engine::general_purpose::STANDARD.encode(payload);
-        let message = json!({"type": "chunk", "context_id": known.id, "data": data,
+        let message = json!({"type": "chunk", "context_id": id, "data": data,
                              "done": false, "status_code": 206, "step_time": step_time});
         Some(Outgoing::Text(message.to_string()))
     }
@@ -132,6 +113,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vv_audio::FrameHeader;
 
     fn out(o: &mut Outbound, event: Value) -> Vec<Value> {
         texts(o.translate(Outgoing::Text(event.to_string())))
