@@ -6,18 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine as _;
+use common::json_ws::{must_next, send, Ws};
 use common::TestServer;
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vv_server::config::ApiKeys;
-
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const KEY: &str = "cartesia-key";
 const SENTENCES: [&str; 2] = [
@@ -45,29 +39,6 @@ async fn connect(server: &TestServer) -> Ws {
         "/tts/websocket?api_key={KEY}&cartesia_version=2024-11-13"
     ));
     tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message (none within `wait`: `None`).
-async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(wait, ws.next()).await.ok()?? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-async fn must_next(ws: &mut Ws) -> Value {
-    next(ws, Duration::from_secs(60))
-        .await
-        .expect("a message within 60 s")
 }
 
 async fn server() -> TestServer {

@@ -12,15 +12,11 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::json_ws::{must_next, next, send, Ws};
 use common::TestServer;
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vv_server::config::ApiKeys;
-
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const KEY: &str = "elevenlabs-key";
 const SENTENCES: [&str; 2] = [
@@ -44,29 +40,6 @@ async fn connect(server: &TestServer) -> Ws {
         &format!("/v1/text-to-speech/tiny/multi-stream-input?{QUERY}"),
     )
     .await
-}
-
-async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message (none within `wait`, or the socket closed: `None`).
-async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(wait, ws.next()).await.ok()?? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-async fn must_next(ws: &mut Ws) -> Value {
-    next(ws, Duration::from_secs(60))
-        .await
-        .expect("a message within 60 s")
 }
 
 async fn server() -> TestServer {

@@ -2,6 +2,8 @@
 //! fixture model, a minimal HTTP/1.1 client, and parsers for WAV headers and Prometheus text.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod json_ws;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
