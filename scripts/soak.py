@@ -200,9 +200,23 @@ async def settle(base, pid, baseline, seconds=30):
         await asyncio.sleep(0.5)
 
 
-async def phase(base, seconds, workers, stats):
+async def phase(base, seconds, workers, stats, pid=None, trace=None):
+    """Runs the clients for `seconds`; with `trace`, samples resident memory into it once a
+    minute (and at the start), so that a report shows whether growth levels off."""
     until = time.monotonic() + seconds
-    await asyncio.gather(*(worker(base, until, stats, s) for s in range(workers)))
+    clients = [worker(base, until, stats, s) for s in range(workers)]
+    if trace is not None:
+        clients.append(sample_rss(pid, until, trace))
+    await asyncio.gather(*clients)
+
+
+async def sample_rss(pid, until, trace, every=60.0):
+    started = time.monotonic()
+    while True:
+        trace.append([round(time.monotonic() - started), rss_bytes(pid)])
+        if time.monotonic() + every > until:
+            return
+        await asyncio.sleep(every)
 
 
 async def main():
@@ -221,7 +235,8 @@ async def main():
         "slots_used": 0, "contexts_active": 0, "ws_sessions_active": 0}
     baseline = await settle(base, a.pid, idle)
     started = time.monotonic()
-    await phase(base, a.seconds, a.workers, stats)
+    rss_trace = []
+    await phase(base, a.seconds, a.workers, stats, a.pid, rss_trace)
     ran = time.monotonic() - started
     final = await settle(base, a.pid, baseline)
     growth = (final["rss_bytes"] - baseline["rss_bytes"]) / baseline["rss_bytes"]
@@ -236,6 +251,7 @@ async def main():
         failures.append(f"resident memory grew {growth:.2%} (limit 1%)")
     report = {"seconds": round(ran, 1), "workers": a.workers, "actions": stats.counts,
               "baseline": baseline, "final": final, "rss_growth": round(growth, 5),
+              "rss_trace_s_bytes": rss_trace,
               "failures": failures}
     text = json.dumps(report, indent=2)
     print(text)
