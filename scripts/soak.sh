@@ -11,6 +11,7 @@
 #   VIBEVOICE_RT_BIN     server binary (default: target/debug/vibevoice-rt, built if missing)
 #   SOAK_VENV            virtual environment to create/reuse (default: target/soak-venv)
 #   SOAK_WORKERS         concurrent clients (default 6)
+#   SOAK_MAX_RSS_GROWTH  largest resident-memory growth accepted, as a fraction (default 0.01)
 #   PYTHON               Python interpreter used to create the venv (default: python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,8 @@ tiny_server_wait_ready
 
 echo "== soak: $SECONDS_TO_RUN s with $WORKERS clients"
 if ! "$VENV/bin/python" scripts/soak.py "$PORT" "$SERVER_PID" "$SECONDS_TO_RUN" \
-    --workers "$WORKERS" ${REPORT:+--report "$REPORT"}; then
+    --workers "$WORKERS" --max-rss-growth "${SOAK_MAX_RSS_GROWTH:-0.01}" \
+    ${REPORT:+--report "$REPORT"}; then
     echo "== soak FAILED; server log tail:"; tail -40 "$LOG"; exit 1
 fi
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
