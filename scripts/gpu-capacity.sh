@@ -21,11 +21,7 @@ source "$root/scripts/gpu-env.sh"
 out=${OUT:-$(mktemp -d -t gpu-capacity.XXXXXX)}
 mkdir -p "$out"
 
-bin=${1:-.gpu/vibevoice-rt}
-if [[ ! -x $bin && -f $bin.xz ]]; then
-    bin=$(unpack_binary "$bin.xz" vibevoice-rt)
-fi
-[[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
+resolve_binary "${1:-}"
 add_cuda_libraries
 
 steps=${STEPS:-5}
@@ -39,23 +35,12 @@ for n in ${STREAMS:-1 8 32 64 128 192 256}; do
 done
 
 port=18778
-# get PATH FILE: the body of GET PATH on the service (python: curl may be missing there).
-get() {
-    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
-        "http://127.0.0.1:$port$1"
-}
 echo "=== serve --random-weights (max_slots ${MAX_SLOTS:-auto})"
 "$bin" serve --random-weights --device cuda --dtype bf16 --diffusion-steps "$steps" \
     --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir voices --port "$port" \
     --max-slots "${MAX_SLOTS:-auto}" >"$out/serve.log" 2>&1 &
 serve_pid=$!
-ready=0
-for _ in $(seq 1 600); do
-    if ! kill -0 "$serve_pid" 2>/dev/null; then break; fi
-    if get /ready >/dev/null 2>&1; then ready=1; break; fi
-    sleep 0.5
-done
-if [[ $ready == 1 ]]; then
+if wait_ready "$serve_pid"; then
     get /api/info >"$out/info-start.json"
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 \
         >"$out/gpu-memory.csv" 2>/dev/null &

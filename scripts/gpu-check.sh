@@ -28,11 +28,7 @@ steps_dir=$out/steps
 mkdir -p "$steps_dir"
 exec > >(tee "$out/gpu-check.log") 2>&1
 
-bin=${1:-.gpu/vibevoice-rt}
-if [[ ! -x $bin && -f $bin.xz ]]; then
-    bin=$(unpack_binary "$bin.xz" vibevoice-rt)
-fi
-[[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
+resolve_binary "${1:-}"
 
 # cuBLAS, cuRAND and NVRTC of CUDA 13 must be loadable.
 add_cuda_libraries

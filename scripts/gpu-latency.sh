@@ -24,11 +24,7 @@ source "$root/scripts/gpu-env.sh"
 out=${OUT:-$(mktemp -d -t gpu-latency.XXXXXX)}
 mkdir -p "$out"
 
-bin=${1:-.gpu/vibevoice-rt}
-if [[ ! -x $bin && -f $bin.xz ]]; then
-    bin=$(unpack_binary "$bin.xz" vibevoice-rt)
-fi
-[[ -x $bin ]] || { echo "no binary at $bin"; exit 2; }
+resolve_binary "${1:-}"
 add_cuda_libraries
 device=${DEVICE:-cuda}
 dtype=${DTYPE:-bf16}
@@ -41,22 +37,12 @@ timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" 
     >"$out/bench.json" 2>"$out/bench.err" || { echo "bench failed"; status=1; }
 
 port=18779
-get() {
-    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
-        "http://127.0.0.1:$port$1"
-}
 echo "=== serve ${model_args[*]}"
 "$bin" serve "${model_args[@]}" --device "$device" --dtype "$dtype" --diffusion-steps 5 \
     --port "$port" \
     --max-slots 8 --max-text-chars 20000 >"$out/serve.log" 2>&1 &
 serve_pid=$!
-ready=0
-for _ in $(seq 1 600); do
-    if ! kill -0 "$serve_pid" 2>/dev/null; then break; fi
-    if get /ready >/dev/null 2>&1; then ready=1; break; fi
-    sleep 0.5
-done
-if [[ $ready == 1 ]]; then
+if wait_ready "$serve_pid"; then
     for chars in ${CHARS:-60 384 3000 10000}; do
         for mode in ws ws-words http; do
             case $mode in
