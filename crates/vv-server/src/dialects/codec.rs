@@ -146,3 +146,16 @@ impl<T> FrameContexts<T> {
         self.by_num.remove(&num).map(|(_, state)| state)
     }
 }
+
+/// A binary audio frame of context `num` carrying `payload`, as the session core sends it (the
+/// dialects' outbound tests feed it to their translators).
+#[cfg(test)]
+pub(super) fn test_frame(num: u32, payload: &[u8]) -> Outgoing {
+    let header = vv_audio::FrameHeader {
+        flags: 0,
+        context_num: num,
+        seq: 0,
+        sample_offset: 0,
+    };
+    Outgoing::Binary(header.frame(payload))
+}

@@ -113,7 +113,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vv_audio::FrameHeader;
+    use crate::dialects::codec::test_frame as frame;
 
     fn out(o: &mut Outbound, event: Value) -> Vec<Value> {
         texts(o.translate(Outgoing::Text(event.to_string())))
@@ -127,16 +127,6 @@ mod tests {
                 other => panic!("not text: {other:?}"),
             })
             .collect()
-    }
-
-    fn frame(num: u32, payload: &[u8]) -> Outgoing {
-        let header = FrameHeader {
-            flags: 0,
-            context_num: num,
-            seq: 0,
-            sample_offset: 0,
-        };
-        Outgoing::Binary(header.frame(payload))
     }
 
     #[test]
