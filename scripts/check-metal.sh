@@ -19,16 +19,11 @@ skip="skipping the Metal type-check: the $target target cannot be installed here
 
 log() { printf '[check-metal] %s\n' "$*" >&2; }
 
-if ! command -v rustup >/dev/null 2>&1; then
-    echo "$skip (no rustup)"
+# shellcheck source=lib/rust-target.sh
+. "$root/scripts/lib/rust-target.sh"
+if ! why=$(ensure_rust_target "$target"); then
+    echo "$skip ($why)"
     exit 0
-fi
-if ! rustup target list --installed | grep -qx "$target"; then
-    log "installing the Rust standard library for $target"
-    if ! rustup target add "$target" >&2; then
-        echo "$skip"
-        exit 0
-    fi
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/metal-check}

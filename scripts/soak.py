@@ -188,15 +188,24 @@ async def snapshot(base, pid):
     }
 
 
+# The server returns free heap memory to the system once its engine has been idle for half a
+# second (vv_server::memory_release). The baseline and the final snapshot alike are taken after
+# this much quiet, so that resident memory measures what the server holds, not free memory the
+# allocator has not yet handed back (that varied by up to 10% with the order of the last frees).
+QUIET_SECONDS = 2.0
+
+
 async def settle(base, pid, baseline, seconds=30):
-    """Polls until counts are back to the baseline's (or the time is up); the last snapshot."""
+    """Polls until counts are back to the baseline's (or the time is up), then waits
+    QUIET_SECONDS with no traffic; the snapshot after that."""
     deadline = time.monotonic() + seconds
     while True:
         snap = await snapshot(base, pid)
         back = all(snap[k] <= baseline[k] for k in
                    ("open_fds", "tasks", "slots_used", "contexts_active", "ws_sessions_active"))
         if back or time.monotonic() > deadline:
-            return snap
+            await asyncio.sleep(QUIET_SECONDS)
+            return await snapshot(base, pid)
         await asyncio.sleep(0.5)
 
 

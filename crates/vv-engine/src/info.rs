@@ -30,6 +30,12 @@ pub struct ModelSummary {
     /// Components running on the CPU because the device's backend lacks an operation they
     /// need (empty when every component runs on the chosen device).
     pub cpu_fallbacks: Vec<&'static str>,
+    /// The weight quantization request in force (`auto`, `none`, `bf16`, `int8`).
+    pub quantize_request: vv_model::Quantize,
+    /// The format the large matrices were packed in at load: `none`, `bf16` or `int8`.
+    pub quantize: &'static str,
+    /// Why that format.
+    pub quantize_reason: String,
 }
 
 /// Static facts about the running engine.

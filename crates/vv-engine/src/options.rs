@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_model::scheduler::SolverKind;
+use vv_model::Quantize;
 
 pub use crate::capacity::SlotPolicy;
 
@@ -30,6 +31,9 @@ pub struct EngineOptions {
     pub device: DeviceRequest,
     /// Dtype request.
     pub dtype: DTypeRequest,
+    /// Weight quantization request (CPU with f32 compute only; `auto`: int8 where the CPU
+    /// kernels are SIMD kernels, none elsewhere).
+    pub quantize: Quantize,
     /// Concurrent utterances: fixed, or as many as run in real time.
     pub slots: SlotPolicy,
     /// Unread audio frames per utterance before `slow_consumer`.

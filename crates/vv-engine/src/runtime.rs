@@ -128,6 +128,9 @@ impl Runtime {
     pub fn load(opts: &EngineOptions, probe: &dyn DeviceProbe) -> Result<Self, LoadError> {
         let resolution = resolve_device(opts.device, probe)?;
         let dtype = select_dtype(resolution.device.backend, opts.dtype, probe);
+        let quantize = opts
+            .quantize
+            .resolve(resolution.device.backend, dtype.dtype)?;
         let device_info = ModelInfo::new(&resolution, &dtype);
         let device = resolution.device.to_candle_device()?;
         let hub = HubOptions {
@@ -143,10 +146,11 @@ impl Runtime {
                  model; every utterance is NOISE and ends only at the frame cap (EOS is off). \
                  For capacity measurements only."
             );
-            VibeVoiceModel::random(VibeVoiceConfig::realtime_0_5b(), &device, dtype.dtype)?
+            let cfg = VibeVoiceConfig::realtime_0_5b();
+            VibeVoiceModel::random(cfg, &device, dtype.dtype, quantize.packing)?
         } else {
             let files = resolve_checkpoint(&opts.model, &hub)?;
-            VibeVoiceModel::load(&files, &device, dtype.dtype)?
+            VibeVoiceModel::load(&files, &device, dtype.dtype, quantize.packing)?
         };
         model.set_cuda_graphs(opts.cuda_graphs);
         if !opts.cuda_graphs && device.is_cuda() {
@@ -159,6 +163,8 @@ impl Runtime {
             model = %opts.model,
             device = %resolution.device.label(),
             dtype = ?dtype.dtype,
+            quantize = quantize.packing.name(),
+            quantize_reason = %quantize.reason,
             seconds = load_seconds,
             "model loaded"
         );
@@ -186,6 +192,9 @@ impl Runtime {
                 load_seconds,
                 warmup_seconds,
                 cpu_fallbacks: model.cpu_fallbacks().iter().map(|c| c.name()).collect(),
+                quantize_request: opts.quantize,
+                quantize: quantize.packing.name(),
+                quantize_reason: quantize.reason,
             },
             device: device_info,
             voices: voices.keys().cloned().collect(),

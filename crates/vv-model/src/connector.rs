@@ -1,9 +1,9 @@
 //! Acoustic connector (`model.acoustic_connector`): projects a raw speech latent to the LM width.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, VarBuilder};
 
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 
 use crate::config::VibeVoiceConfig;
 use crate::error::Result;
@@ -16,6 +16,8 @@ pub struct AcousticConnector {
     fc1: Linear,
     norm: RmsNorm,
     fc2: Linear,
+    device: Device,
+    dtype: DType,
 }
 
 /// The connector's intermediates, for parity checks.
@@ -31,19 +33,21 @@ pub struct ConnectorTrace {
 
 impl AcousticConnector {
     /// Reads `fc1`, `norm` and `fc2` under `vb` (`model.acoustic_connector`); the norm uses the
-    /// decoder's `rms_norm_eps`.
-    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder) -> Result<Self> {
+    /// decoder's `rms_norm_eps`; the projections are stored as `packing` says.
+    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let (latent, hidden) = (cfg.acoustic_vae_dim, cfg.decoder_config.hidden_size);
         Ok(Self {
-            fc1: linear(&vb.pp("fc1"), latent, hidden, true)?,
+            fc1: linear(&vb.pp("fc1"), latent, hidden, true, packing)?,
             norm: RmsNorm::new(hidden, cfg.decoder_config.rms_norm_eps, vb.pp("norm"))?,
-            fc2: linear(&vb.pp("fc2"), hidden, hidden, true)?,
+            fc2: linear(&vb.pp("fc2"), hidden, hidden, true, packing)?,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
     /// Device of the weights.
     pub fn device(&self) -> &Device {
-        self.fc1.weight().device()
+        &self.device
     }
 
     /// `[.., latent]` -> `[.., hidden]`; the input is cast to the weights' dtype.
@@ -53,7 +57,7 @@ impl AcousticConnector {
 
     /// Like [`AcousticConnector::forward`], keeping the intermediates.
     pub fn trace(&self, z: &Tensor) -> Result<ConnectorTrace> {
-        let z = z.to_dtype(self.fc1.weight().dtype())?;
+        let z = z.to_dtype(self.dtype)?;
         let fc1 = self.fc1.forward(&z)?;
         let norm = self.norm.forward(&fc1)?;
         let embeds = self.fc2.forward(&norm)?;

@@ -22,7 +22,7 @@ use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::DiffusionHeadConfig;
 use crate::error::{ModelError, Result};
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 use crate::qwen2::linear;
 
 mod modulation;
@@ -123,13 +123,13 @@ struct HeadLayer {
 }
 
 impl HeadLayer {
-    fn new(cfg: &DiffusionHeadConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &DiffusionHeadConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let (h, f) = (cfg.hidden_size, cfg.ffn_dim());
         Ok(Self {
             norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?,
-            gate_proj: linear(&vb.pp("ffn.gate_proj"), h, f, false)?,
-            up_proj: linear(&vb.pp("ffn.up_proj"), h, f, false)?,
-            down_proj: linear(&vb.pp("ffn.down_proj"), f, h, false)?,
+            gate_proj: linear(&vb.pp("ffn.gate_proj"), h, f, false, packing)?,
+            up_proj: linear(&vb.pp("ffn.up_proj"), h, f, false, packing)?,
+            down_proj: linear(&vb.pp("ffn.down_proj"), f, h, false, packing)?,
         })
     }
 
@@ -157,11 +157,11 @@ struct FinalLayer {
 }
 
 impl FinalLayer {
-    fn new(cfg: &DiffusionHeadConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &DiffusionHeadConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let h = cfg.hidden_size;
         let ones = Tensor::ones(h, DType::F32, vb.device())?;
         Ok(Self {
-            linear: linear(&vb.pp("linear"), h, cfg.latent_size, false)?,
+            linear: linear(&vb.pp("linear"), h, cfg.latent_size, false, packing)?,
             unit_norm: RmsNorm::new(ones, cfg.rms_norm_eps),
         })
     }
@@ -195,8 +195,8 @@ pub struct DiffusionHead {
 
 impl DiffusionHead {
     /// Loads the head from `vb = root.pp("model.prediction_head")`; weights are converted to
-    /// f32 whatever the dtype of `vb`.
-    pub fn new(cfg: &DiffusionHeadConfig, vb: VarBuilder) -> Result<Self> {
+    /// f32 whatever the dtype of `vb`, then the projections stored as `packing` says.
+    pub fn new(cfg: &DiffusionHeadConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         if cfg.hidden_size == 0 || cfg.latent_size == 0 || cfg.head_layers == 0 {
             return Err(ModelError::InvalidConfig(format!(
                 "diffusion head needs positive sizes (hidden {}, latent {}, layers {})",
@@ -206,19 +206,34 @@ impl DiffusionHead {
         let vb = vb.set_dtype(DType::F32);
         let h = cfg.hidden_size;
         let layers = (0..cfg.head_layers)
-            .map(|i| HeadLayer::new(cfg, vb.pp(format!("layers.{i}"))))
+            .map(|i| HeadLayer::new(cfg, vb.pp(format!("layers.{i}")), packing))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            noisy_images_proj: linear(&vb.pp("noisy_images_proj"), cfg.latent_size, h, false)?,
-            cond_proj: linear(&vb.pp("cond_proj"), h, h, false)?,
-            t_mlp_in: linear(&vb.pp("t_embedder.mlp.0"), TIMESTEP_FEATURES, h, false)?,
-            t_mlp_out: linear(&vb.pp("t_embedder.mlp.2"), h, h, false)?,
+            noisy_images_proj: linear(
+                &vb.pp("noisy_images_proj"),
+                cfg.latent_size,
+                h,
+                false,
+                packing,
+            )?,
+            cond_proj: linear(&vb.pp("cond_proj"), h, h, false, packing)?,
+            t_mlp_in: linear(
+                &vb.pp("t_embedder.mlp.0"),
+                TIMESTEP_FEATURES,
+                h,
+                false,
+                packing,
+            )?,
+            t_mlp_out: linear(&vb.pp("t_embedder.mlp.2"), h, h, false, packing)?,
             layers,
-            final_layer: FinalLayer::new(cfg, vb.pp("final_layer"))?,
+            final_layer: FinalLayer::new(cfg, vb.pp("final_layer"), packing)?,
             layer_ada_ln: (0..cfg.head_layers)
-                .map(|i| AdaLn::new(&vb.pp(format!("layers.{i}.adaLN_modulation.1")), h, 3))
+                .map(|i| {
+                    let vb = vb.pp(format!("layers.{i}.adaLN_modulation.1"));
+                    AdaLn::new(&vb, h, 3, packing)
+                })
                 .collect::<Result<Vec<_>>>()?,
-            final_ada_ln: AdaLn::new(&vb.pp("final_layer.adaLN_modulation.1"), h, 2)?,
+            final_ada_ln: AdaLn::new(&vb.pp("final_layer.adaLN_modulation.1"), h, 2, packing)?,
             hidden: h,
             latent: cfg.latent_size,
             device: vb.device().clone(),

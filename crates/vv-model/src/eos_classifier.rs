@@ -1,9 +1,9 @@
 //! End-of-speech classifier (`tts_eos_classifier`, top level): a logit on the TTS-LM hidden state.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, VarBuilder};
 
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 
 use crate::config::VibeVoiceConfig;
 use crate::error::Result;
@@ -14,27 +14,31 @@ use crate::qwen2::linear;
 pub struct EosClassifier {
     fc1: Linear,
     fc2: Linear,
+    device: Device,
+    dtype: DType,
 }
 
 impl EosClassifier {
     /// Reads `fc1` (`[hidden, hidden]`) and `fc2` (`[1, hidden]`), both with bias, under `vb`
-    /// (`tts_eos_classifier`).
-    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder) -> Result<Self> {
+    /// (`tts_eos_classifier`), stored as `packing` says.
+    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let hidden = cfg.decoder_config.hidden_size;
         Ok(Self {
-            fc1: linear(&vb.pp("fc1"), hidden, hidden, true)?,
-            fc2: linear(&vb.pp("fc2"), hidden, 1, true)?,
+            fc1: linear(&vb.pp("fc1"), hidden, hidden, true, packing)?,
+            fc2: linear(&vb.pp("fc2"), hidden, 1, true, packing)?,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
     /// Device of the weights.
     pub fn device(&self) -> &Device {
-        self.fc1.weight().device()
+        &self.device
     }
 
     /// `ReLU(fc1(h))`, `[.., hidden]`; `h` is cast to the weights' dtype.
     pub fn hidden(&self, h: &Tensor) -> Result<Tensor> {
-        let h = h.to_dtype(self.fc1.weight().dtype())?;
+        let h = h.to_dtype(self.dtype)?;
         Ok(self.fc1.forward(&h)?.relu()?)
     }
 

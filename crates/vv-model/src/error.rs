@@ -31,6 +31,8 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error("the model panicked: {0}")]
     Panicked(String),
+    #[error("quantization unsupported here: {0}")]
+    QuantizeUnsupported(String),
 }
 
 impl ModelError {
@@ -49,6 +51,7 @@ impl ModelError {
             ModelError::Fixture { .. } => "fixture_error",
             ModelError::Candle(_) => "compute_error",
             ModelError::Panicked(_) => "internal_error",
+            ModelError::QuantizeUnsupported(_) => "quantize_unsupported",
         }
     }
 }

@@ -10,29 +10,32 @@ use candle_nn::VarBuilder;
 use crate::config::VibeVoiceConfig;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
+use crate::linear::Packing;
 use crate::qwen2::{split_rows, tensor, Qwen2Stack};
 
 /// Lower LM (`model.language_model`): token embedding + `lower_layers()` layers, no final norm.
 /// Sees text tokens only; its output is the raw residual stream.
 #[derive(Debug, Clone)]
 pub struct TextLm {
-    /// `[vocab_size, hidden_size]`.
+    /// `[vocab_size, hidden_size]`: the compute dtype, or bf16 when packed (see
+    /// [`Packing`]; rows are cast to the compute dtype on lookup).
     embed_tokens: Tensor,
     stack: Qwen2Stack,
 }
 
 impl TextLm {
     /// Loads `language_model.embed_tokens.weight` and `language_model.layers.*` under `vb`
-    /// (the checkpoint's `model` scope).
-    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder) -> Result<Self> {
+    /// (the checkpoint's `model` scope), the embedding table and projections stored as
+    /// `packing` says.
+    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let d = &cfg.decoder_config;
         let vb = vb.pp("language_model");
-        let embed_tokens = tensor(
+        let embed_tokens = packing.table(tensor(
             &vb.pp("embed_tokens"),
             (d.vocab_size, d.hidden_size),
             "weight",
-        )?;
-        let stack = Qwen2Stack::new(d, cfg.lower_layers(), false, vb)?;
+        )?)?;
+        let stack = Qwen2Stack::new(d, cfg.lower_layers(), false, vb, packing)?;
         Ok(Self {
             embed_tokens,
             stack,
@@ -68,7 +71,10 @@ impl TextLm {
 
     /// Embedding rows of checked ids already on the device (a u32 tensor `[n]`).
     pub(crate) fn embed_ids(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(self.embed_tokens.index_select(ids, 0)?)
+        Ok(self
+            .embed_tokens
+            .index_select(ids, 0)?
+            .to_dtype(self.stack.dtype())?)
     }
 
     /// Runs `ids` of one stream at positions `cache.len()..`; returns `h_text` `[n, hidden]`.
@@ -150,14 +156,16 @@ pub struct TtsLm {
 
 impl TtsLm {
     /// Loads `tts_language_model.layers.*`, `tts_language_model.norm.weight` and
-    /// `tts_input_types.weight` under `vb` (the checkpoint's `model` scope).
-    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder) -> Result<Self> {
+    /// `tts_input_types.weight` under `vb` (the checkpoint's `model` scope), the projections
+    /// stored as `packing` says.
+    pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let d = &cfg.decoder_config;
         let stack = Qwen2Stack::new(
             d,
             cfg.tts_backbone_num_hidden_layers,
             true,
             vb.pp("tts_language_model"),
+            packing,
         )?;
         let input_types = tensor(&vb.pp("tts_input_types"), (2, d.hidden_size), "weight")?;
         Ok(Self { stack, input_types })

@@ -1,5 +1,6 @@
 //! The whole VibeVoice-Realtime model: every component loaded from one checkpoint, on one
-//! device, in one compute dtype (the diffusion head stays f32, see `diffusion_head`).
+//! device, in one compute dtype (the diffusion head stays f32, see `diffusion_head`), its large
+//! matrices packed to bf16 or int8 at load on the CPU when asked (see `crate::quantize`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::eos_classifier::EosClassifier;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::language_model::{TextLm, TtsInput, TtsLm};
+use crate::linear::Packing;
 use crate::placement::{Component, Place};
 use crate::random_init::RandomInit;
 use crate::sampler::DiffusionSampler;
@@ -44,6 +46,8 @@ pub struct VibeVoiceModel {
     /// Device and dtype of each component, indexed like [`Component::ALL`].
     places: [Place; 6],
     fallbacks: Vec<Component>,
+    /// Which weights are packed (none off the CPU).
+    packing: Packing,
     /// The speech feedback step captured as CUDA graphs (see `crate::graphs::feedback`).
     #[cfg(feature = "cuda")]
     pub(crate) feedback_graphs: crate::graphs::feedback::GraphCache,
@@ -105,52 +109,68 @@ fn scalar(vb: &VarBuilder, name: &str) -> Result<f32> {
 }
 
 impl VibeVoiceModel {
-    /// Loads a checkpoint (`config.json` + `model.safetensors`) onto `device` in `dtype`.
+    /// Loads a checkpoint (`config.json` + `model.safetensors`) onto `device` in `dtype`, each
+    /// weight packed as `packing` says as it is read (the f32 model never exists whole).
     /// A component whose operations the device's backend lacks is moved to the CPU (one
     /// warning per component).
-    pub fn load(files: &CheckpointFiles, device: &Device, dtype: DType) -> Result<Self> {
+    pub fn load(
+        files: &CheckpointFiles,
+        device: &Device,
+        dtype: DType,
+        packing: Packing,
+    ) -> Result<Self> {
         let cfg = VibeVoiceConfig::from_file(&files.config)?;
         let vb = open_weights(&files.weights, dtype, device)?;
         let head_vb = open_weights(&files.weights, DType::F32, device)?;
-        let mut model = Self::new(cfg, vb, head_vb)?;
+        let mut model = Self::new(cfg, vb, head_vb, packing)?;
         model.fall_back_unsupported(&|dt| open_weights(&files.weights, dt, &Device::Cpu))?;
         Ok(model)
     }
 
     /// Builds the real architecture of `cfg` with random weights (for benchmarks: speed does not
-    /// depend on the weight values).
-    pub fn random(cfg: VibeVoiceConfig, device: &Device, dtype: DType) -> Result<Self> {
-        let vb = VarBuilder::from_backend(Box::new(RandomInit), dtype, device.clone());
-        let head_vb = VarBuilder::from_backend(Box::new(RandomInit), DType::F32, device.clone());
-        let mut model = Self::new(cfg, vb, head_vb)?;
-        model.fall_back_unsupported(&|dt| {
-            Ok(VarBuilder::from_backend(
-                Box::new(RandomInit),
-                dt,
-                Device::Cpu,
-            ))
-        })?;
+    /// depend on the weight values), packed as `packing` says.
+    pub fn random(
+        cfg: VibeVoiceConfig,
+        device: &Device,
+        dtype: DType,
+        packing: Packing,
+    ) -> Result<Self> {
+        let random = || Box::new(RandomInit::default());
+        let vb = VarBuilder::from_backend(random(), dtype, device.clone());
+        let head_vb = VarBuilder::from_backend(random(), DType::F32, device.clone());
+        let mut model = Self::new(cfg, vb, head_vb, packing)?;
+        model
+            .fall_back_unsupported(&|dt| Ok(VarBuilder::from_backend(random(), dt, Device::Cpu)))?;
         Ok(model)
     }
 
     /// Builds every component from a root `vb` (model dtype) and `head_vb` (f32) at the
-    /// checkpoint's top level.
-    pub fn new(cfg: VibeVoiceConfig, vb: VarBuilder, head_vb: VarBuilder) -> Result<Self> {
+    /// checkpoint's top level, the weights stored as `packing` says (packing needs f32 on the
+    /// CPU: anything else is a `quantize_unsupported` error).
+    pub fn new(
+        cfg: VibeVoiceConfig,
+        vb: VarBuilder,
+        head_vb: VarBuilder,
+        packing: Packing,
+    ) -> Result<Self> {
         cfg.validate()?;
         let device = vb.device().clone();
         let dtype = vb.dtype();
+        crate::quantize::check_target(packing, Backend::of(&device), dtype)?;
         let m = vb.pp("model");
-        let text_lm = TextLm::new(&cfg, m.clone())?;
-        let tts_lm = TtsLm::new(&cfg, m.clone())?;
-        let connector = AcousticConnector::new(&cfg, m.pp("acoustic_connector"))?;
-        let eos = EosClassifier::new(&cfg, vb.pp("tts_eos_classifier"))?;
+        let text_lm = TextLm::new(&cfg, m.clone(), packing)?;
+        let tts_lm = TtsLm::new(&cfg, m.clone(), packing)?;
+        let connector = AcousticConnector::new(&cfg, m.pp("acoustic_connector"), packing)?;
+        let eos = EosClassifier::new(&cfg, vb.pp("tts_eos_classifier"), packing)?;
         let head = DiffusionHead::new(
             &cfg.diffusion_head_config,
             head_vb.pp("model").pp("prediction_head"),
+            packing,
         )?;
         let decoder = AcousticDecoder::new(
             &cfg.acoustic_tokenizer_config,
             m.pp("acoustic_tokenizer").pp("decoder"),
+            packing,
         )?;
         let speech_scaling = scalar(&m, "speech_scaling_factor")?;
         let speech_bias = scalar(&m, "speech_bias_factor")?;
@@ -182,6 +202,7 @@ impl VibeVoiceModel {
             dtype,
             places,
             fallbacks: Vec::new(),
+            packing,
             #[cfg(feature = "cuda")]
             feedback_graphs: crate::graphs::feedback::GraphCache::new("speech feedback step"),
             #[cfg(feature = "cuda")]
@@ -256,26 +277,30 @@ impl VibeVoiceModel {
         }
     }
 
+    /// Rebuilds component `c` on the CPU in f32 (dense weights, like the rest of a GPU model).
     fn rebuild_on_cpu(&mut self, c: Component, cpu: CpuWeights) -> Result<()> {
         let vb = cpu(DType::F32)?;
         let m = vb.pp("model");
         let cfg = &self.cfg;
+        let dense = Packing::NONE;
         match c {
-            Component::TextLm => self.text_lm = TextLm::new(cfg, m)?,
-            Component::TtsLm => self.tts_lm = TtsLm::new(cfg, m)?,
+            Component::TextLm => self.text_lm = TextLm::new(cfg, m, dense)?,
+            Component::TtsLm => self.tts_lm = TtsLm::new(cfg, m, dense)?,
             Component::Connector => {
-                self.connector = AcousticConnector::new(cfg, m.pp("acoustic_connector"))?
+                self.connector = AcousticConnector::new(cfg, m.pp("acoustic_connector"), dense)?
             }
             Component::EosClassifier => {
-                self.eos = EosClassifier::new(cfg, vb.pp("tts_eos_classifier"))?
+                self.eos = EosClassifier::new(cfg, vb.pp("tts_eos_classifier"), dense)?
             }
             Component::DiffusionHead => {
-                self.head = DiffusionHead::new(&cfg.diffusion_head_config, m.pp("prediction_head"))?
+                let vb = m.pp("prediction_head");
+                self.head = DiffusionHead::new(&cfg.diffusion_head_config, vb, dense)?
             }
             Component::AcousticDecoder => {
                 self.decoder = AcousticDecoder::new(
                     &cfg.acoustic_tokenizer_config,
                     m.pp("acoustic_tokenizer").pp("decoder"),
+                    dense,
                 )?
             }
         }
@@ -314,6 +339,11 @@ impl VibeVoiceModel {
     /// Compute dtype of the LMs, connector, classifier and decoder.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Which weights are packed, and in which format (see `crate::quantize`).
+    pub fn packing(&self) -> Packing {
+        self.packing
     }
 
     /// Output sample rate (24 kHz).

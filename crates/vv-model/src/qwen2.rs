@@ -18,7 +18,7 @@ use candle_nn::{Module, VarBuilder};
 use crate::config::Qwen2Config;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 use crate::rope::Rope;
 pub(crate) use attention::StepContext;
 use attention::{Attention, StreamBlock};
@@ -32,7 +32,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(cfg: &Qwen2Config, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &Qwen2Config, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let (hidden, inter) = (cfg.hidden_size, cfg.intermediate_size);
         let gate_up = Tensor::cat(
             &[
@@ -42,8 +42,8 @@ impl Mlp {
             0,
         )?;
         Ok(Self {
-            gate_up: Linear::new(gate_up, None),
-            down_proj: linear(&vb.pp("down_proj"), inter, hidden, false)?,
+            gate_up: Linear::new(packing.weight(gate_up, 1)?, None),
+            down_proj: linear(&vb.pp("down_proj"), inter, hidden, false, packing)?,
         })
     }
 
@@ -74,18 +74,19 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// Reads `input_layernorm`, `self_attn.*`, `post_attention_layernorm` and `mlp.*` under `vb`.
-    pub fn new(cfg: &Qwen2Config, vb: VarBuilder) -> Result<Self> {
+    /// Reads `input_layernorm`, `self_attn.*`, `post_attention_layernorm` and `mlp.*` under `vb`,
+    /// the projections stored as `packing` says.
+    pub fn new(cfg: &Qwen2Config, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let eps = cfg.rms_norm_eps;
         Ok(Self {
             input_layernorm: RmsNorm::new(cfg.hidden_size, eps, vb.pp("input_layernorm"))?,
-            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"), packing)?,
             post_attention_layernorm: RmsNorm::new(
                 cfg.hidden_size,
                 eps,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"), packing)?,
         })
     }
 
@@ -113,15 +114,17 @@ pub struct Qwen2Stack {
 
 impl Qwen2Stack {
     /// Reads `layers.{0..num_layers}.*` and, with `with_final_norm`, `norm.weight` under `vb`
-    /// (already prefixed, e.g. `model.language_model`). Activations use `vb`'s dtype and device.
+    /// (already prefixed, e.g. `model.language_model`). Activations use `vb`'s dtype and device;
+    /// the projections are stored as `packing` says.
     pub fn new(
         cfg: &Qwen2Config,
         num_layers: usize,
         with_final_norm: bool,
         vb: VarBuilder,
+        packing: Packing,
     ) -> Result<Self> {
         let layers = (0..num_layers)
-            .map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}"))))
+            .map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}")), packing))
             .collect::<Result<Vec<_>>>()?;
         let norm = if with_final_norm {
             Some(RmsNorm::new(

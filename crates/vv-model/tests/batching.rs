@@ -9,6 +9,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use vv_model::generation::PreparedVoice;
+use vv_model::linear::Packing;
 use vv_model::parity::{batching, FixtureDir};
 
 const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vibevoice-tiny");
@@ -16,7 +17,9 @@ const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vibevoic
 #[test]
 fn batched_rounds_give_every_utterance_the_audio_it_gets_alone() {
     let fx = FixtureDir::open(Path::new(TINY)).unwrap();
-    let model = fx.load_model(&Device::Cpu, DType::F32).unwrap();
+    let model = fx
+        .load_model(&Device::Cpu, DType::F32, Packing::NONE)
+        .unwrap();
     let voices: Vec<PreparedVoice> = fx
         .presets()
         .unwrap()
@@ -51,7 +54,9 @@ fn a_different_seed_is_far_outside_the_tolerance() {
     use vv_model::sampler::GaussianNoise;
 
     let fx = FixtureDir::open(Path::new(TINY)).unwrap();
-    let model = fx.load_model(&Device::Cpu, DType::F32).unwrap();
+    let model = fx
+        .load_model(&Device::Cpu, DType::F32, Packing::NONE)
+        .unwrap();
     let voice = PreparedVoice::new(&model, &fx.preset().unwrap()).unwrap();
     let audio = |seed| {
         let params = GenerationParams {

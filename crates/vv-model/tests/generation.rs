@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device};
 use proptest::prelude::*;
 use vv_model::generation::{GenerationParams, PreparedVoice, StepOutcome, StopReason, Utterance};
+use vv_model::linear::Packing;
 use vv_model::parity::{end_to_end, FixtureDir};
 use vv_model::sampler::GaussianNoise;
 use vv_model::text::{normalize_text, IncrementalTokenizer, TextTokenizer};
@@ -22,7 +23,9 @@ fn setup() -> &'static (FixtureDir, VibeVoiceModel, PreparedVoice) {
     static SETUP: OnceLock<(FixtureDir, VibeVoiceModel, PreparedVoice)> = OnceLock::new();
     SETUP.get_or_init(|| {
         let fx = fixture();
-        let model = fx.load_model(&Device::Cpu, DType::F32).unwrap();
+        let model = fx
+            .load_model(&Device::Cpu, DType::F32, Packing::NONE)
+            .unwrap();
         let voice = PreparedVoice::new(&model, &fx.preset().unwrap()).unwrap();
         (fx, model, voice)
     })

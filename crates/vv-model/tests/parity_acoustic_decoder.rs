@@ -12,6 +12,7 @@ use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use vv_model::acoustic_decoder::AcousticDecoder;
 use vv_model::config::{AcousticTokenizerConfig, Depths};
+use vv_model::linear::Packing;
 use vv_model::parity::{self, GoldenFile};
 use vv_model::VibeVoiceConfig;
 
@@ -28,6 +29,7 @@ fn check_tiny(dtype: DType) {
     let decoder = AcousticDecoder::new(
         &cfg.acoustic_tokenizer_config,
         vb.pp("model.acoustic_tokenizer.decoder"),
+        Packing::NONE,
     )
     .unwrap();
     let golden = GoldenFile::open(Path::new(&format!(
@@ -156,7 +158,7 @@ impl RandomWeights {
 
 fn random_decoder(cfg: &AcousticTokenizerConfig, seed: u64) -> AcousticDecoder {
     let vb = VarBuilder::from_tensors(RandomWeights::build(cfg, seed), DType::F32, &Device::Cpu);
-    AcousticDecoder::new(cfg, vb).unwrap()
+    AcousticDecoder::new(cfg, vb, Packing::NONE).unwrap()
 }
 
 fn random_latents(vae_dim: usize, frames: usize, seed: u64) -> Tensor {

@@ -8,6 +8,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use vv_model::connector::AcousticConnector;
 use vv_model::eos_classifier::EosClassifier;
+use vv_model::linear::Packing;
 use vv_model::parity::{connector_eos, GoldenFile};
 use vv_model::VibeVoiceConfig;
 
@@ -20,8 +21,9 @@ fn connector_and_eos_match_the_reference() {
     // SAFETY: the fixture file is not modified while mapped.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
         .unwrap();
-    let connector = AcousticConnector::new(&cfg, vb.pp("model.acoustic_connector")).unwrap();
-    let eos = EosClassifier::new(&cfg, vb.pp("tts_eos_classifier")).unwrap();
+    let connector =
+        AcousticConnector::new(&cfg, vb.pp("model.acoustic_connector"), Packing::NONE).unwrap();
+    let eos = EosClassifier::new(&cfg, vb.pp("tts_eos_classifier"), Packing::NONE).unwrap();
     let golden = GoldenFile::open(Path::new(&format!(
         "{TINY}/golden/connector_eos.safetensors"
     )))

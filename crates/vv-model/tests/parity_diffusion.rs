@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use vv_model::diffusion_head::DiffusionHead;
+use vv_model::linear::Packing;
 use vv_model::parity::{self, GoldenFile, TensorReport};
 use vv_model::sampler::{DiffusionSampler, FrameBatch, GaussianNoise, NoiseSource};
 use vv_model::scheduler::{DpmSolver, SolverKind};
@@ -22,8 +23,12 @@ fn load() -> (VibeVoiceConfig, DiffusionHead) {
     let weights = tiny("model/model.safetensors");
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
         .unwrap();
-    let head =
-        DiffusionHead::new(&cfg.diffusion_head_config, vb.pp("model.prediction_head")).unwrap();
+    let head = DiffusionHead::new(
+        &cfg.diffusion_head_config,
+        vb.pp("model.prediction_head"),
+        Packing::NONE,
+    )
+    .unwrap();
     (cfg, head)
 }
 

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use vv_model::eos_classifier::EosClassifier;
 use vv_model::kv_cache::KvCache;
 use vv_model::language_model::{TextLm, TtsInput, TtsLm};
+use vv_model::linear::Packing;
 use vv_model::parity::{lm, relative_error, GoldenFile};
 use vv_model::VibeVoiceConfig;
 
@@ -38,9 +39,9 @@ fn tiny() -> &'static Tiny {
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
                 .unwrap();
         Tiny {
-            lower: TextLm::new(&cfg, vb.pp("model")).unwrap(),
-            tts: TtsLm::new(&cfg, vb.pp("model")).unwrap(),
-            eos: EosClassifier::new(&cfg, vb.pp("tts_eos_classifier")).unwrap(),
+            lower: TextLm::new(&cfg, vb.pp("model"), Packing::NONE).unwrap(),
+            tts: TtsLm::new(&cfg, vb.pp("model"), Packing::NONE).unwrap(),
+            eos: EosClassifier::new(&cfg, vb.pp("tts_eos_classifier"), Packing::NONE).unwrap(),
             cfg,
         }
     })

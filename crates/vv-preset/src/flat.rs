@@ -174,7 +174,7 @@ pub(super) fn encode(
 }
 
 /// The tensor's elements, row-major, little-endian.
-fn le_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
+pub(crate) fn le_bytes(t: &Tensor) -> Result<Vec<u8>, String> {
     fn encode<T: WithDType, const N: usize>(
         t: &Tensor,
         to_bytes: fn(T) -> [u8; N],

@@ -6,6 +6,8 @@
 mod entry;
 pub mod error;
 mod flat;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod library;
 mod pickle;
 mod strided;

@@ -31,6 +31,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         default_voice: settings.default_voice.clone(),
         device: settings.device,
         dtype: settings.dtype,
+        quantize: settings.quantize,
         slots: match limits.max_slots {
             MaxSlots::Auto => SlotPolicy::Auto {
                 headroom: settings.capacity_headroom,

@@ -121,7 +121,7 @@ pub enum ApiError {
 }
 
 /// The tail of an `unknown_voice` message: the valid names, or where to find them.
-fn valid_voices(names: &[String]) -> String {
+pub(crate) fn valid_voices(names: &[String]) -> String {
     if names.is_empty() {
         "GET /v1/audio/voices lists the installed voices".to_string()
     } else {

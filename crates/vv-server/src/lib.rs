@@ -7,9 +7,12 @@ pub mod conn;
 pub mod dialects;
 pub mod engine_options;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 #[cfg(test)]
 mod fuzz_strategies;
 pub mod log_limit;
+pub mod memory_release;
 pub mod metrics;
 pub mod origin;
 pub mod page;

@@ -17,6 +17,7 @@ use crate::app::app;
 use crate::config::Settings;
 use crate::conn::{serve_connections, ConnectionLimits};
 use crate::engine_options::engine_options;
+use crate::memory_release::release_when_idle;
 use crate::metrics::{DeviceMonitor, MetricsObserver};
 use crate::shutdown::{drain, shutdown_signal, Drained};
 use crate::state::AppState;
@@ -154,6 +155,7 @@ impl Server {
             drained.notified().await;
             tokio::time::sleep(CLOSE_CAP).await;
         };
+        let release = tokio::spawn(release_when_idle(state.clone()));
         let result = tokio::select! {
             () = server => Ok(()),
             failure = load_engine(state.clone(), faults) => Err(failure),
@@ -162,6 +164,7 @@ impl Server {
                 Ok(())
             }
         };
+        release.abort();
         stop_engine(&state).await;
         match &result {
             Ok(()) => info!("stopped"),

@@ -164,7 +164,9 @@ async fn cancel_stops_a_context_and_errors_name_it() {
         (Some("who"), Some("unknown_voice"))
     );
     assert_eq!(errors[1]["status_code"], 400);
-    assert!(errors[1]["error"].as_str().unwrap().contains("a0e99841"));
+    let unknown = errors[1]["error"].as_str().unwrap();
+    assert!(unknown.contains("a0e99841"), "{unknown}");
+    assert!(unknown.contains("valid voices: tiny, alloy"), "{unknown}");
     // Nothing more for the cancelled context; a mu-law context at 8 kHz still works.
     let mut mulaw = pipecat_msg("g711", "Short and narrow band audio.", false);
     mulaw["output_format"] =

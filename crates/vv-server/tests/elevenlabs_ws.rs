@@ -253,9 +253,112 @@ async fn close_context_mid_utterance_ends_it_and_errors_name_their_context() {
     .await;
     let next_turn = read_turn(&mut ws, "next").await;
     assert!(!next_turn.audio.is_empty());
-    // close_socket stops everything; the client then closes.
+    // close_socket stops everything and the server closes.
     send(&mut ws, json!({"close_socket": true})).await;
-    ws.close(None).await.unwrap();
+    assert_eq!(next(&mut ws, Duration::from_secs(5)).await, None);
+}
+
+/// LiveKit's ElevenLabs plugin (livekit-plugins-elevenlabs 1.8.9) reads `normalizedAlignment`
+/// (its default `preferred_alignment` for English) and appends each message's
+/// `charStartTimesMs` to one list without an offset: its word times are monotone and inside the
+/// audio only if those times count from the context's first sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_livekit_stream_gets_word_times_from_the_first_sample() {
+    let server = server().await;
+    let query = "model_id=eleven_turbo_v2_5&output_format=pcm_22050&enable_ssml_parsing=false\
+                 &enable_logging=true&inactivity_timeout=300&apply_text_normalization=auto\
+                 &sync_alignment=true&auto_mode=true";
+    let path = format!("/v1/text-to-speech/tiny/multi-stream-input?{query}");
+    let mut ws = connect_path(&server, &path).await;
+    // _SynthesizeStream: the init packet, one flushed packet per sentence, an empty flushed
+    // packet, then close_context.
+    send(
+        &mut ws,
+        json!({"text": " ", "voice_settings": {}, "context_id": "lk"}),
+    )
+    .await;
+    for sentence in SENTENCES {
+        let text = format!("{} ", sentence.trim());
+        send(
+            &mut ws,
+            json!({"text": text, "context_id": "lk", "flush": true}),
+        )
+        .await;
+    }
+    send(
+        &mut ws,
+        json!({"text": "", "context_id": "lk", "flush": true}),
+    )
+    .await;
+    send(&mut ws, json!({"context_id": "lk", "close_context": true})).await;
+    let (mut chars, mut starts, mut audio_bytes) = (String::new(), Vec::new(), 0usize);
+    loop {
+        let msg = must_next(&mut ws).await;
+        assert!(msg.get("error").is_none(), "{msg}");
+        if msg["isFinal"] == true {
+            break;
+        }
+        let audio = msg["audio"].as_str().unwrap();
+        audio_bytes += base64::engine::general_purpose::STANDARD
+            .decode(audio)
+            .unwrap()
+            .len();
+        if let Some(a) = msg.get("normalizedAlignment").filter(|a| !a.is_null()) {
+            for (c, start) in a["chars"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(a["charStartTimesMs"].as_array().unwrap())
+            {
+                chars.push_str(c.as_str().unwrap());
+                starts.push(start.as_u64().unwrap());
+            }
+        }
+    }
+    assert_eq!(words_of(&chars), words_of(&SENTENCES.concat()));
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "start times not monotone: {starts:?}"
+    );
+    let audio_ms = audio_bytes as u64 * 1000 / 2 / 22050;
+    assert!(
+        *starts.last().unwrap() <= audio_ms,
+        "{starts:?} vs {audio_ms} ms"
+    );
+    assert!(*starts.last().unwrap() > 0);
+}
+
+/// Pipecat's `_disconnect_websocket` sends `{"close_socket": true}` and waits (2 s) for the
+/// server to close, as ElevenLabs does: the server closes with 1000 at once, mid-synthesis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_socket_closes_the_connection() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = server().await;
+    let mut ws = connect(&server).await;
+    send(&mut ws, init("long")).await;
+    send(
+        &mut ws,
+        json!({"text": SENTENCES.concat(), "context_id": "long"}),
+    )
+    .await;
+    send(&mut ws, json!({"context_id": "long", "flush": true})).await;
+    let first = must_next(&mut ws).await;
+    assert_eq!(first["contextId"], "long", "{first}");
+    send(&mut ws, json!({"close_socket": true})).await;
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the server closes within 2 s of close_socket");
+    assert_eq!(closed, Some(1000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

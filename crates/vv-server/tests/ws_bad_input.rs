@@ -108,6 +108,16 @@ async fn bad_messages_get_non_fatal_errors() {
         error_for(&mut c, r#"{"type": "flush", "context_id": "nope"}"#).await["context_id"],
         "nope"
     );
+    // An unknown voice, for the session or for one context, lists the valid names.
+    for message in [
+        r#"{"type": "session.configure", "voice": "nobody"}"#,
+        r#"{"type": "text", "context_id": "v", "text": "Hi.", "voice": "nobody"}"#,
+    ] {
+        let err = error_for(&mut c, message).await;
+        assert_eq!(err["code"], "unknown_voice", "{message}");
+        let text = err["message"].as_str().unwrap();
+        assert!(text.contains("valid voices: tiny, alloy, ash"), "{text}");
+    }
 
     // Clamped values get a warning and the effective value.
     let (configured, warnings) = c

@@ -10,7 +10,9 @@ use vv_device::dtype::select_dtype;
 use vv_device::probe::SystemProbe;
 use vv_device::resolve::resolve_device;
 use vv_device::{DTypeRequest, DeviceRequest};
+use vv_model::linear::Packing;
 use vv_model::parity::{check_all, FixtureDir};
+use vv_model::Quantize;
 
 /// Options of `check-fixture`.
 #[derive(Debug, Args)]
@@ -23,6 +25,12 @@ pub struct CheckFixtureArgs {
     /// Compute dtype (tolerances are stated for f32; other dtypes are scaled by --tolerance-scale).
     #[arg(long, default_value = "f32")]
     pub dtype: DTypeRequest,
+    /// Pack every weight matrix (and the embedding table) to int8 or bf16, whatever its size:
+    /// the worst case of `--quantize` (CPU, f32 only; none and auto pack nothing here).
+    /// Tolerances are scaled by --tolerance-scale (500 passes, like the CUDA bf16 path; see
+    /// docs/quantization.md).
+    #[arg(long, default_value = "none")]
+    pub quantize: Quantize,
     /// Multiplies every tolerance (e.g. for bf16 runs, with the factor stated in docs).
     #[arg(long, default_value_t = 1.0)]
     pub tolerance_scale: f64,
@@ -38,8 +46,15 @@ pub fn run(args: &CheckFixtureArgs) -> anyhow::Result<ExitCode> {
     let probe = SystemProbe::new();
     let resolution = resolve_device(args.device, &probe)?;
     let dtype = select_dtype(resolution.device.backend, args.dtype, &probe);
+    // Validates the request for this device (an explicit format on a GPU is an error).
+    args.quantize
+        .resolve(resolution.device.backend, dtype.dtype)?;
+    let packing = args
+        .quantize
+        .format()
+        .map_or(Packing::NONE, Packing::every_matrix);
     let device = resolution.device.to_candle_device()?;
-    let mut reports = check_all(&fixture, &device, dtype.dtype)?;
+    let mut reports = check_all(&fixture, &device, dtype.dtype, packing)?;
     for r in &mut reports {
         r.tolerance *= args.tolerance_scale;
     }
@@ -63,10 +78,11 @@ pub fn run(args: &CheckFixtureArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
-            "{} tensors checked on {} ({:?}): {} passed, {} failed",
+            "{} tensors checked on {} ({:?}, weights {}): {} passed, {} failed",
             reports.len(),
             resolution.device.label(),
             dtype.dtype,
+            packing.name(),
             reports.len() - failed,
             failed
         );

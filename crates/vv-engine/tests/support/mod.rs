@@ -11,6 +11,7 @@ use futures::executor::block_on;
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_engine::{EngineOptions, SlotPolicy, SynthesisParams, UtteranceEvent};
 use vv_model::scheduler::SolverKind;
+use vv_model::Quantize;
 
 pub fn testdata(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata")).join(rel)
@@ -43,6 +44,8 @@ pub fn options(policy: SlotPolicy) -> EngineOptions {
         default_voice: None,
         device: DeviceRequest::Cpu,
         dtype: DTypeRequest::Auto,
+        // f32 weights: the tests compare utterances with each other at f32 precision.
+        quantize: Quantize::None,
         slots: policy,
         max_buffered_frames: 64,
         max_frames_per_token: 3,

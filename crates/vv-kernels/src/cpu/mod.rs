@@ -1,20 +1,34 @@
 //! Fused f32 kernels for the CPU, where candle's op-by-op execution (an allocation and a thread
 //! barrier per elementwise op, single-threaded GEMV, slow small-m GEMM) dominates a frame's time.
 //! Other devices and dtypes use plain candle ops (see `crate::linear` and the decoder's
-//! `depthwise`, which choose between the two).
+//! `depthwise`, which choose between the two). The skinny matmul also takes weights packed as
+//! bf16 or int8 (`PackedWeight`); its body (AVX-512F, AVX2+FMA, NEON or portable) is chosen at
+//! run time (`kernel_names`, `KERNELS_ENV`).
 
+mod dispatch;
 mod gelu;
 mod matmul;
+#[cfg(target_arch = "aarch64")]
+mod matmul_neon;
 #[cfg(target_arch = "x86_64")]
 mod matmul_x86;
 mod pointwise;
+mod quant;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod tile;
+#[cfg(test)]
+mod timing;
 
 use std::sync::{Mutex, PoisonError};
 
 use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
 
+pub use dispatch::{
+    cpu_features, kernel_names, KernelChoice, KernelChoiceError, KernelReport, KERNELS_ENV,
+};
 pub use matmul::skinny_matmul;
 pub use pointwise::{depthwise_causal, epilogue, Epilogue};
+pub use quant::{skinny_matmul_packed, PackedWeight, WeightFormat};
 
 /// Largest row count (time steps) sent to the skinny matmul; taller inputs go to candle's GEMM.
 pub const SKINNY_MAX_ROWS: usize = 16;
@@ -81,20 +95,21 @@ pub fn for_row_blocks(
 
 /// Defines a kernel function that runs a copy compiled with AVX2 code generation when the CPU
 /// has it (x86-64) and the baseline copy otherwise. Helpers called from the body must be
-/// `#[inline(always)]` to be vectorised with it.
+/// `#[inline(always)]` to be vectorised with it. Type parameters take one bound each.
 macro_rules! simd_fn {
     (
         $(#[$attr:meta])*
-        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+        $vis:vis fn $name:ident $(<$($gen:ident: $bound:path),*>)?
+            ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
     ) => {
         $(#[$attr])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name $(<$($gen: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
+            fn body $(<$($gen: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                unsafe fn avx2 $(<$($gen: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use super::conv::by_stream;
 use super::conv::KERNEL;
 use super::depthwise::mix;
-use crate::linear::{linear, Epilogue};
+use crate::linear::{linear, Epilogue, LinearWeight, Packing};
 
 /// Expansion factor of the Block1D feed-forward network (hard-coded in the reference).
 const FFN_EXPANSION: usize = 4;
@@ -22,10 +22,10 @@ pub(super) struct Block1D {
     mixer_taps_bias: Tensor,
     ffn_norm: Tensor,
     /// `[4C, C]`.
-    linear1: Tensor,
+    linear1: LinearWeight,
     linear1_bias: Tensor,
     /// `[C, 4C]`, rows scaled by `ffn_gamma`.
-    linear2: Tensor,
+    linear2: LinearWeight,
     linear2_bias: Tensor,
     eps: f32,
     channels: usize,
@@ -57,8 +57,15 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
 }
 
 impl Block1D {
-    /// Loads `stages.{i}.{j}` tensors for `channels` channels.
-    pub(super) fn new(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+    /// Loads `stages.{i}.{j}` tensors for `channels` channels; the FFN weights are stored as
+    /// `packing` says for `rows` time steps per stream and frame.
+    pub(super) fn new(
+        channels: usize,
+        eps: f64,
+        vb: VarBuilder,
+        packing: Packing,
+        rows: usize,
+    ) -> Result<Self> {
         let hidden = FFN_EXPANSION * channels;
         let gamma = vb.get(channels, "gamma")?;
         let ffn_gamma = vb.get(channels, "ffn_gamma")?;
@@ -80,9 +87,15 @@ impl Block1D {
                 0,
             )?,
             ffn_norm: vb.pp("ffn_norm").get(channels, "weight")?,
-            linear1: linear1.get((hidden, channels), "weight")?.contiguous()?,
+            linear1: packing.weight(
+                linear1.get((hidden, channels), "weight")?.contiguous()?,
+                rows,
+            )?,
             linear1_bias: linear1.get(hidden, "bias")?,
-            linear2: fold_scale(&linear2.get((channels, hidden), "weight")?, &ffn_gamma_rows)?,
+            linear2: packing.weight(
+                fold_scale(&linear2.get((channels, hidden), "weight")?, &ffn_gamma_rows)?,
+                rows,
+            )?,
             linear2_bias: fold_scale(&linear2.get(channels, "bias")?, &ffn_gamma)?,
             eps: eps as f32,
             channels,

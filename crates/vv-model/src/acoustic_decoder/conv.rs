@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::state::extend_history;
-use crate::linear::{linear, Epilogue};
+use crate::linear::{linear, Epilogue, LinearWeight, Packing};
 
 /// Kernel size of the stem, head and mixer convolutions (hard-coded in the reference).
 pub(super) const KERNEL: usize = 7;
@@ -15,21 +15,32 @@ pub(super) const KERNEL: usize = 7;
 #[derive(Debug, Clone)]
 pub(super) struct CausalConv1d {
     /// Weight rearranged to `[C_out, K * C_in]` (tap-major columns).
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Tensor,
     c_in: usize,
 }
 
 impl CausalConv1d {
-    /// Loads `conv.conv.{weight,bias}` with PyTorch layout `[C_out, C_in, K]`.
-    pub(super) fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Self> {
+    /// Loads `conv.conv.{weight,bias}` with PyTorch layout `[C_out, C_in, K]`; the weight is
+    /// stored as `packing` says for `rows` time steps per stream and frame.
+    pub(super) fn new(
+        c_in: usize,
+        c_out: usize,
+        vb: VarBuilder,
+        packing: Packing,
+        rows: usize,
+    ) -> Result<Self> {
         let vb = vb.pp("conv").pp("conv");
         let weight = vb
             .get((c_out, c_in, KERNEL), "weight")?
             .transpose(1, 2)?
             .reshape((c_out, KERNEL * c_in))?;
         let bias = vb.get(c_out, "bias")?;
-        Ok(Self { weight, bias, c_in })
+        Ok(Self {
+            weight: packing.weight(weight, rows)?,
+            bias,
+            c_in,
+        })
     }
 
     /// Shape of the streaming history: the last `K - 1` inputs.
@@ -57,9 +68,9 @@ impl CausalConv1d {
 #[derive(Debug, Clone)]
 pub(super) struct CausalConvTranspose1d {
     /// Taps `0..r` as `[r * C_out, C_in]`: contribution of the current input.
-    current: Tensor,
+    current: LinearWeight,
     /// Taps `r..2r` as `[r * C_out, C_in]`: contribution of the previous input.
-    carried: Tensor,
+    carried: LinearWeight,
     /// Bias tiled over the `r` output phases, `[r * C_out]`.
     bias: Tensor,
     stride: usize,
@@ -68,15 +79,24 @@ pub(super) struct CausalConvTranspose1d {
 }
 
 impl CausalConvTranspose1d {
-    /// Loads `convtr.convtr.{weight,bias}` with PyTorch layout `[C_in, C_out, 2r]`.
-    pub(super) fn new(c_in: usize, c_out: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    /// Loads `convtr.convtr.{weight,bias}` with PyTorch layout `[C_in, C_out, 2r]`; the weight
+    /// is stored as `packing` says for `rows` input time steps per stream and frame.
+    pub(super) fn new(
+        c_in: usize,
+        c_out: usize,
+        stride: usize,
+        vb: VarBuilder,
+        packing: Packing,
+        rows: usize,
+    ) -> Result<Self> {
         let vb = vb.pp("convtr").pp("convtr");
         let weight = vb.get((c_in, c_out, 2 * stride), "weight")?;
         let half = |first: usize| {
-            weight
+            let taps = weight
                 .narrow(2, first, stride)?
                 .permute((2, 1, 0))?
-                .reshape((stride * c_out, c_in))
+                .reshape((stride * c_out, c_in))?;
+            packing.weight(taps, rows)
         };
         let bias = vb
             .get(c_out, "bias")?

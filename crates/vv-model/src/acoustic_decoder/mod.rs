@@ -18,6 +18,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::AcousticTokenizerConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Packing;
 use crate::rows::{gather, BatchRow};
 use block::Block1D;
 use conv::{CausalConv1d, CausalConvTranspose1d};
@@ -49,8 +50,10 @@ pub struct AcousticDecoder {
 type Recorder<'a> = Option<&'a mut Vec<(String, Tensor)>>;
 
 impl AcousticDecoder {
-    /// Builds the decoder from `cfg` with `vb` at `model.acoustic_tokenizer.decoder`.
-    pub fn new(cfg: &AcousticTokenizerConfig, vb: VarBuilder) -> Result<Self> {
+    /// Builds the decoder from `cfg` with `vb` at `model.acoustic_tokenizer.decoder`, the
+    /// convolution and FFN weights stored as `packing` says (judged by the time steps each
+    /// stage sees per frame while streaming one frame at a time).
+    pub fn new(cfg: &AcousticTokenizerConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let depths = cfg.decoder_depths()?;
         let channels = cfg.decoder_channels()?;
         if depths.len() != cfg.decoder_ratios.len() + 1 || cfg.decoder_ratios.contains(&0) {
@@ -59,15 +62,24 @@ impl AcousticDecoder {
                 cfg.decoder_ratios
             )));
         }
+        // Time steps per stream of each stage for one frame: 1, then times each ratio.
+        let rows: Vec<usize> = std::iter::once(1)
+            .chain(cfg.decoder_ratios.iter().scan(1usize, |len, &r| {
+                *len = len.saturating_mul(r);
+                Some(*len)
+            }))
+            .collect();
         let layers = vb.pp("upsample_layers");
-        let stem = CausalConv1d::new(cfg.vae_dim, channels[0], layers.pp("0").pp("0"))?;
+        let stem_vb = layers.pp("0").pp("0");
+        let stem = CausalConv1d::new(cfg.vae_dim, channels[0], stem_vb, packing, rows[0])?;
         let upsample = cfg
             .decoder_ratios
             .iter()
             .enumerate()
             .map(|(i, &ratio)| {
                 let vb = layers.pp((i + 1).to_string()).pp("0");
-                CausalConvTranspose1d::new(channels[i], channels[i + 1], ratio, vb)
+                let (c_in, c_out) = (channels[i], channels[i + 1]);
+                CausalConvTranspose1d::new(c_in, c_out, ratio, vb, packing, rows[i])
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let stages = depths
@@ -77,12 +89,16 @@ impl AcousticDecoder {
             .map(|(i, (&depth, &c))| {
                 let vb = vb.pp("stages").pp(i.to_string());
                 (0..depth)
-                    .map(|j| Block1D::new(c, cfg.layernorm_eps, vb.pp(j.to_string())))
+                    .map(|j| {
+                        let vb = vb.pp(j.to_string());
+                        Block1D::new(c, cfg.layernorm_eps, vb, packing, rows[i])
+                    })
                     .collect::<candle_core::Result<Vec<_>>>()
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let last = channels[channels.len() - 1];
-        let head = CausalConv1d::new(last, cfg.channels, vb.pp("head"))?;
+        let head_rows = rows[rows.len() - 1];
+        let head = CausalConv1d::new(last, cfg.channels, vb.pp("head"), packing, head_rows)?;
         let mut history_shapes = vec![stem.history_shape()];
         for (i, blocks) in stages.iter().enumerate() {
             if i > 0 {

@@ -7,7 +7,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{ModelError, Result};
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 use crate::qwen2::tensor;
 
 /// `adaLN_modulation.1` of one layer, whose output chunks (shift, scale and, in the blocks,
@@ -20,11 +20,14 @@ pub(super) struct AdaLn {
 }
 
 impl AdaLn {
-    /// Reads `weight` `[chunks·h, h]` under `vb`.
-    pub(super) fn new(vb: &VarBuilder, h: usize, chunks: usize) -> Result<Self> {
+    /// Reads `weight` `[chunks·h, h]` under `vb`; each chunk is stored as `packing` says.
+    pub(super) fn new(vb: &VarBuilder, h: usize, chunks: usize, packing: Packing) -> Result<Self> {
         let weight = tensor(vb, (chunks * h, h), "weight")?;
         let chunks = (0..chunks)
-            .map(|i| Ok(Linear::new(weight.narrow(0, i * h, h)?.contiguous()?, None)))
+            .map(|i| {
+                let chunk = weight.narrow(0, i * h, h)?.contiguous()?;
+                Ok(Linear::new(packing.weight(chunk, 1)?, None))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { chunks })
     }

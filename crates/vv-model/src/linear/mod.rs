@@ -1,28 +1,35 @@
 //! Linear layers `y = x·Wᵀ + b` in PyTorch weight layout, with the fused CPU f32 kernels (one
-//! pass over the weights for few rows, bias/GELU/residual in one epilogue) and plain candle ops
-//! on every other device and dtype.
+//! pass over the weights for few rows, bias/GELU/residual in one epilogue; dense, bf16 or int8
+//! weights) and plain candle ops on every other device and dtype.
 
 mod fused;
+mod weight;
 
 pub(crate) use fused::{linear, Epilogue};
+pub use vv_kernels::cpu::WeightFormat;
+pub use weight::{LinearWeight, Packing, PACK_MIN_ELEMENTS};
 
 use candle_core::{Module, Result, Tensor, D};
 
 /// A linear layer: `weight` `[out, in]` and an optional `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    /// A layer from a PyTorch-layout weight `[out, in]` and an optional bias `[out]`.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+    /// A layer from a PyTorch-layout weight `[out, in]` (a tensor or a packed weight) and an
+    /// optional bias `[out]`.
+    pub fn new(weight: impl Into<LinearWeight>, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: weight.into(),
+            bias,
+        }
     }
 
     /// The weight, `[out, in]`.
-    pub fn weight(&self) -> &Tensor {
+    pub fn weight(&self) -> &LinearWeight {
         &self.weight
     }
 
@@ -31,7 +38,7 @@ impl Linear {
         let dims = x.dims();
         let k = x.dim(D::Minus1)?;
         let m = x.elem_count() / k.max(1);
-        let n = self.weight.dim(0)?;
+        let (n, _) = self.weight.dims()?;
         let flat_residual = residual.map(|r| r.reshape((m, n))).transpose()?;
         // Rows are tokens (or frames) of separate streams: each is its own stream.
         let e = Epilogue {

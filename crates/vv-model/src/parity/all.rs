@@ -5,14 +5,21 @@ use candle_core::{DType, Device};
 
 use crate::error::Result;
 use crate::generation::PreparedVoice;
+use crate::linear::Packing;
 use crate::parity::{
     acoustic_decoder, batching, connector_eos, diffusion_head, end_to_end, lm, scheduler,
     FixtureDir, TensorReport,
 };
 
-/// Runs each component check whose golden file exists, the whole generation, then batching.
-pub fn check_all(fixture: &FixtureDir, device: &Device, dtype: DType) -> Result<Vec<TensorReport>> {
-    let model = fixture.load_model(device, dtype)?;
+/// Runs each component check whose golden file exists, the whole generation, then batching,
+/// on the fixture's model with its weights stored as `packing` says.
+pub fn check_all(
+    fixture: &FixtureDir,
+    device: &Device,
+    dtype: DType,
+    packing: Packing,
+) -> Result<Vec<TensorReport>> {
+    let model = fixture.load_model(device, dtype, packing)?;
     let cfg = fixture.config();
     let mut reports = Vec::new();
     if fixture.has_golden("lm") {

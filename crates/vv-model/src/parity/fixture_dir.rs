@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::VibeVoiceConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Packing;
 use crate::model::VibeVoiceModel;
 use crate::parity::GoldenFile;
 use crate::source::CheckpointFiles;
@@ -48,9 +49,14 @@ impl FixtureDir {
         &self.config
     }
 
-    /// The whole model on `device` in `dtype`.
-    pub fn load_model(&self, device: &Device, dtype: DType) -> Result<VibeVoiceModel> {
-        VibeVoiceModel::load(&self.files, device, dtype)
+    /// The whole model on `device` in `dtype`, its weights stored as `packing` says.
+    pub fn load_model(
+        &self,
+        device: &Device,
+        dtype: DType,
+        packing: Packing,
+    ) -> Result<VibeVoiceModel> {
+        VibeVoiceModel::load(&self.files, device, dtype, packing)
     }
 
     /// A var builder over the fixture weights (for component-level checks).

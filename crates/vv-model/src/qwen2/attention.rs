@@ -10,7 +10,7 @@ use std::cell::OnceCell;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, VarBuilder};
 
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 
 use super::weights::{linear, tensor};
 use crate::config::Qwen2Config;
@@ -98,7 +98,7 @@ pub(crate) struct Attention {
 
 impl Attention {
     /// Reads `q_proj`, `k_proj`, `v_proj` (weight and bias) and `o_proj` (weight) under `vb`.
-    pub(crate) fn new(cfg: &Qwen2Config, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &Qwen2Config, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let hidden = cfg.hidden_size;
         let head_dim = cfg.head_dim();
         let q_dim = cfg.num_attention_heads * head_dim;
@@ -124,8 +124,8 @@ impl Attention {
             0,
         )?;
         Ok(Self {
-            qkv: Linear::new(weight, Some(bias)),
-            o_proj: linear(&vb.pp("o_proj"), q_dim, hidden, false)?,
+            qkv: Linear::new(packing.weight(weight, 1)?, Some(bias)),
+            o_proj: linear(&vb.pp("o_proj"), q_dim, hidden, false, packing)?,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim,

@@ -3,7 +3,7 @@
 use candle_core::{Shape, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::linear::Linear;
+use crate::linear::{Linear, Packing};
 
 use crate::error::{ModelError, Result};
 
@@ -22,9 +22,16 @@ pub(crate) fn tensor<S: Into<Shape>>(vb: &VarBuilder, shape: S, name: &str) -> R
     })
 }
 
-/// A linear layer `weight` `[out_dim, in_dim]` (PyTorch order) plus `bias` `[out_dim]` if `bias`.
-pub(crate) fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
-    let weight = tensor(vb, (out_dim, in_dim), "weight")?;
+/// A linear layer `weight` `[out_dim, in_dim]` (PyTorch order) plus `bias` `[out_dim]` if `bias`,
+/// its weight stored as `packing` says (token rows: one row per stream).
+pub(crate) fn linear(
+    vb: &VarBuilder,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    packing: Packing,
+) -> Result<Linear> {
+    let weight = packing.weight(tensor(vb, (out_dim, in_dim), "weight")?, 1)?;
     let bias = if bias {
         Some(tensor(vb, out_dim, "bias")?)
     } else {

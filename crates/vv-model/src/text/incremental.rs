@@ -148,7 +148,7 @@ fn long_pre_token_cuts(text: &str, starts: &[usize], solid_end: usize) -> Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::normalize_text;
+    use crate::text::fuzz_entry::{incremental_matches_whole, spelling, streamed, whole};
     use proptest::prelude::*;
 
     fn tiny() -> TextTokenizer {
@@ -157,24 +157,6 @@ mod tests {
             "/../../testdata/vibevoice-tiny/tokenizer/tokenizer.json"
         );
         TextTokenizer::from_file(std::path::Path::new(p)).unwrap()
-    }
-
-    fn whole(tok: &TextTokenizer, text: &str) -> Vec<u32> {
-        let stripped = tok.strip_specials(&normalize_chars(text));
-        if stripped.trim().is_empty() {
-            return Vec::new();
-        }
-        tok.encode(&normalize_text(&stripped)).unwrap()
-    }
-
-    fn streamed(tok: &TextTokenizer, chunks: &[String]) -> Vec<u32> {
-        let mut inc = IncrementalTokenizer::new();
-        let mut ids = Vec::new();
-        for c in chunks {
-            ids.extend(inc.push(tok, c).unwrap());
-        }
-        ids.extend(inc.finish(tok).unwrap());
-        ids
     }
 
     #[test]
@@ -274,51 +256,12 @@ mod tests {
         prop::collection::vec(part, 0..6).prop_map(|v| v.concat())
     }
 
-    /// The longest pre-token of the text as the tokenizer sees it before the final strip.
-    fn longest_pre_token(tok: &TextTokenizer, text: &str) -> usize {
-        let text = tok.strip_specials(&normalize_chars(text));
-        let starts = tok.pre_token_starts(&text).unwrap();
-        let ends = starts.iter().skip(1).copied().chain([text.len()]);
-        starts
-            .iter()
-            .zip(ends)
-            .map(|(s, e)| e - s)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Streams `chunks`, checking after each push that the held-back text stays bounded.
-    fn streamed_bounded(tok: &TextTokenizer, chunks: &[String]) -> Vec<u32> {
-        let mut inc = IncrementalTokenizer::new();
-        let mut ids = Vec::new();
-        for c in chunks {
-            ids.extend(inc.push(tok, c).unwrap());
-            assert!(
-                inc.pending_text().len() <= 6 * MAX_HELD_BYTES,
-                "{} bytes held back",
-                inc.pending_text().len()
-            );
-        }
-        ids.extend(inc.finish(tok).unwrap());
-        ids
-    }
-
-    /// The spelling of ids, with trailing whitespace dropped and the one decomposed accent of
-    /// the generator composed (the tokenizer's NFC may compose across a cut).
-    fn spelling(tok: &TextTokenizer, ids: &[u32]) -> String {
-        tok.decode(ids)
-            .unwrap()
-            .replace("e\u{301}", "é")
-            .trim_end()
-            .to_string()
-    }
-
     #[test]
     fn a_long_word_sent_one_character_at_a_time_is_cut_and_stays_bounded() {
         let tok = tiny();
         let word = "x".repeat(10 * MAX_HELD_BYTES);
         let chunks: Vec<String> = word.chars().map(String::from).collect();
-        let ids = streamed_bounded(&tok, &chunks);
+        let ids = streamed(&tok, &chunks);
         assert_eq!(spelling(&tok, &ids), word);
         // Cut into pieces of MAX_HELD_BYTES, each tokenized alone.
         let piece = tok.encode(&"x".repeat(MAX_HELD_BYTES)).unwrap();
@@ -351,15 +294,7 @@ mod tests {
             text in long_text_strategy(),
             cuts in prop::collection::vec(0usize..2000, 0..40),
         ) {
-            let tok = shared();
-            let chunks = chunk(&text, &cuts);
-            let ids = streamed_bounded(tok, &chunks);
-            let expected = whole(tok, &text);
-            if longest_pre_token(tok, &text) <= MAX_HELD_BYTES {
-                prop_assert_eq!(ids, expected);
-            } else {
-                prop_assert_eq!(spelling(tok, &ids), spelling(tok, &expected));
-            }
+            incremental_matches_whole(shared(), &chunk(&text, &cuts));
         }
     }
 }

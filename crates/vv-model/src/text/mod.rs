@@ -1,6 +1,8 @@
 //! Text input: the reference's normalisation, the Qwen2.5 tokenizer, and incremental
 //! tokenization that gives the same ids for text streamed in any chunking.
 
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod incremental;
 mod normalize;
 mod tokenizer;

@@ -76,8 +76,8 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// The text of token ids (tests compare what incremental and whole tokenization spell).
-    #[cfg(test)]
+    /// The text of token ids (the fuzz check compares what incremental and whole tokenization
+    /// spell).
     pub(crate) fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, false)

@@ -182,6 +182,16 @@ pub static FIELDS: &[FieldSpec] = &[
         |s, v| set(&mut s.dtype, v.parse_as()),
     ),
     FieldSpec::new(
+        "quantize",
+        "quantize",
+        "TTS_QUANTIZE",
+        "QUANTIZE",
+        "Weights of the large matrices on the CPU (f32 compute): auto, none, bf16, int8 (auto: \
+         int8 where the CPU kernels are SIMD kernels, none elsewhere; int8/bf16 on a GPU is an \
+         error)",
+        |s, v| set(&mut s.quantize, v.choice()),
+    ),
+    FieldSpec::new(
         "model",
         "model",
         "TTS_MODEL",

@@ -7,6 +7,7 @@ use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 use vv_device::{DTypeRequest, DeviceRequest};
+use vv_model::Quantize;
 
 /// Default model: the Hugging Face id of VibeVoice-Realtime-0.5B.
 pub const DEFAULT_MODEL: &str = "microsoft/VibeVoice-Realtime-0.5B";
@@ -22,6 +23,9 @@ pub struct Settings {
     pub device: DeviceRequest,
     /// Requested compute dtype; the device layer's policy decides what is used.
     pub dtype: DTypeRequest,
+    /// Weight quantization of the large matrices on the CPU (f32 compute only): `auto` is int8
+    /// where the CPU kernels are SIMD kernels and none elsewhere.
+    pub quantize: Quantize,
     /// Hugging Face model id or local model directory.
     pub model: String,
     /// Revision (branch, tag or commit) of a Hugging Face model.
@@ -78,6 +82,7 @@ impl Default for Settings {
         Self {
             device: DeviceRequest::Auto,
             dtype: DTypeRequest::Auto,
+            quantize: Quantize::Auto,
             model: DEFAULT_MODEL.to_string(),
             model_revision: "main".to_string(),
             tokenizer: DEFAULT_TOKENIZER.to_string(),
@@ -263,6 +268,13 @@ impl Choice for LogFormat {
             Self::Text => "text",
             Self::Json => "json",
         }
+    }
+}
+
+impl Choice for Quantize {
+    const ALL: &'static [Self] = Quantize::ALL;
+    fn as_str(self) -> &'static str {
+        Quantize::as_str(self)
     }
 }
 

@@ -17,6 +17,9 @@ pub fn engine_info(voices: &[&str]) -> EngineInfo {
             load_seconds: 0.5,
             warmup_seconds: Some(0.25),
             cpu_fallbacks: Vec::new(),
+            quantize_request: vv_model::Quantize::Auto,
+            quantize: "int8",
+            quantize_reason: "auto: f32 on a CPU with SIMD kernels for packed weights".to_string(),
         },
         device: ModelInfo {
             device_request: DeviceRequest::Cpu,

@@ -36,9 +36,10 @@ pub enum WsError {
         /// Characters allowed per context.
         max: usize,
     },
-    /// The voice is neither installed nor an alias.
-    #[error("unknown voice {0:?}; GET /v1/audio/voices lists the installed voices")]
-    UnknownVoice(String),
+    /// The voice is neither installed nor an alias; the message lists the valid names (when
+    /// known), as the HTTP API's `unknown_voice` does.
+    #[error("unknown voice {0:?}; {valid}", valid = crate::error::valid_voices(.1))]
+    UnknownVoice(String, Vec<String>),
     /// The sample encoding is not produced.
     #[error("unsupported encoding {0:?}; supported: pcm_s16le, pcm_f32le, mulaw, alaw")]
     UnsupportedEncoding(String),
@@ -132,7 +133,7 @@ impl WsError {
             WsError::ContextClosed(_) => "context_closed",
             WsError::EmptyText => "empty_text",
             WsError::TextTooLong { .. } => "text_too_long",
-            WsError::UnknownVoice(_) => "unknown_voice",
+            WsError::UnknownVoice(..) => "unknown_voice",
             WsError::UnsupportedEncoding(_) => "unsupported_encoding",
             WsError::UnsupportedSampleRate(_) => "unsupported_sample_rate",
             WsError::InvalidValue(_) => "invalid_value",
@@ -177,7 +178,7 @@ impl From<EngineError> for WsError {
         match e {
             EngineError::Overloaded { total } => WsError::Overloaded { total },
             EngineError::Draining => WsError::ShuttingDown,
-            EngineError::UnknownVoice(v) => WsError::UnknownVoice(v),
+            EngineError::UnknownVoice(v) => WsError::UnknownVoice(v, Vec::new()),
             EngineError::InvalidRequest(message) => WsError::InvalidValue(message),
             EngineError::SlowConsumer => WsError::SlowConsumer,
             EngineError::Unavailable => WsError::EngineUnavailable,

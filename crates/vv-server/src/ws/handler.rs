@@ -24,7 +24,7 @@ use crate::upgrade::{prepare, Upgrade};
 /// The query parameter each session-default error is about.
 fn param_of(error: &WsError) -> Option<&'static str> {
     match error {
-        WsError::UnknownVoice(_) => Some("voice"),
+        WsError::UnknownVoice(..) => Some("voice"),
         WsError::UnsupportedEncoding(_) => Some("encoding"),
         WsError::UnsupportedSampleRate(_) | WsError::InvalidValue(_) => Some("sample_rate"),
         _ => None,

@@ -18,7 +18,7 @@ use vv_model::scheduler::SolverKind;
 use super::error::{supported_rate, WsError};
 use super::messages::Configure;
 use crate::config::Settings;
-use crate::voice_alias::resolve_voice;
+use crate::voice_alias::{resolve_voice, valid_voice_names};
 
 /// Code of the warning sent for a clamped value.
 pub const CLAMPED: &str = "value_clamped";
@@ -116,8 +116,9 @@ impl SessionConfig {
         let mut next = self.clone();
         let mut clamped = Vec::new();
         if let Some(voice) = &request.voice {
-            next.voice = resolve_voice(info, Some(voice))
-                .map_err(|_| WsError::UnknownVoice(voice.clone()))?;
+            next.voice = resolve_voice(info, Some(voice)).map_err(|_| {
+                WsError::UnknownVoice(voice.clone(), valid_voice_names(&info.voices))
+            })?;
         }
         if let Some(name) = &request.encoding {
             next.encoding = name.parse::<Encoding>()?;
@@ -298,10 +299,15 @@ mod tests {
             voice: Some("nobody".into()),
             ..Configure::default()
         };
-        assert_eq!(
-            next.configure(&req, &info).unwrap_err().code(),
-            "unknown_voice"
+        let unknown = next.configure(&req, &info).unwrap_err();
+        assert_eq!(unknown.code(), "unknown_voice");
+        // The message lists the valid names, as the HTTP error does.
+        let message = unknown.to_string();
+        assert!(
+            message.contains("valid voices: a, b, alloy, ash"),
+            "{message}"
         );
+        assert!(message.ends_with("marin, cedar"), "{message}");
         assert!(next.synthesis_params().validate().is_ok());
     }
 }

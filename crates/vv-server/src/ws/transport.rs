@@ -42,6 +42,9 @@ pub enum Incoming {
         /// What was wrong.
         error: crate::ws::WsError,
     },
+    /// A dialect codec asked to end the session (ElevenLabs' `close_socket`): the server
+    /// closes with 1000 (normal closure) and every context still running stops.
+    End,
 }
 
 /// Why the transport stopped reading.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use vv_model::generation::PreparedVoice;
+use vv_model::linear::Packing;
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
 use vv_model::text::{normalize_text, TextTokenizer};
 use vv_model::{VibeVoiceConfig, VibeVoiceModel};
@@ -19,16 +20,17 @@ const RANDOM_TOKENS: usize = 40;
 /// Preset used with random weights when `--voice-file` is not given.
 const DEFAULT_PRESET: &str = "voices/en-Davis_man.pt";
 
-/// Model, voice and token ids to benchmark.
+/// Model (its weights stored as `packing` says), voice and token ids to benchmark.
 pub(super) fn load(
     voice_file: Option<&PathBuf>,
     loaded: &LoadedSettings,
     device: &candle_core::Device,
-    dtype: candle_core::DType,
+    (dtype, packing): (candle_core::DType, Packing),
 ) -> anyhow::Result<(VibeVoiceModel, PreparedVoice, Vec<u32>)> {
     let s = &loaded.settings;
     if s.random_weights {
-        let model = VibeVoiceModel::random(VibeVoiceConfig::realtime_0_5b(), device, dtype)?;
+        let cfg = VibeVoiceConfig::realtime_0_5b();
+        let model = VibeVoiceModel::random(cfg, device, dtype, packing)?;
         model.set_cuda_graphs(s.cuda_graphs);
         let path = voice_file
             .cloned()
@@ -44,7 +46,8 @@ pub(super) fn load(
         cache_dir: s.cache_dir.clone(),
         progress: true,
     };
-    let model = VibeVoiceModel::load(&resolve_checkpoint(&s.model, &hub)?, device, dtype)?;
+    let files = resolve_checkpoint(&s.model, &hub)?;
+    let model = VibeVoiceModel::load(&files, device, dtype, packing)?;
     model.set_cuda_graphs(s.cuda_graphs);
     let tokenizer = TextTokenizer::from_file(&resolve_tokenizer(&s.tokenizer, &hub)?)?;
     let preset = match (voice_file, &s.voices_dir) {

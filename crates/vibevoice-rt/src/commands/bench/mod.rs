@@ -3,6 +3,7 @@
 //! `--streams N`, N utterances advanced together in batched rounds as the engine does.
 
 mod load;
+mod rss;
 mod streams;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use vv_server::config::LoadedSettings;
 use vv_server::engine_options::solver_kind;
 
 use crate::cli::ServiceArgs;
+use rss::peak_rss_bytes;
 use streams::Streams;
 
 /// Options of `bench` (`--random-weights` is a service option: the real 0.5B architecture with
@@ -61,6 +63,8 @@ struct BenchReport {
     device: String,
     device_name: Option<String>,
     dtype: String,
+    /// Format of the large matrices' weights: `none`, `bf16` or `int8` (`--quantize`).
+    quantize: &'static str,
     steps: usize,
     cfg_scale: f32,
     frames: usize,
@@ -99,6 +103,10 @@ struct BenchReport {
     utterance_gpu_memory_bytes: Option<u64>,
     /// Process resident memory after the runs.
     process_rss_bytes: Option<u64>,
+    /// Process resident memory after loading the model and voice, before the first run.
+    loaded_rss_bytes: Option<u64>,
+    /// Largest process resident memory so far (Linux `VmHWM`: the load's peak included).
+    peak_rss_bytes: Option<u64>,
     /// KV-cache bytes of one utterance at the end of a run.
     kv_cache_bytes: usize,
     /// Median time of each piece of a frame (with --breakdown).
@@ -139,6 +147,7 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
     let probe = SystemProbe::new();
     let resolution = resolve_device(s.device, &probe)?;
     let dtype = select_dtype(resolution.device.backend, s.dtype, &probe);
+    let quantize = s.quantize.resolve(resolution.device.backend, dtype.dtype)?;
     let device = resolution.device.to_candle_device()?;
     // The allocator's pool is trimmed first (`clear_cache`): it keeps freed blocks for reuse,
     // which would count load-time temporaries as the model's.
@@ -150,8 +159,14 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
     };
     let used_before_load = used();
     let started = Instant::now();
-    let (model, voice, ids) = load::load(args.voice_file.as_ref(), &loaded, &device, dtype.dtype)?;
+    let (model, voice, ids) = load::load(
+        args.voice_file.as_ref(),
+        &loaded,
+        &device,
+        (dtype.dtype, quantize.packing),
+    )?;
     let used_after_load = used();
+    let loaded_rss_bytes = vv_device::ops::host_memory().process_rss_bytes;
     let load_seconds = started.elapsed().as_secs_f64();
     let params = GenerationParams {
         cfg_scale: s.cfg_scale,
@@ -198,6 +213,7 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         device: resolution.device.label(),
         device_name: resolution.device.name.clone(),
         dtype: format!("{:?}", dtype.dtype).to_lowercase(),
+        quantize: quantize.packing.name(),
         steps: s.diffusion_steps,
         cfg_scale: s.cfg_scale,
         frames: args.frames,
@@ -223,6 +239,8 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
             .zip(used_after_load)
             .map(|(peak, after)| peak.saturating_sub(after)),
         process_rss_bytes: vv_device::ops::host_memory().process_rss_bytes,
+        loaded_rss_bytes,
+        peak_rss_bytes: peak_rss_bytes(),
         kv_cache_bytes: kv_bytes,
         breakdown_ms: breakdown,
     };
@@ -230,11 +248,12 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "device {} ({}) dtype {} | steps {} cfg {} | {} streams x {} frames x {} runs | {} \
-             text tokens",
+            "device {} ({}) dtype {} quantize {} | steps {} cfg {} | {} streams x {} frames x {} \
+             runs | {} text tokens",
             report.device,
             report.device_name.as_deref().unwrap_or("-"),
             report.dtype,
+            report.quantize,
             report.steps,
             report.cfg_scale,
             report.streams,
@@ -251,6 +270,13 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
             report.per_frame_mean_ms,
             report.round_p95_ms,
             report.real_time_factor
+        );
+        let mib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{} MiB", b >> 20));
+        println!(
+            "resident memory: {} after loading, {} after the runs, {} at the peak",
+            mib(report.loaded_rss_bytes),
+            mib(report.process_rss_bytes),
+            mib(report.peak_rss_bytes)
         );
         if let Some(b) = &report.breakdown_ms {
             println!(

@@ -12,7 +12,7 @@
 //! apply to the whole socket (ElevenLabs fixes them per connection); every context sends
 //! `alignment` (ElevenLabs sends it unasked, and Pipecat relies on it). `close_context` ends a
 //! context gracefully (its buffered text is synthesised, then `isFinal`); `close_socket` stops
-//! every context at once. `voice_settings.speed` on a context's first message is the core's
+//! every context at once and closes the socket (1000). `voice_settings.speed` on a context's first message is the core's
 //! `speed`; the other voice settings, `model_id`, `auto_mode`, `inactivity_timeout`,
 //! `sync_alignment` and the rest are accepted and ignored.
 

@@ -1,15 +1,18 @@
 //! Protocol v1 events and audio frames -> ElevenLabs messages: `{"audio", "isFinal": false,
-//! "contextId"}` per audio frame, with `alignment` (and the same `normalizedAlignment`) when
-//! word timestamps came since the previous one; `{"isFinal": true, "contextId"}` when a
+//! "contextId"}` per audio frame, with `alignment` and `normalizedAlignment` when word
+//! timestamps came since the previous one; `{"isFinal": true, "contextId"}` when a
 //! context is done (on `stream-input` followed by the close, 1000); `{"error", "message",
 //! "contextId"}` for errors. Cancelled contexts and events ElevenLabs has no counterpart for
 //! (`session.ready`, `context.created`, `flushed`, `warning`, `cancelled`) send nothing.
 //!
 //! Alignment: each word's estimated time is spread evenly over its characters, and each word
 //! is followed by a space of zero duration (so a client that splits on spaces sees every word
-//! complete). As in ElevenLabs' stream, times in a message count from the end of the
-//! context's previous alignment, so the running sum of `charStartTimesMs[-1] +
-//! charDurationsMs[-1]` over the messages is the time from the context's first sample.
+//! complete). The two carry the same characters on two time bases, one for each way the
+//! released clients read them: in `alignment`, as in ElevenLabs' stream, times count from the
+//! end of the context's previous alignment, so the running sum of `charStartTimesMs[-1] +
+//! charDurationsMs[-1]` over the messages is the time from the context's first sample
+//! (Pipecat's `ElevenLabsTTSService` adds that sum); in `normalizedAlignment` they count from
+//! the context's first sample (LiveKit's ElevenLabs plugin reads it and adds nothing).
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -45,9 +48,18 @@ impl Alignment {
         self.push(" ".to_string(), end_ms, end_ms);
     }
 
-    fn to_json(&self) -> Value {
-        json!({"chars": self.chars, "charStartTimesMs": self.starts,
+    /// The alignment with its start times shifted by `offset_ms`.
+    fn to_json(&self, offset_ms: u64) -> Value {
+        let starts: Vec<u64> = self.starts.iter().map(|s| s + offset_ms).collect();
+        json!({"chars": self.chars, "charStartTimesMs": starts,
                "charDurationsMs": self.durations})
+    }
+
+    /// Adds `alignment` (times from the previous alignment's end) and `normalizedAlignment`
+    /// (times from the context's first sample) to `message`.
+    fn attach(&self, message: &mut Value) {
+        message["alignment"] = self.to_json(0);
+        message["normalizedAlignment"] = self.to_json(self.base_ms);
     }
 }
 
@@ -116,10 +128,9 @@ impl Outbound {
             (Some("context.done"), Some(id)) => {
                 let mut out = Vec::new();
                 if let Some(pending) = self.contexts.forget(id).and_then(|k| k.pending) {
-                    let alignment = pending.to_json();
-                    out.push(text(json!({"audio": "", "isFinal": false, "contextId": id,
-                                         "alignment": alignment,
-                                         "normalizedAlignment": alignment})));
+                    let mut message = json!({"audio": "", "isFinal": false, "contextId": id});
+                    pending.attach(&mut message);
+                    out.push(text(message));
                 }
                 out.push(text(json!({"isFinal": true, "contextId": id})));
                 if self.close_after_final {
@@ -151,9 +162,7 @@ impl Outbound {
         let audio = base64::engine::general_purpose::STANDARD.encode(payload);
         let mut message = json!({"audio": audio, "isFinal": false, "contextId": id});
         if let Some(pending) = known.pending.take() {
-            let alignment = pending.to_json();
-            message["alignment"] = alignment.clone();
-            message["normalizedAlignment"] = alignment;
+            pending.attach(&mut message);
         }
         Some(Outgoing::Text(message.to_string()))
     }
@@ -217,6 +226,12 @@ mod tests {
         assert_eq!(
             end[0]["alignment"],
             json!({"chars": ["o", "k", " "], "charStartTimesMs": [100, 150, 200],
+                   "charDurationsMs": [50, 50, 0]})
+        );
+        // LiveKit reads normalizedAlignment and adds nothing: times from the first sample.
+        assert_eq!(
+            end[0]["normalizedAlignment"],
+            json!({"chars": ["o", "k", " "], "charStartTimesMs": [700, 750, 800],
                    "charDurationsMs": [50, 50, 0]})
         );
         assert_eq!(end[1], json!({"isFinal": true, "contextId": "c"}));

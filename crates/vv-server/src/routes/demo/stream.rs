@@ -188,7 +188,8 @@ where
                     Incoming::Text(_)
                     | Incoming::Binary { .. }
                     | Incoming::Ping
-                    | Incoming::Rejected { .. },
+                    | Incoming::Rejected { .. }
+                    | Incoming::End,
                 ) => continue,
             },
         };

@@ -8,6 +8,7 @@ use futures::Sink;
 use tracing::debug;
 
 use super::{Ended, Flow, Session};
+use crate::ws::close_code::CloseCode;
 use crate::ws::context::Context;
 use crate::ws::error::WsError;
 use crate::ws::events::ServerEvent;
@@ -36,6 +37,10 @@ where
             }
             Some(Incoming::Rejected { context_id, error }) => {
                 self.report(context_id.as_deref(), error).await
+            }
+            Some(Incoming::End) => {
+                self.close(CloseCode::Normal).await;
+                Err(Ended::Closed)
             }
             Some(Incoming::Failed(failure)) => {
                 let error = match failure {

@@ -1,0 +1,71 @@
+//! A rough timing probe of the skinny matmul's bodies and weight formats (run by hand:
+//! `cargo test --release -p vv-kernels -- --ignored --nocapture cpu::timing`); it asserts
+//! nothing about speed. Each call reads the next of enough copies of the weights (512 MiB in
+//! all) that they come from memory, not from the last call's cache, as in a model's frame.
+
+use std::time::{Duration, Instant};
+
+use super::dispatch::Isa;
+use super::matmul::{matmul_on, Rows};
+use super::quant::{matmul_packed_on, PackedWeight, WeightFormat};
+
+/// Bytes of weight copies a probe cycles through.
+const COPIES_BYTES: usize = 512 << 20;
+
+/// Mean seconds per call of `f(call)`, over at least 0.3 s after a warm-up pass.
+fn seconds_per_call(copies: usize, mut f: impl FnMut(usize) -> Vec<f32>) -> f64 {
+    (0..copies).for_each(|c| drop(std::hint::black_box(f(c))));
+    let (start, mut calls) = (Instant::now(), 0usize);
+    while start.elapsed() < Duration::from_millis(300) {
+        std::hint::black_box(f(calls % copies));
+        calls += 1;
+    }
+    start.elapsed().as_secs_f64() / calls as f64
+}
+
+#[test]
+#[ignore = "timing probe, run by hand in release"]
+fn timing() {
+    for (n, k) in [(4864, 896), (896, 4864)] {
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 251) as f32 / 251.0 - 0.5).collect();
+        for format in ["f32", "bf16", "int8"] {
+            let packed = match format {
+                "bf16" => Some(PackedWeight::pack(&w, n, k, WeightFormat::Bf16)),
+                "int8" => Some(PackedWeight::pack(&w, n, k, WeightFormat::Int8)),
+                _ => None,
+            };
+            let bytes = packed.as_ref().map_or(n * k * 4, PackedWeight::bytes);
+            let copies = COPIES_BYTES.div_ceil(bytes);
+            let f32s = vec![w.clone(); if packed.is_none() { copies } else { 0 }];
+            let packs = vec![packed; copies];
+            for isa in Isa::all_supported() {
+                let line: Vec<String> = [1, 2, 5, 10]
+                    .into_iter()
+                    .map(|m| {
+                        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 / 13.0).collect();
+                        let s = seconds_per_call(copies, |c| match &packs[c] {
+                            Some(p) => matmul_packed_on(isa, &x, p, m),
+                            None => matmul_on(
+                                isa,
+                                &x,
+                                Rows {
+                                    w: &f32s[c],
+                                    scales: &[],
+                                },
+                                m,
+                                k,
+                                n,
+                            ),
+                        });
+                        format!(
+                            "m {m:2} {:6.3} ms {:5.1} GB/s",
+                            s * 1e3,
+                            bytes as f64 / s / 1e9
+                        )
+                    })
+                    .collect();
+                println!("n {n} k {k} {format:4} {isa:8?}: {}", line.join(" | "));
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! A linear layer's weight, dense or packed, and the load-time rule that decides which weights
+//! are packed (see `docs/quantization.md`).
+//!
+//! **Format.** Packed weights are bf16 (round to nearest even) or int8, symmetric, with one f32
+//! scale per block of 32 consecutive inputs of an output row (the block's `absmax / 127`);
+//! activations stay f32 and the CPU kernels widen (and scale) the weights in registers.
+//!
+//! **Which matrices.** With [`Packing::large`] (what `--quantize` loads), a matrix is packed
+//! when it has at least [`PACK_MIN_ELEMENTS`] elements (1 MiB of f32) and, while streaming
+//! (one frame per step), sees at most `SKINNY_MAX_ROWS` rows per stream: every Qwen2, diffusion
+//! head, connector and classifier matrix of that size (token rows), and the decoder's stem and
+//! the matrices of its early stages (1 and 8 time steps per frame). Smaller matrices stay f32:
+//! they live in the caches, and the decoder's later stages (40 to 3200 time steps per frame)
+//! are compute-bound GEMMs. [`Packing::every_matrix`] packs every matrix whatever its size or
+//! height, the worst case, for accuracy checks on small fixtures.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Result, Tensor};
+use vv_kernels::cpu::{CpuSlice, PackedWeight, WeightFormat, SKINNY_MAX_ROWS};
+
+/// Matrices with at least this many elements (1 MiB of f32) are packed by [`Packing::large`].
+pub const PACK_MIN_ELEMENTS: usize = 1 << 18;
+
+/// A linear layer's weight `[out, in]` (PyTorch layout).
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// A tensor on any device, in any dtype.
+    Dense(Tensor),
+    /// Packed for the CPU kernels (f32 activations on the CPU only).
+    Packed(Arc<PackedWeight>),
+}
+
+impl From<Tensor> for LinearWeight {
+    fn from(t: Tensor) -> Self {
+        Self::Dense(t)
+    }
+}
+
+impl LinearWeight {
+    /// `(out, in)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Self::Dense(t) => t.dims2(),
+            Self::Packed(p) => Ok(p.dims()),
+        }
+    }
+
+    /// The packed format, `None` for a dense weight.
+    pub fn format(&self) -> Option<WeightFormat> {
+        match self {
+            Self::Dense(_) => None,
+            Self::Packed(p) => Some(p.format()),
+        }
+    }
+}
+
+/// Which weights are stored packed, and how: chosen once at load (see `crate::quantize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Packing {
+    format: Option<WeightFormat>,
+    every_matrix: bool,
+}
+
+impl Packing {
+    /// Every weight dense (the checkpoint's values in the compute dtype).
+    pub const NONE: Self = Self {
+        format: None,
+        every_matrix: false,
+    };
+
+    /// The production rule: matrices of at least [`PACK_MIN_ELEMENTS`] elements that see at
+    /// most `SKINNY_MAX_ROWS` rows per stream while streaming.
+    pub fn large(format: WeightFormat) -> Self {
+        Self {
+            format: Some(format),
+            every_matrix: false,
+        }
+    }
+
+    /// Every matrix and embedding table, whatever its size or height (accuracy checks on
+    /// fixtures whose matrices are all small).
+    pub fn every_matrix(format: WeightFormat) -> Self {
+        Self {
+            format: Some(format),
+            every_matrix: true,
+        }
+    }
+
+    /// The format packed weights use (`None`: nothing is packed).
+    pub fn format(&self) -> Option<WeightFormat> {
+        self.format
+    }
+
+    /// `none`, `bf16` or `int8`.
+    pub fn name(&self) -> &'static str {
+        match self.format {
+            None => "none",
+            Some(WeightFormat::Bf16) => "bf16",
+            Some(WeightFormat::Int8) => "int8",
+        }
+    }
+
+    /// The format `t` is packed in when it sees `rows` rows per stream while streaming; only
+    /// f32 tensors on the CPU are packed.
+    fn applies(&self, t: &Tensor, rows: usize) -> Option<WeightFormat> {
+        let eligible = t.device().is_cpu() && t.dtype() == DType::F32;
+        let chosen =
+            self.every_matrix || (t.elem_count() >= PACK_MIN_ELEMENTS && rows <= SKINNY_MAX_ROWS);
+        self.format.filter(|_| eligible && chosen)
+    }
+
+    /// The weight `w` (`[out, in]`) as stored under this packing when it sees `rows` rows per
+    /// stream while streaming (1 for token rows). A packed weight's f32 tensor is dropped here.
+    pub(crate) fn weight(&self, w: Tensor, rows: usize) -> Result<LinearWeight> {
+        let Some(format) = self.applies(&w, rows) else {
+            return Ok(LinearWeight::Dense(w));
+        };
+        let (n, k) = w.dims2()?;
+        let w = w.contiguous()?;
+        let packed = PackedWeight::pack(CpuSlice::new(&w)?.get()?, n, k, format);
+        Ok(LinearWeight::Packed(Arc::new(packed)))
+    }
+
+    /// An embedding table as stored under this packing: bf16 when its size qualifies (rows are
+    /// widened back to f32 on lookup; exact for a bf16 checkpoint), else unchanged.
+    pub(crate) fn table(&self, t: Tensor) -> Result<Tensor> {
+        match self.applies(&t, 1) {
+            Some(_) => t.to_dtype(DType::BF16),
+            None => Ok(t),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn matrix(n: usize, k: usize) -> Tensor {
+        Tensor::randn(0f32, 1., (n, k), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn large_packs_big_skinny_matrices_only() {
+        let p = Packing::large(WeightFormat::Int8);
+        let big = matrix(512, 512);
+        assert_eq!(big.elem_count(), PACK_MIN_ELEMENTS);
+        let packed = p.weight(big.clone(), 1).unwrap();
+        assert_eq!(packed.format(), Some(WeightFormat::Int8));
+        assert_eq!(packed.dims().unwrap(), (512, 512));
+        // Fed tall inputs while streaming, or too small: dense.
+        assert!(p
+            .weight(big, SKINNY_MAX_ROWS + 1)
+            .unwrap()
+            .format()
+            .is_none());
+        assert!(p.weight(matrix(511, 512), 1).unwrap().format().is_none());
+        assert!(Packing::NONE
+            .weight(matrix(512, 512), 1)
+            .unwrap()
+            .format()
+            .is_none());
+    }
+
+    #[test]
+    fn every_matrix_packs_small_and_tall_but_never_other_dtypes() {
+        let p = Packing::every_matrix(WeightFormat::Bf16);
+        let small = p.weight(matrix(3, 5), 1000).unwrap();
+        assert_eq!(small.format(), Some(WeightFormat::Bf16));
+        let f64 = matrix(3, 5).to_dtype(DType::F64).unwrap();
+        assert!(p.weight(f64, 1).unwrap().format().is_none());
+        assert_eq!(p.table(matrix(4, 8)).unwrap().dtype(), DType::BF16);
+        let kept = Packing::large(WeightFormat::Bf16)
+            .table(matrix(4, 8))
+            .unwrap();
+        assert_eq!(kept.dtype(), DType::F32);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(Packing::NONE.name(), "none");
+        assert_eq!(Packing::large(WeightFormat::Int8).name(), "int8");
+        assert_eq!(Packing::every_matrix(WeightFormat::Bf16).name(), "bf16");
+    }
+}
