@@ -62,6 +62,36 @@ fn devices_json_reports_every_backend_and_the_resolution() {
     }
 }
 
+/// `devices` names the CPU kernels in use and the weight format `--quantize` gives there;
+/// forcing the portable body turns `auto` quantization off.
+#[test]
+fn devices_names_the_cpu_kernels_and_the_weight_format() {
+    let report = |env: &[(&str, &str)], args: &[&str]| -> Value {
+        let out = vibevoice_rt(&[&["devices", "--json"], args].concat(), env);
+        assert_no_panic(&out);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["cpu_kernels"].clone()
+    };
+    let forced = report(&[("VV_CPU_KERNELS", "portable")], &[]);
+    assert_eq!(forced["isa"], "portable", "{forced}");
+    assert_eq!(forced["quantize"], "none", "{forced}");
+    assert_eq!(
+        forced["kernels"].as_array().map(Vec::len),
+        Some(3),
+        "{forced}"
+    );
+    let auto = report(&[], &[]);
+    let simd = auto["isa"] != "portable";
+    assert_eq!(
+        auto["quantize"],
+        if simd { "int8" } else { "none" },
+        "{auto}"
+    );
+    let bf16 = report(&[], &["--quantize", "bf16"]);
+    assert_eq!(bf16["quantize"], "bf16", "{bf16}");
+    assert_eq!(bf16["quantize_request"], "bf16", "{bf16}");
+}
+
 #[test]
 fn devices_prints_a_table_with_the_request_from_the_environment() {
     let out = vibevoice_rt(&["devices"], &[("TTS_DEVICE", "cpu")]);

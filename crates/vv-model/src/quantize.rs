@@ -33,7 +33,7 @@ pub enum Quantize {
     None,
     /// Large matrices in bf16 (CPU, f32 compute only).
     Bf16,
-    /// Large matrices in int8 with per-output-row scales (CPU, f32 compute only).
+    /// Large matrices in int8 with one scale per 32 weights of a row (CPU, f32 compute only).
     Int8,
 }
 
@@ -103,10 +103,16 @@ impl Quantize {
     }
 }
 
+/// The CPU kernels in use: the body (`VV_CPU_KERNELS` or the CPU's features), the kernel of
+/// each weight format, and the CPU features that matter to them.
+pub fn cpu_kernels() -> vv_kernels::cpu::KernelReport {
+    vv_kernels::cpu::kernel_names()
+}
+
 /// Whether the CPU kernels in use are SIMD kernels (AVX-512F, AVX2+FMA or NEON, chosen by the
 /// CPU's features and `VV_CPU_KERNELS`), not the portable ones.
 pub fn fast_cpu_kernels() -> bool {
-    vv_kernels::cpu::kernel_names().isa != "portable"
+    cpu_kernels().isa != "portable"
 }
 
 /// Refuses packed weights anywhere but f32 compute on the CPU.
