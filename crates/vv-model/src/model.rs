@@ -165,7 +165,10 @@ impl VibeVoiceModel {
         let head = DiffusionHead::new(
             &cfg.diffusion_head_config,
             head_vb.pp("model").pp("prediction_head"),
-            packing,
+            // The head stays f32 whatever `packing` says, as on CUDA: it is a small share of
+            // a frame's bytes, and packing it put the sampling above the CUDA bf16 path's
+            // errors (docs/quantization.md).
+            Packing::NONE,
         )?;
         let decoder = AcousticDecoder::new(
             &cfg.acoustic_tokenizer_config,
