@@ -6,10 +6,13 @@
 //! up to 15%. Two glibc behaviours keep it: free space in the middle of a heap (an utterance's
 //! tensors freed around longer-lived allocations) is never returned by `free`, and the free top
 //! of a thread's arena is kept up to a trim threshold that grows with the largest block freed.
-//! `malloc_trim(0)` returns the whole free pages of every heap, but the top only of the main
-//! one. So the service keeps one heap ([`use_single_heap`], before any thread starts) and
-//! trims it once per idle period ([`release_when_idle`]: no utterance in flight for two
-//! checks in a row, and one admitted since the last release). Other platforms and allocators:
+//! `malloc_trim(0)` returns the whole free pages of every heap (and the free top of the main
+//! one), so the service trims once per idle period ([`release_when_idle`]: no utterance in
+//! flight for two checks in a row, and one admitted since the last release). Making every
+//! thread share one heap (glibc's `M_ARENA_MAX` 1) would let the trim return the model
+//! thread's free top as well, but on a 16-core GPU host it serialised the WebSocket tasks'
+//! allocations with the model thread's: rounds of 64-108 utterances took 33-163 ms instead of
+//! 13-25 (H100, `scripts/gpu-check.sh`), so it is not done. Other platforms and allocators:
 //! nothing to do.
 
 use std::time::{Duration, Instant};
@@ -51,18 +54,6 @@ impl IdleWatch {
 
 /// Whether this build can release free heap memory (glibc on Linux).
 pub const SUPPORTED: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
-
-/// Makes every thread allocate from the main heap (glibc's `M_ARENA_MAX` 1), whose free top
-/// `malloc_trim` can return; call it before any other thread starts. Threads still keep their
-/// own caches of small blocks (glibc's tcache), and the service's heavy allocation happens on
-/// one thread (the model's), so sharing the heap's lock costs little.
-pub fn use_single_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
 
 /// Returns the free pages of every allocator arena to the operating system; `true` if some
 /// memory was released (always `false` where unsupported).

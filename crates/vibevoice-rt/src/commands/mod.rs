@@ -36,10 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // Only `serve` exports spans: the other commands serve no requests.
     let otlp_endpoint = otlp_endpoint.filter(|_| matches!(cli.command, Command::Serve(_)));
-    if matches!(cli.command, Command::Serve(_)) {
-        // Before the first thread (the span exporter's) starts.
-        vv_server::memory_release::use_single_heap();
-    }
     logging::init(log_format, filter, otlp_endpoint.as_deref());
     match (&cli.command, loaded) {
         (Command::Voices(cmd), _) => voices::run(cmd),

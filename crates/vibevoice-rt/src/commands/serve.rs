@@ -1,6 +1,6 @@
 //! `vibevoice-rt serve`: the HTTP + WebSocket service on a multi-threaded tokio runtime (the
-//! model itself runs on its own thread inside the engine; all threads share one heap, returned
-//! to the system when the engine goes idle: `vv_server::memory_release`).
+//! model itself runs on its own thread inside the engine; free heap memory is returned to the
+//! system when the engine goes idle: `vv_server::memory_release`).
 
 use std::process::ExitCode;
 
