@@ -16,6 +16,7 @@ use std::str::FromStr;
 use candle_core::DType;
 use serde::Serialize;
 use vv_device::Backend;
+pub use vv_kernels::cpu::KernelReport;
 use vv_kernels::cpu::WeightFormat;
 
 use crate::error::{ModelError, Result};
@@ -107,14 +108,14 @@ impl Quantize {
 
 /// The CPU kernels in use: the body (`VV_CPU_KERNELS` or the CPU's features), the kernel of
 /// each weight format, and the CPU features that matter to them.
-pub fn cpu_kernels() -> vv_kernels::cpu::KernelReport {
+pub fn cpu_kernels() -> KernelReport {
     vv_kernels::cpu::kernel_names()
 }
 
 /// Whether the CPU kernels in use are SIMD kernels (AVX-512F, AVX2+FMA or NEON, chosen by the
 /// CPU's features and `VV_CPU_KERNELS`), not the portable ones.
 pub fn fast_cpu_kernels() -> bool {
-    cpu_kernels().isa != "portable"
+    vv_kernels::cpu::simd_kernels()
 }
 
 /// Refuses packed weights anywhere but f32 compute on the CPU.

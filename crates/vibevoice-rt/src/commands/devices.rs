@@ -8,7 +8,7 @@ use candle_core::DType;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use vv_device::{Backend, CandleOps, DevicesReport, SystemProbe};
-use vv_model::quantize::{cpu_kernels, Quantize};
+use vv_model::quantize::{cpu_kernels, KernelReport, Quantize};
 use vv_server::config::{ConfigErrors, LoadedSettings};
 
 /// Prints the report (table or JSON); a request that cannot be honoured is an error after it.
@@ -26,38 +26,17 @@ pub fn run(
         &SystemProbe::new(),
         &CandleOps,
     );
-    let cpu = cpu_section(settings.quantize);
+    let cpu = CpuSection::new(settings.quantize);
     if args.json {
         let mut json = serde_json::to_value(&report).context("serializing the report")?;
         if let Value::Object(fields) = &mut json {
-            fields.insert("cpu_kernels".into(), cpu);
+            fields.insert("cpu_kernels".into(), cpu.json());
         }
         let json = serde_json::to_string_pretty(&json).context("serializing the report")?;
         println!("{json}");
     } else {
         print!("{}", report.render_table());
-        println!(
-            "CPU kernels: {} ({}): {}",
-            cpu["isa"].as_str().unwrap_or_default(),
-            if cpu["forced"] == true {
-                "forced by VV_CPU_KERNELS"
-            } else {
-                "auto"
-            },
-            cpu["kernels"]
-                .as_array()
-                .map(|k| k
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; "))
-                .unwrap_or_default()
-        );
-        println!(
-            "CPU weights: {} ({})",
-            cpu["quantize"].as_str().unwrap_or_default(),
-            cpu["quantize_reason"].as_str().unwrap_or_default()
-        );
+        print!("{}", cpu.table());
     }
     match report.error() {
         Some(error) => Err(anyhow::Error::new(error.clone())),
@@ -65,20 +44,53 @@ pub fn run(
     }
 }
 
-/// The CPU kernels in use and the weight format `quantize` gives on the CPU (f32 compute).
-fn cpu_section(quantize: Quantize) -> Value {
-    let kernels = cpu_kernels();
-    let (format, reason) = match quantize.resolve(Backend::Cpu, DType::F32) {
-        Ok(choice) => (choice.packing.name().to_string(), choice.reason),
-        Err(e) => ("error".to_string(), e.to_string()),
-    };
-    json!({
-        "isa": kernels.isa,
-        "forced": kernels.forced,
-        "kernels": kernels.kernels,
-        "features": kernels.features,
-        "quantize_request": quantize.as_str(),
-        "quantize": format,
-        "quantize_reason": reason,
-    })
+/// The CPU kernels in use and the weight format `--quantize` gives on the CPU (f32 compute).
+struct CpuSection {
+    kernels: KernelReport,
+    request: Quantize,
+    /// The format in effect (`none`, `bf16`, `int8`), or `error`.
+    format: String,
+    reason: String,
+}
+
+impl CpuSection {
+    fn new(request: Quantize) -> Self {
+        let (format, reason) = match request.resolve(Backend::Cpu, DType::F32) {
+            Ok(choice) => (choice.packing.name().to_string(), choice.reason),
+            Err(e) => ("error".to_string(), e.to_string()),
+        };
+        Self {
+            kernels: cpu_kernels(),
+            request,
+            format,
+            reason,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "isa": self.kernels.isa,
+            "forced": self.kernels.forced,
+            "kernels": self.kernels.kernels,
+            "features": self.kernels.features,
+            "quantize_request": self.request.as_str(),
+            "quantize": self.format,
+            "quantize_reason": self.reason,
+        })
+    }
+
+    fn table(&self) -> String {
+        let how = if self.kernels.forced {
+            "forced by VV_CPU_KERNELS"
+        } else {
+            "auto"
+        };
+        format!(
+            "CPU kernels: {} ({how}): {}\nCPU weights: {} ({})\n",
+            self.kernels.isa,
+            self.kernels.kernels.join("; "),
+            self.format,
+            self.reason
+        )
+    }
 }

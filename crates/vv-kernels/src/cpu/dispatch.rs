@@ -223,6 +223,12 @@ pub struct KernelReport {
     pub features: Vec<&'static str>,
 }
 
+/// Whether the kernels in use are SIMD bodies (AVX-512F, AVX2+FMA or NEON), not the portable
+/// one (reads [`KERNELS_ENV`] if no kernel ran yet).
+pub fn simd_kernels() -> bool {
+    selected().0 != Isa::Portable
+}
+
 /// The CPU kernels in use (reads [`KERNELS_ENV`] if no kernel ran yet).
 pub fn kernel_names() -> KernelReport {
     let (isa, forced) = selected();

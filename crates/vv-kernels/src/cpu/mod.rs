@@ -24,7 +24,8 @@ use std::sync::{Mutex, PoisonError};
 use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
 
 pub use dispatch::{
-    cpu_features, kernel_names, KernelChoice, KernelChoiceError, KernelReport, KERNELS_ENV,
+    cpu_features, kernel_names, simd_kernels, KernelChoice, KernelChoiceError, KernelReport,
+    KERNELS_ENV,
 };
 pub use matmul::skinny_matmul;
 pub use pointwise::{depthwise_causal, epilogue, Epilogue};
