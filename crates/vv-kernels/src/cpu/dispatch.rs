@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use super::matmul::{self, Rows, Weight};
 
-/// The environment variable that forces a kernel body: `auto` (default), `avx512`, `avx2`,
-/// `neon` or `portable`. Read once, at the kernels' first use.
+/// The environment variable that forces a kernel body: `auto` (default), `amx`, `avx512`,
+/// `avx2`, `neon` or `portable`. Read once, at the kernels' first use.
 pub const KERNELS_ENV: &str = "VV_CPU_KERNELS";
 
 /// A value of [`KERNELS_ENV`].
@@ -14,6 +14,8 @@ pub const KERNELS_ENV: &str = "VV_CPU_KERNELS";
 pub enum KernelChoice {
     /// The fastest body this CPU runs.
     Auto,
+    /// AVX-512F, with AMX-BF16 tiles for the tall bf16 matmul (x86-64).
+    Amx,
     /// AVX-512F (x86-64).
     Avx512,
     /// AVX2 and FMA (x86-64).
@@ -27,7 +29,7 @@ pub enum KernelChoice {
 /// A [`KERNELS_ENV`] value that names no kernel body.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KernelChoiceError {
-    #[error("unknown CPU kernels {0:?}: expected auto, avx512, avx2, neon or portable")]
+    #[error("unknown CPU kernels {0:?}: expected auto, amx, avx512, avx2, neon or portable")]
     Unknown(String),
 }
 
@@ -41,8 +43,9 @@ impl KernelChoiceError {
 }
 
 impl KernelChoice {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Auto,
+        Self::Amx,
         Self::Avx512,
         Self::Avx2,
         Self::Neon,
@@ -53,6 +56,7 @@ impl KernelChoice {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
+            Self::Amx => "amx",
             Self::Avx512 => "avx512",
             Self::Avx2 => "avx2",
             Self::Neon => "neon",
@@ -73,6 +77,7 @@ impl KernelChoice {
     fn isa(self) -> Option<Isa> {
         match self {
             Self::Auto => None,
+            Self::Amx => Some(Isa::Amx),
             Self::Avx512 => Some(Isa::Avx512),
             Self::Avx2 => Some(Isa::Avx2Fma),
             Self::Neon => Some(Isa::Neon),
@@ -91,6 +96,8 @@ impl std::str::FromStr for KernelChoice {
 /// The kernel bodies, fastest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Isa {
+    /// AVX-512F plus AMX-BF16 for the tall bf16 matmul (see `super::tall`).
+    Amx,
     Avx512,
     Avx2Fma,
     Neon,
@@ -98,7 +105,13 @@ pub(super) enum Isa {
 }
 
 impl Isa {
-    const ALL: [Self; 4] = [Self::Avx512, Self::Avx2Fma, Self::Neon, Self::Portable];
+    const ALL: [Self; 5] = [
+        Self::Amx,
+        Self::Avx512,
+        Self::Avx2Fma,
+        Self::Neon,
+        Self::Portable,
+    ];
 
     /// The body in use: [`KERNELS_ENV`]'s choice where this CPU runs it, else the fastest this
     /// CPU runs (decided once, then cached).
@@ -109,6 +122,8 @@ impl Isa {
     /// Whether this CPU runs this body.
     pub(super) fn supported(self) -> bool {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Amx => super::amx::usable(),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "x86_64")]
@@ -133,6 +148,7 @@ impl Isa {
     /// The name reported for this body.
     fn name(self) -> &'static str {
         match self {
+            Self::Amx => "avx512f+amx-bf16",
             Self::Avx512 => "avx512f",
             Self::Avx2Fma => "avx2+fma",
             Self::Neon => "neon",
@@ -141,7 +157,8 @@ impl Isa {
     }
 
     /// Fills `dst` (`[rows of w, m]`, output-row major) with `x [m, k] · wᵀ` for the weight
-    /// rows in `w`. Panics if this CPU lacks the body's instructions.
+    /// rows in `w` with FMAs (the AMX body's tiles serve the tall matmul, `super::tall`).
+    /// Panics if this CPU lacks the body's instructions.
     pub(super) fn fill<E: Weight>(
         self,
         dst: &mut [f32],
@@ -154,7 +171,7 @@ impl Isa {
         match self {
             // SAFETY (both): the CPU supports the body's instructions (checked just above).
             #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => unsafe { super::matmul_x86::fill_avx512(dst, w, x, m, k) },
+            Self::Amx | Self::Avx512 => unsafe { super::matmul_x86::fill_avx512(dst, w, x, m, k) },
             #[cfg(target_arch = "x86_64")]
             Self::Avx2Fma => unsafe { super::matmul_x86::fill_avx2(dst, w, x, m, k) },
             #[cfg(target_arch = "aarch64")]
@@ -212,19 +229,20 @@ fn resolve(choice: KernelChoice, supported: impl Fn(Isa) -> bool) -> (Isa, bool)
 /// The CPU kernels in use, for reports such as `vibevoice-rt devices`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelReport {
-    /// The body: "avx512f", "avx2+fma", "neon" or "portable".
+    /// The body: "avx512f+amx-bf16", "avx512f", "avx2+fma", "neon" or "portable".
     pub isa: &'static str,
     /// Whether [`KERNELS_ENV`] chose it (a value other than `auto` that this CPU runs).
     pub forced: bool,
     /// The kernel of each weight format, e.g. "f32: avx512f fma", "int8: avx512f widen+fma".
     pub kernels: [&'static str; 3],
     /// The CPU's features that matter to these kernels (of avx2, fma, avx512f, avx512bf16,
-    /// avx512vnni, avxvnni on x86-64; neon, dotprod on arm64), whether or not a kernel uses them.
+    /// avx512vnni, avxvnni, amx-bf16 (granted by the OS) on x86-64; neon, dotprod on arm64),
+    /// whether or not a kernel uses them.
     pub features: Vec<&'static str>,
 }
 
-/// Whether the kernels in use are SIMD bodies (AVX-512F, AVX2+FMA or NEON), not the portable
-/// one (reads [`KERNELS_ENV`] if no kernel ran yet).
+/// Whether the kernels in use are SIMD bodies (AMX, AVX-512F, AVX2+FMA or NEON), not the
+/// portable one (reads [`KERNELS_ENV`] if no kernel ran yet).
 pub fn simd_kernels() -> bool {
     selected().0 != Isa::Portable
 }
@@ -233,6 +251,11 @@ pub fn simd_kernels() -> bool {
 pub fn kernel_names() -> KernelReport {
     let (isa, forced) = selected();
     let kernels = match isa {
+        Isa::Amx => [
+            "f32: avx512f fma",
+            "bf16: avx512f widen+fma, tall: amx-bf16 tiles (activations rounded to bf16)",
+            "int8: avx512f widen+fma",
+        ],
         Isa::Avx512 => [
             "f32: avx512f fma",
             "bf16: avx512f widen+fma",
@@ -275,6 +298,7 @@ pub fn cpu_features() -> Vec<&'static str> {
             ("avx512bf16", has!("avx512bf16")),
             ("avx512vnni", has!("avx512vnni")),
             ("avxvnni", has!("avxvnni")),
+            ("amx-bf16", super::amx::usable()),
         ];
         found.extend(all.into_iter().filter(|f| f.1).map(|f| f.0));
     }
@@ -294,6 +318,7 @@ mod tests {
     #[test]
     fn settings_parse_and_bad_ones_are_refused() {
         assert_eq!(KernelChoice::parse("auto"), Ok(KernelChoice::Auto));
+        assert_eq!(KernelChoice::parse("AMX"), Ok(KernelChoice::Amx));
         assert_eq!(KernelChoice::parse(" AVX512 "), Ok(KernelChoice::Avx512));
         assert_eq!("avx2".parse(), Ok(KernelChoice::Avx2));
         assert_eq!(KernelChoice::parse("neon"), Ok(KernelChoice::Neon));
@@ -336,7 +361,8 @@ mod tests {
             (Isa::Avx2Fma, false)
         );
         let all = |_: Isa| true;
-        assert_eq!(resolve(KernelChoice::Auto, all), (Isa::Avx512, false));
+        assert_eq!(resolve(KernelChoice::Auto, all), (Isa::Amx, false));
+        assert_eq!(resolve(KernelChoice::Avx512, all), (Isa::Avx512, true));
         assert_eq!(resolve(KernelChoice::Neon, all), (Isa::Neon, true));
         let none = |i: Isa| i == Isa::Portable;
         assert_eq!(resolve(KernelChoice::Avx512, none), (Isa::Portable, false));

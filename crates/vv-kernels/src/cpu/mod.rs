@@ -5,6 +5,8 @@
 //! bf16 or int8 (`PackedWeight`); its body (AVX-512F, AVX2+FMA, NEON or portable) is chosen at
 //! run time (`kernel_names`, `KERNELS_ENV`).
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod dispatch;
 mod gelu;
 mod matmul;
@@ -14,6 +16,7 @@ mod matmul_neon;
 mod matmul_x86;
 mod pointwise;
 mod quant;
+mod tall;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod tile;
 #[cfg(test)]
@@ -30,6 +33,7 @@ pub use dispatch::{
 pub use matmul::skinny_matmul;
 pub use pointwise::{depthwise_causal, epilogue, Epilogue};
 pub use quant::{skinny_matmul_packed, PackedWeight, WeightFormat};
+pub use tall::{tall_kernel_available, tall_matmul, TallWeight};
 
 /// Largest row count (time steps) sent to the skinny matmul; taller inputs go to candle's GEMM.
 pub const SKINNY_MAX_ROWS: usize = 16;
@@ -67,6 +71,28 @@ impl<'a> CpuSlice<'a> {
             _ => bail!("CPU kernel: tensor is not on the CPU"),
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+/// Threads of candle's CPU worker pool (asked once: candle reads the environment and the
+/// cgroup limits on every call, tens of microseconds).
+pub(crate) fn worker_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}
+
+/// Deterministic values in `[-1, 1)` (xorshift), for the kernels' tests.
+#[cfg(test)]
+fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
 }
 
 /// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) cut into blocks of

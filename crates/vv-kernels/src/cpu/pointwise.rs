@@ -22,7 +22,7 @@ pub struct Epilogue<'a> {
 simd_fn! {
     /// Applies bias, GELU and residual in place to the rows (`n` wide) of `out`, whose first
     /// row is row `first` of the residual.
-    fn finish_rows(
+    pub(super) fn finish_rows(
         out: &mut [f32],
         first: usize,
         n: usize,

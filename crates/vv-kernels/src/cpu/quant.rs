@@ -103,7 +103,7 @@ impl PackedWeight {
 }
 
 /// The bits of `v`'s bf16, rounded to nearest even (NaN stays NaN).
-fn bf16_bits(v: f32) -> u16 {
+pub(super) fn bf16_bits(v: f32) -> u16 {
     half::bf16::from_f32(v).to_bits()
 }
 
@@ -134,20 +134,8 @@ pub(super) fn matmul_packed_on(isa: Isa, x: &[f32], w: &PackedWeight, m: usize) 
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_values as values;
     use super::*;
-
-    /// Deterministic values in `[-1, 1)` (xorshift).
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     /// `x · wᵀ` in f64, `[n, m]`, and each value's `Σ |x·w|` (the scale of its rounding).
     fn naive(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {

@@ -69,3 +69,56 @@ fn timing() {
         }
     }
 }
+
+/// The tall bf16 kernel against candle's f32 GEMM on the decoder's later-stage shapes (one
+/// stream, one frame: `m` time steps).
+#[test]
+#[ignore = "timing probe, run by hand in release"]
+fn tall_timing() {
+    use super::tall::{tall_kernel_available, tall_matmul, TallWeight};
+    use candle_core::{Device, Tensor};
+    if !tall_kernel_available() {
+        println!("no AVX-512-BF16 tall kernel on this CPU");
+        return;
+    }
+    let none = super::Epilogue {
+        bias: None,
+        gelu: false,
+        residual: None,
+    };
+    for (m, k, n) in [
+        (40, 512, 2048),
+        (40, 2048, 512),
+        (40, 512, 1280),
+        (200, 256, 1024),
+        (200, 1024, 256),
+        (800, 128, 512),
+        (800, 512, 128),
+        (1600, 64, 256),
+        (1600, 256, 64),
+        (3200, 32, 128),
+        (3200, 128, 32),
+    ] {
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 251) as f32 / 251.0 - 0.5).collect();
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 / 13.0).collect();
+        let tall = TallWeight::pack(&w, n, k);
+        let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+        let wt = Tensor::from_vec(w, (n, k), &Device::Cpu)
+            .unwrap()
+            .t()
+            .unwrap();
+        let gemm = seconds_per_call(1, |_| {
+            let y = xt.matmul(&wt).unwrap();
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        });
+        let ours = seconds_per_call(1, |_| tall_matmul(&x, &tall, m, &none).unwrap());
+        let macs = (m * k * n) as f64;
+        println!(
+            "m {m:4} k {k:4} n {n:4}: candle f32 {:7.3} ms {:5.1} GMAC/s | tall bf16 {:7.3} ms {:5.1} GMAC/s",
+            gemm * 1e3,
+            macs / gemm / 1e9,
+            ours * 1e3,
+            macs / ours / 1e9
+        );
+    }
+}

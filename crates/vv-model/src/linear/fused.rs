@@ -3,7 +3,7 @@
 
 use candle_core::{bail, Device, Result, Tensor};
 
-use vv_kernels::cpu::{self as cpu, CpuSlice, PackedWeight};
+use vv_kernels::cpu::{self as cpu, CpuSlice, PackedWeight, TallWeight};
 
 use super::LinearWeight;
 
@@ -34,7 +34,8 @@ pub(crate) fn linear(x: &Tensor, w: &LinearWeight, e: Epilogue) -> Result<Tensor
         LinearWeight::Packed(p) if cpu::eligible(&all) => {
             return cpu_linear(x, Matrix::Packed(p), e)
         }
-        LinearWeight::Packed(_) => bail!(
+        LinearWeight::Tall(t) if cpu::eligible(&all) => return cpu_linear(x, Matrix::Tall(t), e),
+        LinearWeight::Packed(_) | LinearWeight::Tall(_) => bail!(
             "linear: packed weights need f32 activations on the CPU, got {:?} on {:?}",
             x.dtype(),
             x.device()
@@ -70,6 +71,7 @@ pub(crate) fn linear(x: &Tensor, w: &LinearWeight, e: Epilogue) -> Result<Tensor
 enum Matrix<'a> {
     Dense(&'a Tensor),
     Packed(&'a PackedWeight),
+    Tall(&'a TallWeight),
 }
 
 impl Matrix<'_> {
@@ -77,6 +79,7 @@ impl Matrix<'_> {
         match self {
             Self::Dense(w) => w.dims2(),
             Self::Packed(p) => Ok(p.dims()),
+            Self::Tall(t) => Ok(t.dims()),
         }
     }
 
@@ -93,15 +96,21 @@ impl Matrix<'_> {
                 cpu::skinny_matmul(xs.get()?, ws.get()?, m, k, w.dim(0)?)
             }
             Self::Packed(p) => cpu::skinny_matmul_packed(xs.get()?, p, m),
+            Self::Tall(t) => {
+                let (n, k) = t.dims();
+                cpu::skinny_matmul(xs.get()?, &t.unpack(), m, k, n)
+            }
         })
     }
 
     /// `wᵀ` as an f32 tensor for candle's GEMM (a packed weight is unpacked: tall inputs through
-    /// packed weights only come from one-shot decodes and accuracy checks, see `Packing`).
+    /// packed weights only come from one-shot decodes and accuracy checks, see `Packing`; a
+    /// tall weight only where its kernel is missing, which `Packing` rules out).
     fn transposed(&self) -> Result<Tensor> {
         match self {
             Self::Dense(w) => w.t(),
             Self::Packed(p) => Tensor::from_vec(p.unpack(), p.dims(), &Device::Cpu)?.t(),
+            Self::Tall(t) => Tensor::from_vec(t.unpack(), t.dims(), &Device::Cpu)?.t(),
         }
     }
 }
@@ -129,6 +138,14 @@ fn cpu_linear(x: &Tensor, w: Matrix, e: Epilogue) -> Result<Tensor> {
         gelu: e.gelu,
         residual: residual.as_ref().map(CpuSlice::get).transpose()?,
     };
+    // The tall kernel: every row alike whatever the batch (see `vv_kernels::cpu::tall_matmul`).
+    if let Matrix::Tall(t) = w {
+        let x = x.contiguous()?;
+        let xs = CpuSlice::new(&x)?;
+        if let Some(out) = cpu::tall_matmul(xs.get()?, t, m, &ep) {
+            return Tensor::from_vec(out, (m, n), &Device::Cpu);
+        }
+    }
     let per_stream = e.stream_rows.filter(|&r| r > 0 && m % r == 0).unwrap_or(m);
     let out = if per_stream <= cpu::SKINNY_MAX_ROWS {
         cpu::epilogue(&w.skinny(x)?, true, m, n, &ep)
@@ -174,6 +191,7 @@ mod tests {
             LinearWeight::Packed(p) => {
                 Tensor::from_vec(p.unpack(), p.dims(), &Device::Cpu).unwrap()
             }
+            LinearWeight::Tall(t) => Tensor::from_vec(t.unpack(), t.dims(), &Device::Cpu).unwrap(),
         }
     }
 
@@ -227,6 +245,47 @@ mod tests {
         }
     }
 
+    /// The tall kernel's weight (where this CPU runs it), skinny and tall inputs, every
+    /// epilogue: candle's ops on the values it holds and on the activations rounded to bf16.
+    #[test]
+    fn tall_weights_match_candle_ops_on_bf16_activations() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [(1, 40, 24), (17, 64, 33), (300, 96, 64)] {
+            let w = Tensor::randn(0f32, 0.2, (n, k), &dev).unwrap();
+            let tall = Packing::every_matrix(WeightFormat::Bf16)
+                .weight(w, vv_kernels::cpu::SKINNY_MAX_ROWS + 1)
+                .unwrap();
+            if !matches!(tall, LinearWeight::Tall(_)) {
+                eprintln!("no tall kernel on this CPU: nothing to check");
+                return;
+            }
+            let values = values(&tall);
+            let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
+            let rounded = x
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let b = Tensor::randn(0f32, 1., n, &dev).unwrap();
+            let r = Tensor::randn(0f32, 1., (m, n), &dev).unwrap();
+            for gelu in [false, true] {
+                let e = Epilogue {
+                    bias: Some(&b),
+                    gelu,
+                    residual: Some(&r),
+                    stream_rows: Some(m),
+                };
+                let got = linear(&x, &tall, e).unwrap();
+                let want = reference(&rounded, &values, &b, &r, gelu);
+                let err = crate::parity::max_abs_diff(&got, &want).unwrap();
+                assert!(
+                    err < 1e-4,
+                    "m {m} k {k} n {n} gelu {gelu}: max abs error {err}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn packed_weights_refuse_other_activations_with_an_error() {
         let w = Tensor::randn(0f32, 1., (8, 4), &Device::Cpu).unwrap();
@@ -243,7 +302,7 @@ mod tests {
 mod invariance {
     use super::*;
     use crate::linear::Packing;
-    use vv_kernels::cpu::WeightFormat;
+    use vv_kernels::cpu::{WeightFormat, SKINNY_MAX_ROWS};
 
     /// A stream's rows come out bit for bit as they do alone, whatever shares the batch: the
     /// skinny kernel for any row count when each stream has few rows, one GEMM per stream
@@ -261,8 +320,16 @@ mod invariance {
                 stream_rows: Some(rows),
                 ..Epilogue::default()
             };
-            let packed = [WeightFormat::Bf16, WeightFormat::Int8]
-                .map(|f| Packing::every_matrix(f).weight(dense.clone(), 1).unwrap());
+            let mut packed = [WeightFormat::Bf16, WeightFormat::Int8]
+                .map(|f| Packing::every_matrix(f).weight(dense.clone(), 1).unwrap())
+                .to_vec();
+            // The tall kernel's form, where this CPU runs it.
+            let tall = Packing::every_matrix(WeightFormat::Bf16)
+                .weight(dense.clone(), SKINNY_MAX_ROWS + 1)
+                .unwrap();
+            if matches!(tall, LinearWeight::Tall(_)) {
+                packed.push(tall);
+            }
             for w in [LinearWeight::Dense(dense.clone())].iter().chain(&packed) {
                 let all = linear(&x, w, e(per)).unwrap();
                 for s in 0..streams {

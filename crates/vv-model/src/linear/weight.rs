@@ -10,14 +10,19 @@
 //! (one frame per step), sees at most `SKINNY_MAX_ROWS` rows per stream: every Qwen2, diffusion
 //! head, connector and classifier matrix of that size (token rows), and the decoder's stem and
 //! the matrices of its early stages (1 and 8 time steps per frame). Smaller matrices stay f32:
-//! they live in the caches, and the decoder's later stages (40 to 3200 time steps per frame)
-//! are compute-bound GEMMs. [`Packing::every_matrix`] packs every matrix whatever its size or
-//! height, the worst case, for accuracy checks on small fixtures.
+//! they live in the caches. The decoder's later stages (40 to 3200 time steps per frame) are
+//! compute-bound GEMMs: where the CPU has AMX-BF16 (`vv_kernels::cpu::tall_kernel_available`)
+//! each of their matrices, whatever its size, is stored in bf16 for the tall AMX kernel (with
+//! `int8` too: there the weights' bytes do not matter, the arithmetic does), else it stays f32
+//! for candle's GEMM. [`Packing::every_matrix`] packs every matrix whatever its size or height,
+//! the worst case, for accuracy checks on small fixtures.
 
 use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor};
-use vv_kernels::cpu::{CpuSlice, PackedWeight, WeightFormat, SKINNY_MAX_ROWS};
+use vv_kernels::cpu::{
+    tall_kernel_available, CpuSlice, PackedWeight, TallWeight, WeightFormat, SKINNY_MAX_ROWS,
+};
 
 /// Matrices with at least this many elements (1 MiB of f32) are packed by [`Packing::large`].
 pub const PACK_MIN_ELEMENTS: usize = 1 << 18;
@@ -27,8 +32,10 @@ pub const PACK_MIN_ELEMENTS: usize = 1 << 18;
 pub enum LinearWeight {
     /// A tensor on any device, in any dtype.
     Dense(Tensor),
-    /// Packed for the CPU kernels (f32 activations on the CPU only).
+    /// Packed for the CPU's skinny kernels (f32 activations on the CPU only).
     Packed(Arc<PackedWeight>),
+    /// bf16 laid out for the CPU's tall AMX kernel (f32 activations on the CPU only).
+    Tall(Arc<TallWeight>),
 }
 
 impl From<Tensor> for LinearWeight {
@@ -43,6 +50,7 @@ impl LinearWeight {
         match self {
             Self::Dense(t) => t.dims2(),
             Self::Packed(p) => Ok(p.dims()),
+            Self::Tall(t) => Ok(t.dims()),
         }
     }
 
@@ -51,6 +59,7 @@ impl LinearWeight {
         match self {
             Self::Dense(_) => None,
             Self::Packed(p) => Some(p.format()),
+            Self::Tall(_) => Some(WeightFormat::Bf16),
         }
     }
 }
@@ -110,16 +119,33 @@ impl Packing {
         self.format.filter(|_| eligible && chosen)
     }
 
+    /// Whether `t` is stored for the tall kernel: a packing format chosen, `t` an f32 CPU
+    /// matrix that sees more than `SKINNY_MAX_ROWS` rows per stream while streaming, and the
+    /// kernel available in this process.
+    fn tall(&self, t: &Tensor, rows: usize) -> bool {
+        let eligible = t.device().is_cpu() && t.dtype() == DType::F32;
+        self.format.is_some() && eligible && rows > SKINNY_MAX_ROWS && tall_kernel_available()
+    }
+
     /// The weight `w` (`[out, in]`) as stored under this packing when it sees `rows` rows per
     /// stream while streaming (1 for token rows). A packed weight's f32 tensor is dropped here.
     pub(crate) fn weight(&self, w: Tensor, rows: usize) -> Result<LinearWeight> {
-        let Some(format) = self.applies(&w, rows) else {
-            return Ok(LinearWeight::Dense(w));
+        let tall = self.tall(&w, rows);
+        let format = match self.applies(&w, rows) {
+            Some(format) => format,
+            None if tall => WeightFormat::Bf16,
+            None => return Ok(LinearWeight::Dense(w)),
         };
         let (n, k) = w.dims2()?;
         let w = w.contiguous()?;
-        let packed = PackedWeight::pack(CpuSlice::new(&w)?.get()?, n, k, format);
-        Ok(LinearWeight::Packed(Arc::new(packed)))
+        let values = CpuSlice::new(&w)?;
+        Ok(match tall {
+            true => LinearWeight::Tall(Arc::new(TallWeight::pack(values.get()?, n, k))),
+            false => {
+                let packed = PackedWeight::pack(values.get()?, n, k, format);
+                LinearWeight::Packed(Arc::new(packed))
+            }
+        })
     }
 
     /// An embedding table as stored under this packing: bf16 when its size qualifies (rows are
@@ -149,12 +175,13 @@ mod tests {
         let packed = p.weight(big.clone(), 1).unwrap();
         assert_eq!(packed.format(), Some(WeightFormat::Int8));
         assert_eq!(packed.dims().unwrap(), (512, 512));
-        // Fed tall inputs while streaming, or too small: dense.
-        assert!(p
-            .weight(big, SKINNY_MAX_ROWS + 1)
-            .unwrap()
-            .format()
-            .is_none());
+        // Fed tall inputs while streaming: bf16 for the tall kernel where it runs, else dense.
+        let tall = p.weight(big, SKINNY_MAX_ROWS + 1).unwrap();
+        match tall_kernel_available() {
+            true => assert!(matches!(tall, LinearWeight::Tall(_))),
+            false => assert!(matches!(tall, LinearWeight::Dense(_))),
+        }
+        // Too small for the skinny kernels: dense.
         assert!(p.weight(matrix(511, 512), 1).unwrap().format().is_none());
         assert!(Packing::NONE
             .weight(matrix(512, 512), 1)
