@@ -133,7 +133,32 @@ fn amx_matmul(x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Vec<f32> {
     // least `m` zeroed rows of `kp >= k` values.
     unsafe { amx::to_bf16(x, &mut xb, m, k, kp) };
     let threads = super::worker_threads();
-    let parallel = m * k * n >= MIN_PARALLEL_MACS && threads > 1 && m > TILE_ROWS;
+    let parallel = m * k * n >= MIN_PARALLEL_MACS && threads > 1;
+    let panels = n.div_ceil(PANEL);
+    let panel_len = kp / 2 * PANEL;
+    if parallel && m <= 2 * TILE_ROWS && panels > 1 {
+        // Few rows (one block of 32): split the columns over the threads instead, each panel's
+        // [m, 32] result into its own slot, then into place.
+        let mut slots = vec![0f32; panels * m * PANEL];
+        let per_block = panels.div_ceil(threads);
+        for_row_blocks(&mut slots, m * PANEL, per_block, true, |first, block| {
+            for (i, slot) in block.chunks_exact_mut(m * PANEL).enumerate() {
+                let w = &w.panels[(first + i) * panel_len..(first + i + 1) * panel_len];
+                // SAFETY: AMX granted (`amx::usable`); `xb` holds `m` rows rounded up to whole
+                // tiles of `kp` values, `slot` `m` rows of one panel's 32 columns.
+                unsafe { amx::fill_tall(slot, &xb, w, m, kp, PANEL) };
+            }
+        });
+        for (p, slot) in slots.chunks_exact(m * PANEL).enumerate() {
+            let cols = (n - p * PANEL).min(PANEL);
+            for (i, row) in slot.chunks_exact(PANEL).enumerate() {
+                out[i * n + p * PANEL..][..cols].copy_from_slice(&row[..cols]);
+            }
+        }
+        finish_rows(&mut out, 0, n, e.bias, e.gelu, e.residual);
+        return out;
+    }
+    let parallel = parallel && m > TILE_ROWS;
     let rows_per_block = match parallel {
         true => m.div_ceil(threads).div_ceil(TILE_ROWS) * TILE_ROWS,
         false => m,
@@ -195,6 +220,7 @@ mod tests {
             (13, 64, 33),
             (25, 31, 70),
             (40, 512, 96),
+            (8, 1024, 150),
             (300, 96, 64),
         ] {
             let x = values(m * k, 1);
@@ -237,23 +263,28 @@ mod tests {
     }
 
     /// A row's outputs are the same bits alone as among any number of rows, whatever tile and
-    /// thread block it lands in.
+    /// thread block it lands in, and whether the rows or (few rows) the columns are split over
+    /// threads.
     #[test]
     fn a_rows_result_does_not_depend_on_the_other_rows() {
         if !tall_kernel_available() {
             return;
         }
-        let (k, n, rows) = (130, 45, 61);
-        let x = values(rows * k, 7);
-        let w = TallWeight::pack(&values(n * k, 8), n, k);
-        let all = tall_matmul(&x, &w, rows, &NONE).unwrap();
-        for m in [1, 2, 11, 12, 13, 25, 60] {
-            let some = tall_matmul(&x[k..(m + 1) * k], &w, m, &NONE).unwrap();
-            let (a, b): (Vec<u32>, Vec<u32>) = (
-                some.iter().map(|v| v.to_bits()).collect(),
-                all[n..(m + 1) * n].iter().map(|v| v.to_bits()).collect(),
-            );
-            assert_eq!(a, b, "rows 1..{}", m + 1);
+        for (k, n, rows, counts) in [
+            (130, 45, 61, &[1, 2, 11, 12, 13, 25, 60][..]),
+            (1024, 150, 41, &[1, 8, 17, 32, 40][..]),
+        ] {
+            let x = values(rows * k, 7);
+            let w = TallWeight::pack(&values(n * k, 8), n, k);
+            let all = tall_matmul(&x, &w, rows, &NONE).unwrap();
+            for &m in counts {
+                let some = tall_matmul(&x[k..(m + 1) * k], &w, m, &NONE).unwrap();
+                let (a, b): (Vec<u32>, Vec<u32>) = (
+                    some.iter().map(|v| v.to_bits()).collect(),
+                    all[n..(m + 1) * n].iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(a, b, "k {k} n {n}: rows 1..{}", m + 1);
+            }
         }
     }
 

@@ -7,7 +7,7 @@ mod weight;
 
 pub(crate) use fused::{linear, Epilogue};
 pub use vv_kernels::cpu::WeightFormat;
-pub use weight::{LinearWeight, Packing, PACK_MIN_ELEMENTS};
+pub use weight::{LinearWeight, Packing, PACK_MIN_ELEMENTS, TALL_MIN_ROWS};
 
 use candle_core::{Module, Result, Tensor, D};
 
