@@ -34,7 +34,6 @@ pub(super) fn usable() -> bool {
         use std::arch::is_x86_feature_detected as has;
         let avx512 = has!("avx512f") && has!("avx512bf16") && has!("avx512bw") && has!("avx512vl");
         // CPUID.(EAX=7, ECX=0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
-        // SAFETY: CPUID leaf 7 exists on every CPU with AVX-512.
         let edx = match avx512 {
             true => std::arch::x86_64::__cpuid_count(7, 0).edx,
             false => 0,
