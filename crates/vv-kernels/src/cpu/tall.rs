@@ -18,7 +18,7 @@
 //! stream alone.
 
 use super::pointwise::Epilogue;
-use super::quant::bf16_bits;
+use super::quant::{bf16_bits, bf16_to_f32};
 
 /// Output columns per panel (two AMX B tiles of 16 columns).
 pub(super) const PANEL: usize = 32;
@@ -69,10 +69,7 @@ impl TallWeight {
             let (panel, column) = (j / PANEL, j % PANEL);
             w.extend((0..self.k).map(|p| {
                 let pair = self.panels[(panel * pairs + p / 2) * PANEL + column];
-                f32::from_bits(match p % 2 {
-                    0 => pair << 16,
-                    _ => pair & 0xFFFF_0000,
-                })
+                bf16_to_f32((pair >> (16 * (p % 2))) as u16)
             }));
         }
         w
@@ -182,9 +179,7 @@ mod tests {
     use super::*;
 
     fn round_bf16(v: &[f32]) -> Vec<f32> {
-        v.iter()
-            .map(|&v| f32::from_bits(u32::from(bf16_bits(v)) << 16))
-            .collect()
+        v.iter().map(|&v| bf16_to_f32(bf16_bits(v))).collect()
     }
 
     const NONE: Epilogue = Epilogue {

@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor};
 use vv_kernels::cpu::{
-    tall_kernel_available, CpuSlice, PackedWeight, TallWeight, WeightFormat, SKINNY_MAX_ROWS,
+    eligible, tall_kernel_available, CpuSlice, PackedWeight, TallWeight, WeightFormat,
+    SKINNY_MAX_ROWS,
 };
 
 /// Matrices with at least this many elements (1 MiB of f32) are packed by [`Packing::large`].
@@ -120,18 +121,16 @@ impl Packing {
     /// The format `t` is packed in when it sees `rows` rows per stream while streaming; only
     /// f32 tensors on the CPU are packed.
     fn applies(&self, t: &Tensor, rows: usize) -> Option<WeightFormat> {
-        let eligible = t.device().is_cpu() && t.dtype() == DType::F32;
         let chosen =
             self.every_matrix || (t.elem_count() >= PACK_MIN_ELEMENTS && rows <= SKINNY_MAX_ROWS);
-        self.format.filter(|_| eligible && chosen)
+        self.format.filter(|_| eligible(&[t]) && chosen)
     }
 
     /// Whether `t` is stored for the tall kernel: a packing format chosen, `t` an f32 CPU
     /// matrix that sees at least [`TALL_MIN_ROWS`] rows per stream while streaming, and the
     /// kernel available in this process.
     fn tall(&self, t: &Tensor, rows: usize) -> bool {
-        let eligible = t.device().is_cpu() && t.dtype() == DType::F32;
-        self.format.is_some() && eligible && rows >= TALL_MIN_ROWS && tall_kernel_available()
+        self.format.is_some() && eligible(&[t]) && rows >= TALL_MIN_ROWS && tall_kernel_available()
     }
 
     /// The weight `w` (`[out, in]`) as stored under this packing when it sees `rows` rows per
