@@ -106,11 +106,11 @@ struct TileConfig {
 
 /// The tile configuration of this thread, released (`tilerelease`) on drop so an idle thread
 /// carries no AMX state.
-struct Tiles;
+pub(super) struct Tiles;
 
 impl Tiles {
     /// Safety: the tile state is granted (`usable`).
-    unsafe fn configure() -> Self {
+    pub(super) unsafe fn configure() -> Self {
         let mut config = TileConfig {
             palette: 1,
             start_row: 0,
@@ -149,30 +149,59 @@ pub(super) unsafe fn fill_tall(
     assert!(xb.len() >= m.div_ceil(TILE_ROWS) * TILE_ROWS * kp);
     assert!(panels.len() >= n.div_ceil(PANEL) * panel_len);
     let _tiles = Tiles::configure();
-    let mut block = Block([0f32; 2 * TILE_ROWS * PANEL]);
+    let mut block = Block::new();
     for panel in 0..n.div_ceil(PANEL) {
         let (col, cols) = (panel * PANEL, (n - panel * PANEL).min(PANEL));
         let w = panels.as_ptr().add(panel * panel_len);
         let mut i = 0;
         while i < m {
-            let rows = (m - i).min(2 * TILE_ROWS);
-            let a = xb.as_ptr().add(i * kp);
-            match rows > TILE_ROWS {
-                true => block_32(a, kp * 2, w, steps, &mut block),
-                false => block_16(a, kp * 2, w, steps, &mut block),
-            }
+            let rows = (m - i).min(BLOCK_ROWS);
+            panel_block(xb.as_ptr().add(i * kp), kp * 2, w, steps, rows, &mut block);
             for r in 0..rows {
-                let row = &block.0[r * PANEL..r * PANEL + cols];
-                out[(i + r) * n + col..][..cols].copy_from_slice(row);
+                out[(i + r) * n + col..][..cols].copy_from_slice(&block.row(r)[..cols]);
             }
             i += rows;
         }
     }
 }
 
+/// Rows of one block (two A tiles).
+pub(super) const BLOCK_ROWS: usize = 2 * TILE_ROWS;
+
 /// A block's results: 32 rows × 32 columns of f32.
 #[repr(C, align(64))]
-struct Block([f32; 2 * TILE_ROWS * PANEL]);
+pub(super) struct Block([f32; BLOCK_ROWS * PANEL]);
+
+impl Block {
+    pub(super) fn new() -> Self {
+        Self([0.0; BLOCK_ROWS * PANEL])
+    }
+
+    /// Row `r`'s 32 columns.
+    pub(super) fn row(&self, r: usize) -> &[f32; PANEL] {
+        self.0[r * PANEL..][..PANEL]
+            .try_into()
+            .expect("a block row")
+    }
+}
+
+/// `rows` (at most 32) bf16 rows from `a` (row stride `a_stride` bytes; whole tiles readable)
+/// times one panel `w`, over `steps` steps of 32 inputs, into `c`. Safety: tiles configured
+/// ([`Tiles::configure`]); the pointers cover what the tile loads read.
+#[inline(always)]
+pub(super) unsafe fn panel_block(
+    a: *const u16,
+    a_stride: usize,
+    w: *const u32,
+    steps: usize,
+    rows: usize,
+    c: &mut Block,
+) {
+    match rows > TILE_ROWS {
+        true => block_32(a, a_stride, w, steps, c),
+        false => block_16(a, a_stride, w, steps, c),
+    }
+}
 
 /// 32 rows from `a` (row stride `a_stride` bytes) times one panel `w`, over `steps` steps of
 /// 32 inputs, into `c` (rows of 32).

@@ -8,12 +8,14 @@
 #[cfg(target_arch = "x86_64")]
 mod amx;
 mod dispatch;
+mod feed_forward;
 mod gelu;
 mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod matmul_neon;
 #[cfg(target_arch = "x86_64")]
 mod matmul_x86;
+mod mixer;
 mod pointwise;
 mod quant;
 mod tall;
@@ -30,8 +32,10 @@ pub use dispatch::{
     cpu_features, kernel_names, simd_kernels, KernelChoice, KernelChoiceError, KernelReport,
     KERNELS_ENV,
 };
+pub use feed_forward::{tall_feed_forward, FeedForward};
 pub use matmul::skinny_matmul;
-pub use pointwise::{depthwise_causal, epilogue, Epilogue};
+pub use mixer::{norm_mix, Mixer};
+pub use pointwise::{epilogue, Epilogue};
 pub use quant::{skinny_matmul_packed, PackedWeight, WeightFormat};
 pub use tall::{tall_kernel_available, tall_matmul, TallWeight};
 

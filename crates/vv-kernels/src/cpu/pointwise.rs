@@ -1,5 +1,4 @@
-//! Single-pass elementwise kernels: the linear-layer epilogue (bias, GELU, residual) and the
-//! depthwise causal convolution with its bias and residual.
+//! The linear-layer epilogue (bias, GELU, residual) in a single pass.
 
 use super::gelu::gelu_erf;
 use super::{for_row_blocks, simd_fn};
@@ -63,50 +62,6 @@ pub fn epilogue(y: &[f32], transposed: bool, m: usize, n: usize, e: &Epilogue) -
         let parallel = out.len() >= MIN_PARALLEL_VALUES;
         for_row_blocks(&mut out, n, BLOCK_VALUES / n, parallel, |first, rows| {
             finish_rows(rows, first, n, e.bias, e.gelu, e.residual)
-        });
-    }
-    out
-}
-
-simd_fn! {
-    /// Adds bias and taps ⊙ shifted window to the residual rows in `out` (`c` channels), whose
-    /// first row is time step `first`.
-    fn depthwise_rows(
-        out: &mut [f32],
-        first: usize,
-        window: &[f32],
-        taps: &[f32],
-        bias: &[f32],
-        c: usize,
-    ) {
-        for (t, row) in out.chunks_exact_mut(c).enumerate() {
-            let t = first + t;
-            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-            for (k, tap) in taps.chunks_exact(c).enumerate() {
-                let input = &window[(t + k) * c..(t + k + 1) * c];
-                row.iter_mut()
-                    .zip(tap)
-                    .zip(input)
-                    .for_each(|((v, w), x)| *v += w * x);
-            }
-        }
-    }
-}
-
-/// `residual[t] + bias + Σ_k taps[k] ⊙ window[t + k]` over time-major rows of `c` channels,
-/// with `window` holding `K - 1` history rows before the `T` current ones.
-pub fn depthwise_causal(
-    window: &[f32],
-    taps: &[f32],
-    bias: &[f32],
-    residual: &[f32],
-    c: usize,
-) -> Vec<f32> {
-    let mut out = residual.to_vec();
-    if c > 0 {
-        let parallel = out.len() >= MIN_PARALLEL_VALUES;
-        for_row_blocks(&mut out, c, BLOCK_VALUES / c, parallel, |first, rows| {
-            depthwise_rows(rows, first, window, taps, bias, c)
         });
     }
     out

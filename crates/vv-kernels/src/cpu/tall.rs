@@ -56,6 +56,11 @@ impl TallWeight {
         (self.n, self.k)
     }
 
+    /// The panels (`[n.div_ceil(32)][k'/2][32]` bf16 pairs).
+    pub(super) fn panels(&self) -> &[u32] {
+        &self.panels
+    }
+
     /// Memory held, in bytes.
     pub fn bytes(&self) -> usize {
         self.panels.len() * 4
@@ -77,7 +82,7 @@ impl TallWeight {
 }
 
 /// `k` rounded up to a whole number of AMX steps.
-fn padded_k(k: usize) -> usize {
+pub(super) fn padded_k(k: usize) -> usize {
     k.div_ceil(K_STEP) * K_STEP
 }
 

@@ -127,3 +127,45 @@ fn tall_timing() {
         );
     }
 }
+
+#[test]
+#[ignore = "timing probe, run by hand in release"]
+fn feed_forward_timing() {
+    use super::feed_forward::{tall_feed_forward, FeedForward};
+    use super::tall::{tall_kernel_available, TallWeight};
+    if !tall_kernel_available() {
+        println!("no AMX tall kernel on this CPU");
+        return;
+    }
+    // The decoder's stages 2-6 (channels, rows per stream), one and two streams.
+    for (c, rows) in [(512, 40), (256, 200), (128, 800), (64, 1600), (32, 3200)] {
+        let h = 4 * c;
+        let value = |i: usize| (i % 251) as f32 / 251.0 - 0.5;
+        let up = TallWeight::pack(&(0..h * c).map(value).collect::<Vec<_>>(), h, c);
+        let down = TallWeight::pack(&(0..h * c).map(value).collect::<Vec<_>>(), c, h);
+        let (norm, up_bias, down_bias) = (vec![1.0; c], vec![0.1; h], vec![0.1; c]);
+        let f = FeedForward {
+            norm: &norm,
+            eps: 1e-5,
+            up: &up,
+            up_bias: &up_bias,
+            down: &down,
+            down_bias: &down_bias,
+        };
+        let line: Vec<String> = [1, 2, 4]
+            .into_iter()
+            .map(|streams| {
+                let m = rows * streams;
+                let x: Vec<f32> = (0..m * c).map(|i| (i % 13) as f32 / 13.0 - 0.4).collect();
+                let s = seconds_per_call(1, |_| tall_feed_forward(&x, m, &f).unwrap());
+                let macs = (2 * m * c * h) as f64;
+                format!(
+                    "x{streams} {:6.3} ms {:5.1} GMAC/s",
+                    s * 1e3,
+                    macs / s / 1e9
+                )
+            })
+            .collect();
+        println!("c {c:4} rows {rows:4}: {}", line.join(" | "));
+    }
+}

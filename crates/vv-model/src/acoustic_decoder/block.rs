@@ -3,8 +3,9 @@
 //!
 //! The layer scales are folded into the mixer taps/bias and into `linear2` at load time.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use vv_kernels::cpu::{self as cpu, CpuSlice};
 
 use super::conv::by_stream;
 use super::conv::KERNEL;
@@ -13,6 +14,13 @@ use crate::linear::{linear, Epilogue, LinearWeight, Packing};
 
 /// Expansion factor of the Block1D feed-forward network (hard-coded in the reference).
 const FFN_EXPANSION: usize = 4;
+
+/// Time steps per stream from which a stage with tall weights runs its feed-forward as one
+/// fused kernel (`vv_kernels::cpu::tall_feed_forward`): the stages after the second (40 to
+/// 3200 steps per frame). Fewer rows (the second stage's 8) fill one row block, which the
+/// separate matmuls split by columns over the threads instead. Judged per stream, never per
+/// batch, so a stream takes the same path alone and batched.
+const FUSED_MIN_ROWS: usize = 32;
 
 /// One Block1D with gamma/ffn_gamma folded into the preceding weights.
 #[derive(Debug, Clone)]
@@ -45,7 +53,7 @@ fn fold_scale(t: &Tensor, scale: &Tensor) -> Result<Tensor> {
 
 /// RMSNorm over channels (last dim): the fused CUDA kernel (many short rows), candle's fused
 /// op, or its composed form for the dtypes the fused op lacks (f64).
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+pub(super) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if vv_kernels::cuda::rms_norm::applies(x) {
         return vv_kernels::cuda::rms_norm::rms_norm(x, weight, eps);
@@ -111,8 +119,12 @@ impl Block1D {
     /// (`[B, K - 1, C]`, normed inputs).
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
         let (_, len, _) = by_stream(x, history)?;
-        let normed = rms_norm(x, &self.norm, self.eps)?;
-        let x = mix(history, &normed, &self.mixer_taps_bias, x)?;
+        let x = mix(history, x, &self.norm, self.eps, &self.mixer_taps_bias)?;
+        if len >= FUSED_MIN_ROWS {
+            if let Some(out) = self.fused_feed_forward(&x)? {
+                return Ok(out);
+            }
+        }
         let normed = rms_norm(&x, &self.ffn_norm, self.eps)?;
         let up = Epilogue {
             bias: Some(&self.linear1_bias),
@@ -128,5 +140,35 @@ impl Block1D {
             stream_rows: Some(len),
         };
         linear(&hidden, &self.linear2, down)
+    }
+
+    /// `x + FFN(x)` in one fused CPU kernel where both FFN weights are tall and `x` is f32 on
+    /// the CPU; `None` elsewhere (and where the kernel is missing).
+    fn fused_feed_forward(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let (LinearWeight::Tall(up), LinearWeight::Tall(down)) = (&self.linear1, &self.linear2)
+        else {
+            return Ok(None);
+        };
+        let vectors = [&self.ffn_norm, &self.linear1_bias, &self.linear2_bias];
+        if !cpu::eligible(&[x]) || !cpu::eligible(&vectors) {
+            return Ok(None);
+        }
+        let (m, c) = x.dims2()?;
+        let x = x.contiguous()?;
+        // Weight vectors loaded from the checkpoint or folded at load time: contiguous.
+        let (x, norm) = (CpuSlice::new(&x)?, CpuSlice::new(&self.ffn_norm)?);
+        let up_bias = CpuSlice::new(&self.linear1_bias)?;
+        let down_bias = CpuSlice::new(&self.linear2_bias)?;
+        let f = cpu::FeedForward {
+            norm: norm.get()?,
+            eps: self.eps,
+            up,
+            up_bias: up_bias.get()?,
+            down,
+            down_bias: down_bias.get()?,
+        };
+        cpu::tall_feed_forward(x.get()?, m, &f)
+            .map(|out| Tensor::from_vec(out, (m, c), &Device::Cpu))
+            .transpose()
     }
 }
