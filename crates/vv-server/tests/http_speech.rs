@@ -118,7 +118,10 @@ fn wire_chunk_sizes(body: &[u8]) -> Vec<usize> {
     let mut sizes = Vec::new();
     let mut rest = body;
     loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
         let line = std::str::from_utf8(&rest[..line_end]).unwrap();
         let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
         if size == 0 {
@@ -152,7 +155,10 @@ async fn audio_arrives_in_several_chunks() {
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     let chunks = wire_chunk_sizes(&response[head_end + 4..]);
     assert!(chunks.len() >= 2, "one chunk per frame: {chunks:?}");
-    assert!(chunks.iter().all(|&n| n % 2 == 0), "whole samples per chunk: {chunks:?}");
+    assert!(
+        chunks.iter().all(|&n| n % 2 == 0),
+        "whole samples per chunk: {chunks:?}"
+    );
     server.stop().await.unwrap();
 }
 

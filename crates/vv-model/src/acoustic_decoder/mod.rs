@@ -4,9 +4,11 @@
 //!
 //! Activations are kept time-major (`[B·T, C]`, row-major, stream-major) throughout, so every
 //! FFN, stem, head and upsampling step is one plain matmul for the whole batch and the
-//! depthwise mixers are shifted multiply-adds (never candle's grouped conv). f32 on the CPU runs fused kernels (`cpu`): a threaded skinny matmul
-//! for the weight-bound early layers and single-pass epilogues; every other device and dtype
-//! runs the same maths as plain candle ops.
+//! depthwise mixers are shifted multiply-adds (never candle's grouped conv). f32 on the CPU
+//! runs fused kernels (`vv_kernels::cpu`): a threaded skinny matmul for the weight-bound early
+//! layers, single-pass epilogues, each mixer (norm, convolution, residual) in one pass and,
+//! with AMX, each later stage's feed-forward in one pass; every other device and dtype runs
+//! the same maths as plain candle ops.
 
 mod block;
 mod conv;
