@@ -7,6 +7,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
+mod conv;
 mod dispatch;
 mod feed_forward;
 mod gelu;
@@ -28,6 +29,7 @@ use std::sync::{Mutex, PoisonError};
 
 use candle_core::{bail, DType, Layout, Result, Storage, StorageRef, Tensor};
 
+pub use conv::window_conv;
 pub use dispatch::{
     cpu_features, kernel_names, simd_kernels, KernelChoice, KernelChoiceError, KernelReport,
     KERNELS_ENV,

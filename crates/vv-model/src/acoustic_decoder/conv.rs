@@ -2,14 +2,20 @@
 //! both expressed as matmuls on time-major activations of a batch of streams (`[B·T, C]`,
 //! stream-major, each stream with its own history).
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use vv_kernels::cpu::{self as cpu, CpuSlice};
 
 use super::state::extend_history;
 use crate::linear::{linear, Epilogue, LinearWeight, Packing};
 
 /// Kernel size of the stem, head and mixer convolutions (hard-coded in the reference).
 pub(super) const KERNEL: usize = 7;
+
+/// Output channels up to which a convolution (the head: one per audio channel) keeps f32
+/// weights and, for f32 on the CPU, runs as dot products straight from each stream's window
+/// (`vv_kernels::cpu::window_conv`) instead of a column matrix and a matmul.
+const DIRECT_MAX_OUT: usize = 4;
 
 /// Causal `Conv1d` (stride 1, zero left padding of `K - 1`), computed as im2col + matmul.
 #[derive(Debug, Clone)]
@@ -36,6 +42,10 @@ impl CausalConv1d {
             .transpose(1, 2)?
             .reshape((c_out, KERNEL * c_in))?;
         let bias = vb.get(c_out, "bias")?;
+        let packing = match c_out <= DIRECT_MAX_OUT {
+            true => Packing::NONE,
+            false => packing,
+        };
         Ok(Self {
             weight: packing.weight(weight, rows)?,
             bias,
@@ -50,7 +60,22 @@ impl CausalConv1d {
 
     /// `[B·T, C_in] -> [B·T, C_out]`, consuming and updating the `[B, K - 1, C_in]` histories.
     pub(super) fn forward(&self, x: &Tensor, history: &mut Tensor) -> Result<Tensor> {
-        let (_, len, _) = by_stream(x, history)?;
+        let (batch, len, c) = by_stream(x, history)?;
+        if let LinearWeight::Dense(w) = &self.weight {
+            if w.dim(0)? <= DIRECT_MAX_OUT && cpu::eligible(&[x, history, w, &self.bias]) {
+                let window = extend_history(history, &x.reshape((batch, len, c))?)?;
+                let (w, bias) = (w.contiguous()?, self.bias.contiguous()?);
+                let (w_values, b_values) = (CpuSlice::new(&w)?, CpuSlice::new(&bias)?);
+                let out = cpu::window_conv(
+                    CpuSlice::new(&window)?.get()?,
+                    batch,
+                    c,
+                    w_values.get()?,
+                    b_values.get()?,
+                );
+                return Tensor::from_vec(out, (batch * len, w.dim(0)?), &Device::Cpu);
+            }
+        }
         let columns = window_columns(x, history, KERNEL)?;
         let e = Epilogue {
             bias: Some(&self.bias),
