@@ -17,7 +17,8 @@ pub(super) const KERNEL: usize = 7;
 /// (`vv_kernels::cpu::window_conv`) instead of a column matrix and a matmul.
 const DIRECT_MAX_OUT: usize = 4;
 
-/// Causal `Conv1d` (stride 1, zero left padding of `K - 1`), computed as im2col + matmul.
+/// Causal `Conv1d` (stride 1, zero left padding of `K - 1`), computed as im2col + matmul, or
+/// (a few output channels, f32 on the CPU) as dot products straight from each stream's window.
 #[derive(Debug, Clone)]
 pub(super) struct CausalConv1d {
     /// Weight rearranged to `[C_out, K * C_in]` (tap-major columns).
