@@ -82,14 +82,17 @@ mod amx {
         let chunk = per_thread.min(CHUNK_ROWS);
         let parallel = threads > 1 && m > chunk;
         for_row_blocks(&mut out, c, chunk, parallel, |first, rows| {
-            let count = rows.len() / c;
-            let x = &x[first * c..(first + count) * c];
-            SCRATCH.with(|s| {
-                let (normed, hidden) = &mut *s.borrow_mut();
-                // SAFETY: the tall kernel is available (checked by the caller), so AMX is
-                // granted and AVX-512F/BW/VL and AVX-512-BF16 are present; shapes checked.
-                unsafe { chunk_rows(rows, x, count, f, normed, hidden) }
-            });
+            // Without threads the whole call arrives here: still `chunk` rows at a time.
+            for (i, rows) in rows.chunks_mut(chunk * c).enumerate() {
+                let (start, count) = (first + i * chunk, rows.len() / c);
+                let x = &x[start * c..(start + count) * c];
+                SCRATCH.with(|s| {
+                    let (normed, hidden) = &mut *s.borrow_mut();
+                    // SAFETY: the tall kernel is available (checked by the caller), so AMX is
+                    // granted and AVX-512F/BW/VL and AVX-512-BF16 are present; shapes checked.
+                    unsafe { chunk_rows(rows, x, count, f, normed, hidden) }
+                });
+            }
         });
         out
     }
