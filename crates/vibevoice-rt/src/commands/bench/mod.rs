@@ -41,6 +41,12 @@ pub struct BenchArgs {
     /// Milliseconds between the starts of consecutive streams.
     #[arg(long, default_value_t = 0)]
     pub stagger_ms: u64,
+    /// Also run this many streams as a baseline, their rounds alternating with the measured
+    /// streams' rounds in the same runs (so a noisy machine's drift affects both alike), and
+    /// report the baseline and the per-frame ratio. First audio is then counted on each set's
+    /// own rounds. Not with --stagger-ms.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub baseline_streams: Option<u32>,
     /// Voice preset file (default: the default voice of the voices directory; with
     /// --random-weights, voices/en-Davis_man.pt).
     #[arg(long, value_name = "FILE")]
@@ -111,6 +117,21 @@ struct BenchReport {
     kv_cache_bytes: usize,
     /// Median time of each piece of a frame (with --breakdown).
     breakdown_ms: Option<ComponentTimes>,
+    /// With --baseline-streams: the baseline's stream count, its `ttfa_ms` and `per_frame_ms`
+    /// (measured in the same runs, rounds alternating), and `per_frame_ms` over the baseline's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Baseline>,
+}
+
+/// The baseline set of an interleaved run (`--baseline-streams`).
+#[derive(Debug, Serialize)]
+struct Baseline {
+    streams: usize,
+    ttfa_ms: f64,
+    per_frame_ms: f64,
+    per_frame_runs_ms: Vec<f64>,
+    /// `per_frame_ms` of the measured streams over the baseline's.
+    per_frame_ratio: f64,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -142,6 +163,9 @@ fn mean(v: &[f64]) -> f64 {
 pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode> {
     if args.frames < 2 || args.runs == 0 {
         bail!("--frames must be at least 2 and --runs at least 1");
+    }
+    if args.baseline_streams.is_some() && args.stagger_ms > 0 {
+        bail!("--baseline-streams does not combine with --stagger-ms");
     }
     let s = &loaded.settings;
     let probe = SystemProbe::new();
@@ -184,12 +208,27 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         count: args.streams as usize,
         stagger: Duration::from_millis(args.stagger_ms),
     };
-    streams.run(0)?;
+    let baseline_streams = args.baseline_streams.map(|count| Streams {
+        count: count as usize,
+        ..streams
+    });
+    let timed = |seed: u64| match &baseline_streams {
+        Some(baseline) => streams
+            .run_interleaved(baseline, seed)
+            .map(|(run, base)| (run, Some(base))),
+        None => streams.run(seed).map(|run| (run, None)),
+    };
+    timed(0)?;
     let (mut ttfa, mut per_frame, mut per_frame_mean) = (Vec::new(), Vec::new(), Vec::new());
     let (mut all_ttfa, mut all_rounds) = (Vec::new(), Vec::new());
     let (mut kv_bytes, mut peak) = (0, None);
+    let (mut base_ttfa, mut base_per_frame) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
-        let r = streams.run((run as u64 + 1) * 1_000_003)?;
+        let (r, base) = timed((run as u64 + 1) * 1_000_003)?;
+        if let Some(base) = base {
+            base_ttfa.push(median(&base.ttfa_ms));
+            base_per_frame.push(median(&base.full_rounds_ms));
+        }
         ttfa.push(median(&r.ttfa_ms));
         per_frame.push(median(&r.full_rounds_ms));
         per_frame_mean.push(mean(&r.full_rounds_ms));
@@ -209,6 +248,7 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
     } else {
         None
     };
+    let per_frame_ms = median(&per_frame);
     let report = BenchReport {
         device: resolution.device.label(),
         device_name: resolution.device.name.clone(),
@@ -224,10 +264,10 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         stagger_ms: args.stagger_ms,
         ttfa_ms: median(&ttfa),
         ttfa_p95_ms: percentile(&all_ttfa, 95.0),
-        per_frame_ms: median(&per_frame),
+        per_frame_ms,
         per_frame_mean_ms: median(&per_frame_mean),
         round_p95_ms: percentile(&all_rounds, 95.0),
-        real_time_factor: median(&per_frame) / (1e3 * model.frame_samples() as f64 / 24_000.0),
+        real_time_factor: per_frame_ms / (1e3 * model.frame_samples() as f64 / 24_000.0),
         ttfa_runs_ms: ttfa,
         per_frame_runs_ms: per_frame,
         load_seconds,
@@ -243,6 +283,13 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         peak_rss_bytes: peak_rss_bytes(),
         kv_cache_bytes: kv_bytes,
         breakdown_ms: breakdown,
+        baseline: baseline_streams.map(|b| Baseline {
+            streams: b.count,
+            ttfa_ms: median(&base_ttfa),
+            per_frame_ms: median(&base_per_frame),
+            per_frame_ratio: per_frame_ms / median(&base_per_frame),
+            per_frame_runs_ms: base_per_frame,
+        }),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -278,6 +325,13 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
             mib(report.process_rss_bytes),
             mib(report.peak_rss_bytes)
         );
+        if let Some(b) = &report.baseline {
+            println!(
+                "baseline ({} streams, rounds alternating): time to first audio {:.1} ms | per \
+                 frame {:.1} ms | per-frame ratio {:.3}",
+                b.streams, b.ttfa_ms, b.per_frame_ms, b.per_frame_ratio
+            );
+        }
         if let Some(b) = &report.breakdown_ms {
             println!(
                 "breakdown (median ms): text window {:.1} | diffusion {:.1} | decoder {:.1} | feedback {:.1}",
