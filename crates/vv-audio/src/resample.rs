@@ -26,10 +26,11 @@ use crate::error::AudioError;
 pub const NATIVE_SAMPLE_RATE: u32 = 24_000;
 
 /// Output sample rates the protocol allows.
-pub const SUPPORTED_SAMPLE_RATES: [u32; 6] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000];
+pub const SUPPORTED_SAMPLE_RATES: [u32; 7] =
+    [8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
 
 /// [`SUPPORTED_SAMPLE_RATES`] as text, for error messages.
-const SUPPORTED_SAMPLE_RATES_TEXT: &str = "8000, 16000, 22050, 24000, 44100, 48000";
+const SUPPORTED_SAMPLE_RATES_TEXT: &str = "8000, 16000, 22050, 24000, 32000, 44100, 48000";
 
 /// Target FFT block size in input frames (rubato's recommended ~256-frame sub-chunk).
 const FFT_BLOCK_TARGET: usize = 256;
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_rates() {
-        for bad in [0, 11_025, 32_000, 96_000] {
+        for bad in [0, 11_025, 12_000, 96_000] {
             let err = StreamResampler::new(bad).unwrap_err();
             assert_eq!(err.code(), "unsupported_sample_rate");
         }

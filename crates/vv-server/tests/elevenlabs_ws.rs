@@ -452,6 +452,7 @@ async fn http_text_to_speech_answers_audio_in_the_asked_format() {
     for path in [
         "/v1/text-to-speech/tiny?output_format=ulaw_8000",
         "/v1/text-to-speech/alloy/stream?output_format=pcm_22050",
+        "/v1/text-to-speech/tiny/stream?output_format=pcm_32000",
     ] {
         let mut request = common::json_request(path, &body);
         request

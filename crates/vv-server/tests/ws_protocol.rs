@@ -74,7 +74,7 @@ async fn session_ready_announces_model_defaults_and_limits() {
     );
     assert_eq!(
         r["sample_rates"],
-        json!([8000, 16000, 22050, 24000, 44100, 48000])
+        json!([8000, 16000, 22050, 24000, 32000, 44100, 48000])
     );
     // Bad query defaults are refused before the upgrade.
     for q in ["?encoding=mp3", "?sample_rate=11025", "?voice=..%2Ftiny"] {

@@ -44,7 +44,9 @@ pub enum WsError {
     #[error("unsupported encoding {0:?}; supported: pcm_s16le, pcm_f32le, mulaw, alaw")]
     UnsupportedEncoding(String),
     /// The output sample rate is not produced.
-    #[error("unsupported sample rate {0}; supported: 8000, 16000, 22050, 24000, 44100, 48000")]
+    #[error(
+        "unsupported sample rate {0}; supported: 8000, 16000, 22050, 24000, 32000, 44100, 48000"
+    )]
     UnsupportedSampleRate(i64),
     /// A parameter value that cannot be clamped into range.
     #[error("{0}")]
@@ -283,6 +285,7 @@ mod tests {
     #[test]
     fn sample_rates() {
         assert_eq!(supported_rate(16_000), Ok(16_000));
+        assert_eq!(supported_rate(32_000), Ok(32_000));
         for bad in [0, -8000, 11_025, i64::from(u32::MAX) + 8000] {
             assert_eq!(
                 supported_rate(bad),

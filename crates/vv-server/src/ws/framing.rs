@@ -156,7 +156,7 @@ mod tests {
         /// every segment yields exactly the resampled length of its input.
         #[test]
         fn headers_and_lengths_add_up(
-            rate_i in 0usize..6,
+            rate_i in 0usize..SUPPORTED_SAMPLE_RATES.len(),
             enc_i in 0usize..4,
             segments in prop::collection::vec(prop::collection::vec(1usize..4000, 0..4), 1..4),
         ) {

@@ -50,7 +50,7 @@ pub const STREAM_PATH: &str = "/v1/text-to-speech/{voice_id}/stream";
 
 /// The `output_format` names accepted.
 pub const OUTPUT_FORMATS: &str =
-    "pcm_8000, pcm_16000, pcm_22050, pcm_24000, pcm_44100, pcm_48000, ulaw_8000, alaw_8000";
+    "pcm_8000, pcm_16000, pcm_22050, pcm_24000, pcm_32000, pcm_44100, pcm_48000, ulaw_8000, alaw_8000";
 
 /// `output_format` when none is given (ElevenLabs' own default, MP3, is not produced here).
 pub const DEFAULT_OUTPUT_FORMAT: &str = "pcm_24000";
@@ -83,7 +83,7 @@ pub fn output_format(name: Option<&str>) -> Result<(&'static str, i64), ApiError
     };
     let rate: i64 = rate.parse().map_err(|_| refused())?;
     let supported = match encoding {
-        "pcm_s16le" => [8000, 16000, 22050, 24000, 44100, 48000].contains(&rate),
+        "pcm_s16le" => [8000, 16000, 22050, 24000, 32000, 44100, 48000].contains(&rate),
         _ => rate == 8000,
     };
     supported.then_some((encoding, rate)).ok_or_else(refused)
@@ -108,6 +108,10 @@ mod tests {
         assert_eq!(
             output_format(Some("pcm_44100")).unwrap(),
             ("pcm_s16le", 44100)
+        );
+        assert_eq!(
+            output_format(Some("pcm_32000")).unwrap(),
+            ("pcm_s16le", 32000)
         );
         assert_eq!(output_format(Some("ulaw_8000")).unwrap(), ("mulaw", 8000));
         assert_eq!(output_format(Some("alaw_8000")).unwrap(), ("alaw", 8000));
