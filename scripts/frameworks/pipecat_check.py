@@ -217,15 +217,22 @@ async def interruption(make, rate: int, cancel_key: str | None) -> str:
     check(rec.interrupted_at is not None, "the InterruptionFrame never reached the service")
     ctx = first_ctx()
     before = [f for f in audio() if f.context_id == ctx]
+    # Audio stops within one model frame of the interruption reaching the service (issue 13):
+    # a chunk the service's receive task had already taken in may still be pushed while the
+    # InterruptionFrame waits its turn (Pipecat's own queueing; seen once in four runs).
     leaked = [f for f in rec.frames(TTSAudioRawFrame, after=rec.interrupted_at) if f.context_id == ctx]
-    check(not leaked, f"{len(leaked)} audio frames of the interrupted context after the interruption")
+    leaked_ms = pcm_ms(sum(len(f.audio) for f in leaked), rate)
+    check(
+        leaked_ms <= FRAME_MS + 1,
+        f"{leaked_ms:.0f} ms of the interrupted context's audio after the interruption",
+    )
     check_audio(before, rate, "interrupted reply")
     check(after_ctx_done(), "the reply after the interruption did not finish")
     after = [f for f in audio() if f.context_id != ctx]
     after_ms = check_audio(after, rate, "reply after the interruption")
     detail = (
-        f"{pcm_ms(sum(len(f.audio) for f in before), rate):.0f} ms played, 0 frames after the "
-        f"InterruptionFrame, next reply {after_ms:.0f} ms"
+        f"{pcm_ms(sum(len(f.audio) for f in before), rate):.0f} ms played, {leaked_ms:.0f} ms "
+        f"after the InterruptionFrame, next reply {after_ms:.0f} ms"
     )
     if cancel_key:
         at, after_bytes, finished = wire_after_cancel(tts, ctx, cancel_key)
