@@ -175,12 +175,16 @@ async def worker(base, until, stats, seed):
 
 
 async def snapshot(base, pid):
+    # Descriptors and memory first: counted after the /metrics request, the request's own
+    # connection could still be open on the server's side (closed by the client a moment
+    # before), one descriptor more than the server holds.
+    rss, fds = rss_bytes(pid), open_fds(pid)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base}/metrics") as r:
             text = await r.text()
     return {
-        "rss_bytes": rss_bytes(pid),
-        "open_fds": open_fds(pid),
+        "rss_bytes": rss,
+        "open_fds": fds,
         "tasks": metrics_value(text, "vibevoice_runtime_alive_tasks"),
         "slots_used": metrics_value(text, "vibevoice_slots_used"),
         "contexts_active": metrics_value(text, "vibevoice_contexts_active"),
