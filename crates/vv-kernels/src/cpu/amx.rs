@@ -143,12 +143,32 @@ pub(super) unsafe fn fill_tall(
     kp: usize,
     n: usize,
 ) {
+    assert!(out.len() == m * n);
+    let _tiles = Tiles::configure();
+    for_each_block_row(xb, panels, m, kp, n, |row, col, values| {
+        out[row * n + col..][..values.len()].copy_from_slice(values)
+    });
+}
+
+/// Multiplies the bf16 rows `xb` (`[⌈m/16⌉·16, kp]`, rows past `m` zero) by every panel of
+/// `panels` (`n` columns, `[⌈n/32⌉][kp/2][32]` pairs), 32 rows × 32 columns at a time, panel by
+/// panel, and hands each result row to `f(row, first column, values)` (one value per column of
+/// the panel, at most 32). Safety: tiles configured ([`Tiles::configure`]); lengths as
+/// described.
+#[inline(always)]
+pub(super) unsafe fn for_each_block_row(
+    xb: &[u16],
+    panels: &[u32],
+    m: usize,
+    kp: usize,
+    n: usize,
+    mut f: impl FnMut(usize, usize, &[f32]),
+) {
     let steps = kp / K_STEP;
     let panel_len = kp / 2 * PANEL;
-    assert!(kp.is_multiple_of(K_STEP) && out.len() == m * n);
+    assert!(kp.is_multiple_of(K_STEP));
     assert!(xb.len() >= m.div_ceil(TILE_ROWS) * TILE_ROWS * kp);
     assert!(panels.len() >= n.div_ceil(PANEL) * panel_len);
-    let _tiles = Tiles::configure();
     let mut block = Block::new();
     for panel in 0..n.div_ceil(PANEL) {
         let (col, cols) = (panel * PANEL, (n - panel * PANEL).min(PANEL));
@@ -158,7 +178,7 @@ pub(super) unsafe fn fill_tall(
             let rows = (m - i).min(BLOCK_ROWS);
             panel_block(xb.as_ptr().add(i * kp), kp * 2, w, steps, rows, &mut block);
             for r in 0..rows {
-                out[(i + r) * n + col..][..cols].copy_from_slice(&block.row(r)[..cols]);
+                f(i + r, col, &block.row(r)[..cols]);
             }
             i += rows;
         }
@@ -166,22 +186,20 @@ pub(super) unsafe fn fill_tall(
 }
 
 /// Rows of one block (two A tiles).
-pub(super) const BLOCK_ROWS: usize = 2 * TILE_ROWS;
+const BLOCK_ROWS: usize = 2 * TILE_ROWS;
 
 /// A block's results: 32 rows × 32 columns of f32.
 #[repr(C, align(64))]
-pub(super) struct Block([f32; BLOCK_ROWS * PANEL]);
+struct Block([f32; BLOCK_ROWS * PANEL]);
 
 impl Block {
-    pub(super) fn new() -> Self {
+    fn new() -> Self {
         Self([0.0; BLOCK_ROWS * PANEL])
     }
 
     /// Row `r`'s 32 columns.
-    pub(super) fn row(&self, r: usize) -> &[f32; PANEL] {
-        self.0[r * PANEL..][..PANEL]
-            .try_into()
-            .expect("a block row")
+    fn row(&self, r: usize) -> &[f32] {
+        &self.0[r * PANEL..(r + 1) * PANEL]
     }
 }
 
@@ -189,7 +207,7 @@ impl Block {
 /// times one panel `w`, over `steps` steps of 32 inputs, into `c`. Safety: tiles configured
 /// ([`Tiles::configure`]); the pointers cover what the tile loads read.
 #[inline(always)]
-pub(super) unsafe fn panel_block(
+unsafe fn panel_block(
     a: *const u16,
     a_stride: usize,
     w: *const u32,

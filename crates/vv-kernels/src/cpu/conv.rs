@@ -5,24 +5,12 @@
 //!
 //! Each value depends only on its own window rows: a batch equals each stream alone.
 
-use super::{for_row_blocks, simd_fn};
+use super::{dot, for_row_blocks, simd_fn};
 
 /// Below this many multiply-adds the call stays on the calling thread.
 const MIN_PARALLEL_MACS: usize = 1 << 18;
 /// Output rows per unit of parallel work.
 const BLOCK_ROWS: usize = 256;
-
-/// Sum of `a[i]·b[i]` in 16 lanes, then across them.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    for (a, b) in a.chunks(16).zip(b.chunks(16)) {
-        for ((l, a), b) in lanes.iter_mut().zip(a).zip(b) {
-            *l += a * b;
-        }
-    }
-    lanes.iter().sum()
-}
 
 simd_fn! {
     /// The output rows `out` (`n` wide, the first is row `first` of the batch) of streams of

@@ -53,10 +53,10 @@ mod amx {
     use std::cell::RefCell;
 
     use super::FeedForward;
-    use crate::cpu::amx::{panel_block, Block, Tiles, BLOCK_ROWS, TILE_ROWS};
+    use crate::cpu::amx::{for_each_block_row, Tiles, TILE_ROWS};
     use crate::cpu::gelu::gelu_erf;
     use crate::cpu::mixer::rms;
-    use crate::cpu::tall::{padded_k, K_STEP, PANEL};
+    use crate::cpu::tall::{padded_k, PANEL};
     use crate::cpu::{for_row_blocks, worker_threads};
 
     /// Most rows one call works through at once: their normed and hidden bf16 rows (64 ×
@@ -121,47 +121,21 @@ mod amx {
             norm_row(row, f.norm, f.eps, dst);
         }
         let _tiles = Tiles::configure();
-        let mut block = Block::new();
         // Up-projection, bias, GELU: each panel's 32 hidden columns for every row, as bf16.
-        let up_len = kc / 2 * PANEL;
-        for panel in 0..h.div_ceil(PANEL) {
-            let (col, cols) = (panel * PANEL, (h - panel * PANEL).min(PANEL));
-            let w = f.up.panels().as_ptr().add(panel * up_len);
-            let bias = &f.up_bias[col..col + cols];
-            let mut i = 0;
-            while i < count {
-                let rows = (count - i).min(BLOCK_ROWS);
-                let a = normed.as_ptr().add(i * kc);
-                panel_block(a, kc * 2, w, kc / K_STEP, rows, &mut block);
-                for r in 0..rows {
-                    let dst = hidden.as_mut_ptr().add((i + r) * kh + col);
-                    gelu_to_bf16(block.row(r), bias, dst);
-                }
-                i += rows;
-            }
-        }
+        let hidden_rows = hidden.as_mut_ptr();
+        for_each_block_row(normed, f.up.panels(), count, kc, h, |row, col, values| {
+            let bias = &f.up_bias[col..col + values.len()];
+            gelu_to_bf16(values, bias, hidden_rows.add(row * kh + col));
+        });
         // Down-projection, bias, residual.
-        let down_len = kh / 2 * PANEL;
-        for panel in 0..c.div_ceil(PANEL) {
-            let (col, cols) = (panel * PANEL, (c - panel * PANEL).min(PANEL));
-            let w = f.down.panels().as_ptr().add(panel * down_len);
-            let bias = &f.down_bias[col..col + cols];
-            let mut i = 0;
-            while i < count {
-                let rows = (count - i).min(BLOCK_ROWS);
-                let a = hidden.as_ptr().add(i * kh);
-                panel_block(a, kh * 2, w, kh / K_STEP, rows, &mut block);
-                for r in 0..rows {
-                    let at = (i + r) * c + col;
-                    let (dst, residual) = (&mut out[at..at + cols], &x[at..at + cols]);
-                    for (((d, v), b), x) in dst.iter_mut().zip(block.row(r)).zip(bias).zip(residual)
-                    {
-                        *d = v + b + x;
-                    }
-                }
-                i += rows;
+        for_each_block_row(hidden, f.down.panels(), count, kh, c, |row, col, values| {
+            let at = row * c + col;
+            let dst = &mut out[at..at + values.len()];
+            let (bias, residual) = (&f.down_bias[col..], &x[at..]);
+            for (((d, v), b), x) in dst.iter_mut().zip(values).zip(bias).zip(residual) {
+                *d = v + b + x;
             }
-        }
+        });
     }
 
     /// `x / rms(x) ⊙ w` as bf16 (nearest even) into `dst` (`dst.len() >= x.len()`, its tail
@@ -187,21 +161,24 @@ mod amx {
         }
     }
 
-    /// `GELU(acc + bias)` of one block row as 32 bf16 at `dst` (columns past `bias.len()`
-    /// zero).
+    /// `GELU(acc + bias)` of one block row (at most 32 columns) as 32 bf16 at `dst` (columns
+    /// past `acc.len()` zero).
     #[inline(always)]
-    unsafe fn gelu_to_bf16(acc: &[f32; PANEL], bias: &[f32], dst: *mut u16) {
+    unsafe fn gelu_to_bf16(acc: &[f32], bias: &[f32], dst: *mut u16) {
         let mut v = [0f32; PANEL];
-        match <&[f32; PANEL]>::try_from(bias) {
+        match (
+            <&[f32; PANEL]>::try_from(acc),
+            <&[f32; PANEL]>::try_from(bias),
+        ) {
             // A whole panel (every stage's width is a multiple of 32): a fixed-length loop.
-            Ok(bias) => {
+            (Ok(acc), Ok(bias)) => {
                 for j in 0..PANEL {
                     v[j] = gelu_erf(acc[j] + bias[j]);
                 }
             }
-            Err(_) => {
-                for (j, b) in bias.iter().enumerate() {
-                    v[j] = gelu_erf(acc[j] + b);
+            _ => {
+                for ((v, a), b) in v.iter_mut().zip(acc).zip(bias) {
+                    *v = gelu_erf(a + b);
                 }
             }
         }

@@ -6,7 +6,7 @@
 //!
 //! Every value depends only on its own stream's rows, so a batch equals each stream alone.
 
-use super::{for_row_blocks, simd_fn};
+use super::{dot, for_row_blocks, simd_fn};
 
 /// Below this many values a pass stays on the calling thread.
 const MIN_PARALLEL_VALUES: usize = 1 << 17;
@@ -25,17 +25,11 @@ pub struct Mixer<'a> {
     pub bias: &'a [f32],
 }
 
-/// `sqrt(mean(x²) + eps)`, the squares summed in 16 lanes, then across them (the same bits for
-/// a row wherever it is computed).
+/// `sqrt(mean(x²) + eps)`, the squares summed as [`dot`] sums (the same bits for a row
+/// wherever it is computed).
 #[inline(always)]
 pub(super) fn rms(x: &[f32], eps: f32) -> f32 {
-    let mut lanes = [0f32; 16];
-    for chunk in x.chunks(16) {
-        for (l, v) in lanes.iter_mut().zip(chunk) {
-            *l += v * v;
-        }
-    }
-    (lanes.iter().sum::<f32>() / x.len().max(1) as f32 + eps).sqrt()
+    (dot(x, x) / x.len().max(1) as f32 + eps).sqrt()
 }
 
 simd_fn! {

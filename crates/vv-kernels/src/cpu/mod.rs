@@ -87,6 +87,19 @@ pub(crate) fn worker_threads() -> usize {
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
+/// Sum of `a[i]·b[i]` in 16 lanes, then across them: vectorises where it is inlined, and gives
+/// a row the same bits wherever it is computed (the decoder's norms and head).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (a, b) in a.chunks(16).zip(b.chunks(16)) {
+        for ((l, a), b) in lanes.iter_mut().zip(a).zip(b) {
+            *l += a * b;
+        }
+    }
+    lanes.iter().sum()
+}
+
 /// Deterministic values in `[-1, 1)` (xorshift), for the kernels' tests.
 #[cfg(test)]
 fn test_values(len: usize, seed: u64) -> Vec<f32> {
