@@ -14,7 +14,9 @@ or build their own client (OpenAI). For each plugin:
   synthesize): the same, plus the aligned transcript (the TimedStrings LiveKit attaches to the
   frames): Cartesia and ElevenLabs declare `aligned_transcript` and must time every input word,
   in order, with monotone start times inside the audio;
-- a wrong key is refused (the plugin raises an APIStatusError 401).
+- a wrong key is refused (the plugin raises an APIStatusError 401);
+- the ElevenLabs and OpenAI plugins once more with their default format, MP3, which LiveKit
+  decodes with its own decoder (PyAV).
 """
 
 import asyncio
@@ -104,35 +106,44 @@ async def main() -> None:
                 api_key=key, base_url=base, voice=args.voice, sample_rate=16000, http_session=http
             )
 
-        def make_elevenlabs(key=args.api_key):
+        def make_elevenlabs(key=args.api_key, **format):
             return elevenlabs.TTS(
-                api_key=key,
-                base_url=f"{base}/v1",
-                voice_id=args.voice,
-                encoding="pcm_22050",
-                http_session=http,
+                api_key=key, base_url=f"{base}/v1", voice_id=args.voice, http_session=http,
+                **format,
             )
 
-        def make_openai(key=args.api_key):
+        def make_openai(key=args.api_key, **format):
             return lk_openai.TTS(
-                api_key=key, base_url=f"{base}/v1", model="tts-1", voice="cedar",
-                response_format="pcm",
+                api_key=key, base_url=f"{base}/v1", model="tts-1", voice="cedar", **format
             )
 
+        def pcm_elevenlabs(key=args.api_key):
+            return make_elevenlabs(key, encoding="pcm_22050")
+
+        def pcm_openai(key=args.api_key):
+            return make_openai(key, response_format="pcm")
+
+        adapter = lambda p: tts.StreamAdapter(tts=p)  # noqa: E731
+        # (name, plugin, rate, aligned transcript, streaming wrapper, wrong-key check); the
+        # plugins' default formats are MP3 (ElevenLabs mp3_22050_32, OpenAI mp3), which
+        # LiveKit decodes with its own decoder (PyAV / FFmpeg).
         plugins = [
-            ("cartesia", make_cartesia, 16000, True, lambda p: p),
-            ("elevenlabs", make_elevenlabs, 22050, True, lambda p: p),
-            ("openai", make_openai, 24000, False, lambda p: tts.StreamAdapter(tts=p)),
+            ("cartesia", make_cartesia, 16000, True, lambda p: p, True),
+            ("elevenlabs", pcm_elevenlabs, 22050, True, lambda p: p, True),
+            ("openai", pcm_openai, 24000, False, adapter, True),
+            ("elevenlabs default mp3", make_elevenlabs, 22050, True, lambda p: p, False),
+            ("openai default mp3", make_openai, 24000, False, adapter, False),
         ]
-        for name, make, rate, aligned, streaming in plugins:
+        for name, make, rate, aligned, streaming, wrong_key in plugins:
             plugin = make()
             check(plugin.capabilities.aligned_transcript == aligned, f"{name}: capabilities")
             await summary.run(f"{name} synthesize", synthesize(plugin, rate))
             await summary.run(f"{name} stream", stream(streaming(plugin), rate, aligned))
             await plugin.aclose()
-            wrong = make("wrong-key")
-            await summary.run(f"{name} wrong key", refused(wrong))
-            await wrong.aclose()
+            if wrong_key:
+                wrong = make("wrong-key")
+                await summary.run(f"{name} wrong key", refused(wrong))
+                await wrong.aclose()
     summary.finish()
 
 

@@ -2,12 +2,13 @@
 //!
 //! Every encoder is a [`TimeStretcher`] (playback speed; a pass-through at 1.0) and a
 //! [`StreamResampler`] (24 kHz -> the requested rate) in front of a format body (raw samples,
-//! streaming WAV, FLAC, Ogg Opus). `push` returns the bytes that are ready to send now;
+//! streaming WAV, FLAC, Ogg Opus, MP3). `push` returns the bytes that are ready to send now;
 //! `finish` flushes the stretcher's, the resampler's and the format's tails.
 
 use crate::error::AudioError;
 use crate::flac::FlacStreamWriter;
 use crate::format::OutputFormat;
+use crate::mp3::Mp3StreamWriter;
 use crate::opus::OggOpusStreamWriter;
 use crate::pcm::Encoding;
 use crate::resample::StreamResampler;
@@ -27,6 +28,9 @@ pub trait AudioEncoder: Send {
     fn sample_rate(&self) -> u32;
     /// The format produced.
     fn format(&self) -> OutputFormat;
+    /// Output-rate samples encoded so far (the bytes returned carry them, but for the few a
+    /// codec holds until its frame is full: up to 1,151 for MP3, 959 for Opus).
+    fn samples_encoded(&self) -> u64;
 }
 
 /// Creates an encoder producing `format` at `sample_rate` (one of the protocol's rates; Opus
@@ -55,6 +59,9 @@ pub fn new_encoder_at_speed(
         OutputFormat::Flac => Pipeline::boxed(format, front, FlacStreamWriter::new(sample_rate)?),
         OutputFormat::Opus => {
             Pipeline::boxed(format, front, OggOpusStreamWriter::new(sample_rate)?)
+        }
+        OutputFormat::Mp3 { kbps } => {
+            Pipeline::boxed(format, front, Mp3StreamWriter::new(sample_rate, kbps)?)
         }
     })
 }
@@ -142,11 +149,33 @@ impl Body for OggOpusStreamWriter {
     }
 }
 
+impl Body for Mp3StreamWriter {
+    fn write(&mut self, samples: &[f32], out: &mut Vec<u8>) -> Result<(), AudioError> {
+        Mp3StreamWriter::write(self, samples, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AudioError> {
+        Mp3StreamWriter::finish(self, out)
+    }
+}
+
+/// `samples` with every NaN or infinity replaced by silence: one such value would otherwise
+/// turn a resampler block's FFT into NaN (which the resampler library answers with a panic)
+/// or a whole frame of a perceptual codec into noise.
+fn finite(samples: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    if samples.iter().all(|v| v.is_finite()) {
+        return samples.into();
+    }
+    let cleaned = samples.iter().map(|&v| if v.is_finite() { v } else { 0.0 });
+    cleaned.collect::<Vec<f32>>().into()
+}
+
 /// Stretcher and resampler followed by a body.
 struct Pipeline<B: Body> {
     format: OutputFormat,
     front: Front,
     body: B,
+    samples: u64,
     finished: bool,
 }
 
@@ -156,6 +185,7 @@ impl<B: Body + 'static> Pipeline<B> {
             format,
             front,
             body,
+            samples: 0,
             finished: false,
         })
     }
@@ -166,10 +196,11 @@ impl<B: Body> AudioEncoder for Pipeline<B> {
         if self.finished {
             return Err(AudioError::Finished);
         }
-        let stretched = self.front.stretcher.push(samples);
+        let stretched = self.front.stretcher.push(&finite(samples));
         let resampled = self.front.resampler.push(&stretched)?;
         let mut out = Vec::new();
         self.body.write(&resampled, &mut out)?;
+        self.samples += resampled.len() as u64;
         Ok(out)
     }
 
@@ -184,6 +215,7 @@ impl<B: Body> AudioEncoder for Pipeline<B> {
         let mut out = Vec::new();
         self.body.write(&tail, &mut out)?;
         self.body.finish(&mut out)?;
+        self.samples += tail.len() as u64;
         Ok(out)
     }
 
@@ -197,6 +229,10 @@ impl<B: Body> AudioEncoder for Pipeline<B> {
 
     fn format(&self) -> OutputFormat {
         self.format
+    }
+
+    fn samples_encoded(&self) -> u64 {
+        self.samples
     }
 }
 

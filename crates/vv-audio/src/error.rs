@@ -11,8 +11,8 @@ pub enum AudioError {
         /// Human-readable list of the rates that would have been accepted.
         supported: &'static str,
     },
-    /// The requested container/response format is unknown or not available (e.g. `mp3`).
-    #[error("unsupported format `{0}` (supported: wav, pcm, flac, opus)")]
+    /// The requested container/response format is unknown or not available (e.g. `aac`).
+    #[error("unsupported format `{0}` (supported: wav, mp3, pcm, flac, opus)")]
     UnsupportedFormat(String),
     /// The requested sample encoding is unknown.
     #[error("unsupported encoding `{0}` (supported: pcm_s16le, pcm_f32le, mulaw, alaw)")]
@@ -29,6 +29,9 @@ pub enum AudioError {
     /// The Opus encoder or its Ogg muxer failed.
     #[error("Opus encoding failed: {0}")]
     Opus(String),
+    /// The MP3 encoder failed.
+    #[error("MP3 encoding failed: {0}")]
+    Mp3(String),
     /// `push` or `finish` was called on an encoder that has already finished.
     #[error("the audio encoder has already been finished")]
     Finished,
@@ -54,6 +57,7 @@ impl AudioError {
             AudioError::Resample(_) => "resample_failed",
             AudioError::Flac(_) => "flac_encode_failed",
             AudioError::Opus(_) => "opus_encode_failed",
+            AudioError::Mp3(_) => "mp3_encode_failed",
             AudioError::Finished => "encoder_finished",
             AudioError::WavTooLarge(_) => "wav_too_large",
             AudioError::InvalidFrameHeader(_) => "invalid_frame_header",
@@ -73,12 +77,13 @@ mod tests {
                 rate: 1,
                 supported: "x",
             },
-            AudioError::UnsupportedFormat("mp3".into()),
+            AudioError::UnsupportedFormat("aac".into()),
             AudioError::UnsupportedEncoding("x".into()),
             AudioError::UnsupportedSpeed(5.0),
             AudioError::Resample("x".into()),
             AudioError::Flac("x".into()),
             AudioError::Opus("x".into()),
+            AudioError::Mp3("x".into()),
             AudioError::Finished,
             AudioError::WavTooLarge(1),
             AudioError::InvalidFrameHeader("x"),
@@ -89,7 +94,8 @@ mod tests {
         assert_eq!(codes[1], "unsupported_format");
         for c in &codes {
             assert!(
-                c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'),
                 "{c}"
             );
         }

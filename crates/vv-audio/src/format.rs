@@ -17,6 +17,12 @@ pub enum OutputFormat {
     Flac,
     /// Ogg Opus.
     Opus,
+    /// MP3, mono, constant bitrate: `kbps` (snapped to the MPEG version's table) or, when
+    /// `None`, [`crate::mp3::default_kbps`] of the output rate.
+    Mp3 {
+        /// The bitrate asked for, in kb/s.
+        kbps: Option<u16>,
+    },
 }
 
 impl OutputFormat {
@@ -29,6 +35,20 @@ impl OutputFormat {
             OutputFormat::Wav => "audio/wav",
             OutputFormat::Flac => "audio/flac",
             OutputFormat::Opus => "audio/ogg",
+            OutputFormat::Mp3 { .. } => "audio/mpeg",
+        }
+    }
+}
+
+impl OutputFormat {
+    /// The name of a format a stream of audio frames can carry (the WebSocket protocols'
+    /// `encoding`): a raw encoding's name or `mp3`, whose frames each decode on their own;
+    /// `None` for the containers (WAV, FLAC, Ogg Opus), whose header opens the whole stream.
+    pub fn frame_stream_name(self) -> Option<&'static str> {
+        match self {
+            OutputFormat::Raw(encoding) => Some(encoding.as_str()),
+            OutputFormat::Mp3 { .. } => Some("mp3"),
+            OutputFormat::Wav | OutputFormat::Flac | OutputFormat::Opus => None,
         }
     }
 }
@@ -47,6 +67,7 @@ impl fmt::Display for OutputFormat {
             OutputFormat::Wav => "wav",
             OutputFormat::Flac => "flac",
             OutputFormat::Opus => "opus",
+            OutputFormat::Mp3 { .. } => "mp3",
         })
     }
 }
@@ -54,15 +75,16 @@ impl fmt::Display for OutputFormat {
 impl FromStr for OutputFormat {
     type Err = AudioError;
 
-    /// Accepts OpenAI's `response_format` values (`wav`, `pcm`, `flac`, `opus`) and the raw
-    /// encoding names (`pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`). Anything else, including
-    /// OpenAI's `mp3` and `aac`, is `unsupported_format`.
+    /// Accepts OpenAI's `response_format` values (`wav`, `mp3`, `pcm`, `flac`, `opus`; `mp3`
+    /// at the rate's default bitrate) and the raw encoding names (`pcm_s16le`, `pcm_f32le`,
+    /// `mulaw`, `alaw`). Anything else, including OpenAI's `aac`, is `unsupported_format`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "wav" => Ok(OutputFormat::Wav),
             "pcm" => Ok(OutputFormat::Raw(Encoding::PcmS16le)),
             "flac" => Ok(OutputFormat::Flac),
             "opus" => Ok(OutputFormat::Opus),
+            "mp3" => Ok(OutputFormat::Mp3 { kbps: None }),
             other => other
                 .parse::<Encoding>()
                 .map(OutputFormat::Raw)
@@ -85,10 +107,14 @@ mod tests {
         assert_eq!("flac".parse::<OutputFormat>().unwrap(), OutputFormat::Flac);
         assert_eq!("opus".parse::<OutputFormat>().unwrap(), OutputFormat::Opus);
         assert_eq!(
+            "mp3".parse::<OutputFormat>().unwrap(),
+            OutputFormat::Mp3 { kbps: None }
+        );
+        assert_eq!(
             "alaw".parse::<OutputFormat>().unwrap(),
             OutputFormat::Raw(Encoding::Alaw)
         );
-        for bad in ["mp3", "aac", "WAV", ""] {
+        for bad in ["aac", "MP3", "WAV", ""] {
             let err = bad.parse::<OutputFormat>().unwrap_err();
             assert_eq!(err.code(), "unsupported_format", "{bad}");
         }
@@ -100,6 +126,7 @@ mod tests {
             OutputFormat::Wav,
             OutputFormat::Flac,
             OutputFormat::Opus,
+            OutputFormat::Mp3 { kbps: None },
             OutputFormat::Raw(Encoding::PcmS16le),
             OutputFormat::Raw(Encoding::PcmF32le),
             OutputFormat::Raw(Encoding::Mulaw),
@@ -119,5 +146,7 @@ mod tests {
         );
         assert_eq!(OutputFormat::Flac.content_type(), "audio/flac");
         assert_eq!(OutputFormat::Opus.content_type(), "audio/ogg");
+        let mp3 = OutputFormat::Mp3 { kbps: Some(32) };
+        assert_eq!(mp3.content_type(), "audio/mpeg");
     }
 }

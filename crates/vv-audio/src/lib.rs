@@ -3,7 +3,8 @@
 //! - [`pcm`] / [`g711`]: sample encodings (`pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`).
 //! - [`stretch`]: pitch-preserving streaming time stretcher (WSOLA) for `speed`.
 //! - [`resample`]: streaming 24 kHz -> 8/16/22.05/24/44.1/48 kHz resampler.
-//! - [`wav`], [`flac`], [`opus`]: containers for the OpenAI speech endpoint.
+//! - [`wav`], [`flac`], [`opus`], [`mp3`]: containers and codecs for the HTTP speech endpoints
+//!   (and MP3 on the ElevenLabs WebSockets).
 //! - [`encoder`]: the [`AudioEncoder`] the server drives (`push` / `finish`).
 //! - [`frame_header`]: the 16-byte header of binary WebSocket audio frames.
 //!
@@ -15,6 +16,7 @@ pub mod flac;
 pub mod format;
 pub mod frame_header;
 pub mod g711;
+pub mod mp3;
 pub mod opus;
 pub mod pcm;
 pub mod resample;

@@ -3,7 +3,9 @@
 //! FLAC streams are parsed (with CRC checks) and decoded by flacenc's decoder and must be
 //! lossless. Ogg Opus streams are parsed by an independent page reader written here (CRC,
 //! flags, sequence numbers, granule positions, OpusHead/OpusTags) and their packets decoded by
-//! opus-pure's decoder. Chunking must never change what a client receives.
+//! opus-pure's decoder. MP3 streams are walked frame by frame by a header reader written here
+//! (sync, version, layer, mono, rate, bitrate, frame lengths) and decoded by rusty_mp3's
+//! decoder. Chunking must never change what a client receives.
 
 mod common;
 
@@ -284,17 +286,186 @@ fn ogg_opus_short_and_empty_streams_are_valid() {
     }
 }
 
+// ---------------------------------------------------------------- MP3
+
+/// One MPEG audio frame header, read independently of the encoder's crate.
+#[derive(Debug, PartialEq)]
+struct Mp3Frame {
+    rate: u32,
+    kbps: u32,
+    len: usize,
+    samples: usize,
+}
+
+/// Reads the header at the start of `b` (ISO 11172-3 / 13818-3): Layer III, mono.
+fn read_mp3_header(b: &[u8]) -> Mp3Frame {
+    assert!(b.len() >= 4, "truncated header");
+    assert!(b[0] == 0xFF && b[1] & 0xE0 == 0xE0, "frame sync");
+    let version = (b[1] >> 3) & 3; // 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5
+    assert_ne!(version, 1, "reserved version");
+    assert_eq!((b[1] >> 1) & 3, 1, "Layer III");
+    let rate_index = usize::from((b[2] >> 2) & 3);
+    let rate = [44_100, 48_000, 32_000][rate_index]
+        >> match version {
+            3 => 0,
+            2 => 1,
+            _ => 2,
+        };
+    let bitrate_index = usize::from(b[2] >> 4);
+    assert!((1..15).contains(&bitrate_index), "no free or bad bitrate");
+    let kbps = if version == 3 {
+        [
+            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ][bitrate_index]
+    } else {
+        [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160][bitrate_index]
+    };
+    let padding = usize::from((b[2] >> 1) & 1);
+    assert_eq!(b[3] >> 6, 3, "mono");
+    let (per_frame, samples) = if version == 3 { (144, 1152) } else { (72, 576) };
+    let len = per_frame * kbps as usize * 1000 / rate as usize + padding;
+    Mp3Frame {
+        rate,
+        kbps,
+        len,
+        samples,
+    }
+}
+
+/// Walks the stream frame by frame (every byte belongs to a frame) and decodes it.
+fn decode_mp3(bytes: &[u8]) -> (Vec<Mp3Frame>, Vec<f32>) {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let frame = read_mp3_header(&bytes[at..]);
+        at += frame.len;
+        assert!(at <= bytes.len(), "the last frame is whole");
+        frames.push(frame);
+    }
+    let mut decoder = rusty_mp3::Mp3Decoder::new();
+    decoder.push(bytes);
+    decoder.flush();
+    let mut pcm = Vec::new();
+    while let Ok(audio) = decoder.next_frame() {
+        assert_eq!((audio.channels, audio.sample_rate), (1, frames[0].rate));
+        pcm.extend(audio.samples);
+    }
+    (frames, pcm)
+}
+
+/// Input sample `k` decodes at `k + 1057` (encoder 528 + decoder 529 samples of delay).
+const MP3_DELAY: usize = 1057;
+
+#[test]
+fn mp3_decodes_to_the_input_at_every_rate() {
+    let input = common::speech_like(6 * FRAME + 77);
+    // Minimum waveform SNR after decoding. MP3 is perceptual, not waveform-exact: this signal
+    // measures the values printed by the test; a stream misaligned by the delay or missing
+    // frames scores near 0 dB.
+    for rate in SUPPORTED_SAMPLE_RATES {
+        let (bytes, per_push) = encode(OutputFormat::Mp3 { kbps: None }, rate, &input, &[FRAME]);
+        // Every whole model frame (133 ms) completes at least one MP3 frame (24-36 ms).
+        assert!(
+            per_push[..6].iter().all(|&n| n > 0),
+            "rate {rate}: {per_push:?}"
+        );
+        let (frames, pcm) = decode_mp3(&bytes);
+        let expected = resample_all(&input, rate).unwrap();
+        let kbps = vv_audio::mp3::default_kbps(rate);
+        for f in &frames {
+            assert_eq!((f.rate, f.kbps), (rate, u32::from(kbps)), "rate {rate}");
+        }
+        // Every input sample is decoded: the stream covers the input plus the delay, by less
+        // than one frame more.
+        let covered = frames.len() * frames[0].samples;
+        assert!(
+            covered >= expected.len() + MP3_DELAY
+                && covered < expected.len() + MP3_DELAY + frames[0].samples,
+            "rate {rate}: {covered} samples for {}",
+            expected.len()
+        );
+        assert_eq!(pcm.len(), covered, "rate {rate}: every frame decodes");
+        let snr = common::snr_db(&expected, &pcm[MP3_DELAY..MP3_DELAY + expected.len()]);
+        eprintln!("mp3 {rate} Hz {kbps} kb/s: decoded waveform SNR {snr:.2} dB");
+        assert!(snr > 10.0, "rate {rate}: SNR {snr:.1} dB");
+    }
+}
+
+#[test]
+fn mp3_bitrates_short_and_empty_streams_are_valid() {
+    for (rate, kbps) in [
+        (44_100, 32),
+        (44_100, 192),
+        (22_050, 32),
+        (24_000, 48),
+        (8_000, 8),
+    ] {
+        let format = OutputFormat::Mp3 { kbps: Some(kbps) };
+        let (bytes, _) = encode(format, rate, &common::speech_like(FRAME), &[FRAME]);
+        let (frames, _) = decode_mp3(&bytes);
+        assert!(
+            frames.iter().all(|f| f.kbps == u32::from(kbps)),
+            "{rate} {kbps}"
+        );
+    }
+    for n in [0usize, 1, 575, 576, 577] {
+        let input = common::speech_like(n);
+        let (bytes, _) = encode(OutputFormat::Mp3 { kbps: None }, 24_000, &input, &[FRAME]);
+        let (frames, pcm) = decode_mp3(&bytes);
+        assert!(frames.len() >= 2 && pcm.len() >= n + MP3_DELAY, "n {n}");
+    }
+}
+
+/// Silence, full-scale square waves, values past full scale, NaN and infinities encode in
+/// every format at every rate without a panic (non-finite values become silence before the
+/// resampler, whose FFT would otherwise panic), and MP3 streams of them decode to finite audio.
+#[test]
+fn hostile_signals_encode_in_every_format() {
+    let square: Vec<f32> = (0..FRAME)
+        .map(|i| if i / 7 % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let wild: Vec<f32> = (0..FRAME)
+        .map(|i| [f32::NAN, f32::INFINITY, -7.5, 0.0, f32::NEG_INFINITY, 3.0][i % 6])
+        .collect();
+    let mut formats: Vec<OutputFormat> = Encoding::ALL.iter().map(|&e| e.into()).collect();
+    formats.extend([OutputFormat::Wav, OutputFormat::Flac, OutputFormat::Opus]);
+    for input in [vec![0.0; FRAME], square, wild] {
+        for rate in SUPPORTED_SAMPLE_RATES {
+            for &format in &formats {
+                if format != OutputFormat::Opus || [8_000, 16_000, 24_000, 48_000].contains(&rate) {
+                    encode(format, rate, &input, &[FRAME]);
+                }
+            }
+            let (bytes, _) = encode(OutputFormat::Mp3 { kbps: None }, rate, &input, &[FRAME]);
+            let (_, pcm) = decode_mp3(&bytes);
+            assert!(pcm.iter().all(|v| v.is_finite()), "rate {rate}");
+        }
+    }
+    // Raw samples: non-finite values come out as silence.
+    let (bytes, _) = encode(
+        Encoding::PcmF32le.into(),
+        24_000,
+        &[f32::NAN, 0.5],
+        &[FRAME],
+    );
+    assert_eq!(bytes, [0f32.to_le_bytes(), 0.5f32.to_le_bytes()].concat());
+}
+
 // ---------------------------------------------------------------- chunking
 
 /// Pushing model frames, odd-sized pieces or one big slice must give the client the same
-/// stream: byte-identical for raw, WAV and FLAC; identical Opus packets (only the Ogg page
+/// stream: byte-identical for raw, WAV, FLAC and MP3; identical Opus packets (only the Ogg page
 /// boundaries follow the pushes) and identical decoded audio.
 #[test]
 fn chunking_never_changes_the_stream() {
     let input = common::speech_like(4 * FRAME + 1000);
     let chunkings: [&[usize]; 3] = [&[FRAME], &[1, 999, 37, 5000], &[usize::MAX]];
     let mut formats: Vec<OutputFormat> = Encoding::ALL.iter().map(|&e| e.into()).collect();
-    formats.extend([OutputFormat::Wav, OutputFormat::Flac]);
+    formats.extend([
+        OutputFormat::Wav,
+        OutputFormat::Flac,
+        OutputFormat::Mp3 { kbps: None },
+    ]);
     for rate in SUPPORTED_SAMPLE_RATES {
         for &format in &formats {
             let reference = encode(format, rate, &input, chunkings[0]).0;

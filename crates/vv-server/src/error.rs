@@ -415,7 +415,7 @@ mod tests {
         let steps = ApiError::from(EngineError::InvalidRequest("cfg_scale must be > 0".into()));
         assert_eq!(steps.param(), Some("cfg_scale"));
         assert_eq!(steps.status(), StatusCode::BAD_REQUEST);
-        let rate = "mp3".parse::<vv_audio::OutputFormat>().unwrap_err();
+        let rate = "aac".parse::<vv_audio::OutputFormat>().unwrap_err();
         assert_eq!(ApiError::from(rate).code(), "unsupported_format");
         let rate = vv_audio::new_encoder(vv_audio::OutputFormat::Opus, 44_100)
             .err()

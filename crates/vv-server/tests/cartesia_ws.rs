@@ -250,8 +250,22 @@ async fn tts_bytes_answers_raw_audio_in_the_asked_format() {
     assert_eq!(status.as_u16(), 200);
     assert!(!audio.is_empty());
     let mut mp3 = body.clone();
-    mp3["output_format"] = json!({"container": "mp3", "sample_rate": 44100});
+    mp3["output_format"] = json!({"container": "mp3", "sample_rate": 44100, "bit_rate": 64000});
     let mut request = common::json_request("/tts/bytes", &mp3);
+    request
+        .headers_mut()
+        .insert("x-api-key", KEY.parse().unwrap());
+    let (status, headers, audio) = common::collect(common::send(server.addr, request).await).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(headers["content-type"], "audio/mpeg");
+    // MPEG-1 Layer III, 64 kb/s (bitrate index 5), 44.1 kHz (rate index 0).
+    assert_eq!(
+        (audio[0], audio[1], audio[2] >> 4, (audio[2] >> 2) & 3),
+        (0xFF, 0xFB, 5, 0)
+    );
+    let mut ogg = body.clone();
+    ogg["output_format"] = json!({"container": "ogg", "sample_rate": 44100});
+    let mut request = common::json_request("/tts/bytes", &ogg);
     request
         .headers_mut()
         .insert("x-api-key", KEY.parse().unwrap());

@@ -379,7 +379,7 @@ async fn keys_formats_and_voices_are_checked_before_the_upgrade() {
         .insert("xi-api-key", "nope".parse().unwrap());
     assert_eq!(refused(wrong).await, 401);
     for bad in [
-        "/v1/text-to-speech/tiny/multi-stream-input?output_format=mp3_44100_128",
+        "/v1/text-to-speech/tiny/multi-stream-input?output_format=mp3_44100_999",
         "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/multi-stream-input",
     ] {
         let mut request = server.ws_url(bad).into_client_request().unwrap();
@@ -408,6 +408,32 @@ async fn keys_formats_and_voices_are_checked_before_the_upgrade() {
     .await;
     let turn = read_turn(&mut ws, "g711").await;
     assert!(!turn.audio.is_empty());
+    // MP3 at 22.05 kHz, 32 kb/s (LiveKit's ElevenLabs plugin's default): the `audio` messages
+    // together are one MP3 stream of that rate and bitrate that decodes.
+    let query = format!(
+        "/v1/text-to-speech/alloy/multi-stream-input?output_format=mp3_22050_32&api_key={KEY}"
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(&query))
+        .await
+        .unwrap();
+    send(&mut ws, init("mp3")).await;
+    send(&mut ws, json!({"text": "Compressed.", "context_id": "mp3"})).await;
+    send(&mut ws, json!({"context_id": "mp3", "close_context": true})).await;
+    let turn = read_turn(&mut ws, "mp3").await;
+    // MPEG-2 Layer III (0xFFF3), 32 kb/s (index 4), 22.05 kHz (index 0), mono.
+    let header = &turn.audio[..4];
+    assert_eq!((header[0], header[1], header[2] >> 4), (0xFF, 0xF3, 4));
+    assert_eq!(((header[2] >> 2) & 3, header[3] >> 6), (0, 3));
+    let mut decoder = rusty_mp3::Mp3Decoder::new();
+    decoder.push(&turn.audio);
+    decoder.flush();
+    let mut samples = 0;
+    while let Ok(frame) = decoder.next_frame() {
+        assert_eq!(frame.sample_rate, 22_050);
+        samples += frame.samples.len();
+    }
+    assert!(samples > 1057, "{samples} samples decoded");
+    assert_eq!(samples % 576, 0, "whole MPEG-2 frames");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +491,14 @@ async fn http_text_to_speech_answers_audio_in_the_asked_format() {
     let mut mp3 =
         common::json_request("/v1/text-to-speech/tiny?output_format=mp3_44100_128", &body);
     mp3.headers_mut().insert("xi-api-key", KEY.parse().unwrap());
-    let (status, _, error) = common::collect(common::send(server.addr, mp3).await).await;
+    let (status, headers, audio) = common::collect(common::send(server.addr, mp3).await).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(headers["content-type"], "audio/mpeg");
+    // MPEG-1 Layer III (0xFFFB), 128 kb/s (index 9).
+    assert_eq!((audio[0], audio[1], audio[2] >> 4), (0xFF, 0xFB, 9));
+    let mut bad = common::json_request("/v1/text-to-speech/tiny?output_format=mp3_44100", &body);
+    bad.headers_mut().insert("xi-api-key", KEY.parse().unwrap());
+    let (status, _, error) = common::collect(common::send(server.addr, bad).await).await;
     assert_eq!(status.as_u16(), 400);
     assert_eq!(common::error_code(&error), "invalid_request");
     let unauthorised = common::json_request("/v1/text-to-speech/tiny", &body);

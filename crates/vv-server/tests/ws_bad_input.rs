@@ -84,8 +84,12 @@ async fn bad_messages_get_non_fatal_errors() {
             "unknown_voice",
         ),
         (
-            r#"{"type": "session.configure", "encoding": "mp3"}"#,
+            r#"{"type": "session.configure", "encoding": "aac"}"#,
             "unsupported_encoding",
+        ),
+        (
+            r#"{"type": "session.configure", "encoding": "mp3", "bit_rate": 1}"#,
+            "invalid_value",
         ),
         (
             r#"{"type": "session.configure", "sample_rate": 11025}"#,

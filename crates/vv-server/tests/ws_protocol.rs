@@ -70,14 +70,14 @@ async fn session_ready_announces_model_defaults_and_limits() {
     assert_eq!(r["voices"], json!([VOICE]));
     assert_eq!(
         r["encodings"],
-        json!(["pcm_s16le", "pcm_f32le", "mulaw", "alaw"])
+        json!(["pcm_s16le", "pcm_f32le", "mulaw", "alaw", "mp3"])
     );
     assert_eq!(
         r["sample_rates"],
         json!([8000, 16000, 22050, 24000, 32000, 44100, 48000])
     );
     // Bad query defaults are refused before the upgrade.
-    for q in ["?encoding=mp3", "?sample_rate=11025", "?voice=..%2Ftiny"] {
+    for q in ["?encoding=aac", "?sample_rate=11025", "?voice=..%2Ftiny"] {
         assert_eq!(refused(server.addr, q, None).await.0, 400, "{q}");
     }
 }

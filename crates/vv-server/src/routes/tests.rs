@@ -120,7 +120,7 @@ async fn bad_speech_bodies_are_rejected_before_the_engine_is_needed() {
         ),
         (r#"{"input": ""}"#, StatusCode::BAD_REQUEST, "empty_input"),
         (
-            r#"{"input": "hi", "response_format": "mp3"}"#,
+            r#"{"input": "hi", "response_format": "aac"}"#,
             StatusCode::BAD_REQUEST,
             "unsupported_format",
         ),

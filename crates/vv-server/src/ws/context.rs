@@ -144,7 +144,7 @@ impl Context {
         ServerEvent::ContextCreated {
             context_id: self.id.clone(),
             context_num: self.num,
-            encoding: self.framer.encoding().as_str(),
+            encoding: self.framer.encoding(),
             sample_rate: self.framer.sample_rate(),
         }
     }

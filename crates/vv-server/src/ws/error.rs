@@ -41,7 +41,7 @@ pub enum WsError {
     #[error("unknown voice {0:?}; {valid}", valid = crate::error::valid_voices(.1))]
     UnknownVoice(String, Vec<String>),
     /// The sample encoding is not produced.
-    #[error("unsupported encoding {0:?}; supported: pcm_s16le, pcm_f32le, mulaw, alaw")]
+    #[error("unsupported encoding {0:?}; supported: pcm_s16le, pcm_f32le, mulaw, alaw, mp3")]
     UnsupportedEncoding(String),
     /// The output sample rate is not produced.
     #[error(

@@ -84,7 +84,11 @@ impl Ready {
                 max_diffusion_steps: limits.max_diffusion_steps,
             },
             voices: info.voices.clone(),
-            encodings: Encoding::ALL.iter().map(|e| e.as_str()).collect(),
+            encodings: Encoding::ALL
+                .iter()
+                .map(|e| e.as_str())
+                .chain(["mp3"])
+                .collect(),
             sample_rates: SUPPORTED_SAMPLE_RATES.to_vec(),
         }
     }

@@ -1,5 +1,6 @@
 //! Binary audio frames of one context: the 16-byte header ([`FrameHeader`]) followed by the
-//! samples in the negotiated encoding at the negotiated rate.
+//! samples in the negotiated encoding at the negotiated rate (or, for `mp3`, the MP3 frames
+//! completed so far).
 //!
 //! - One binary frame per decoded engine frame, sent at once (no aggregation).
 //! - `seq` counts the context's frames from 0; `sample_offset` is the position of the frame's
@@ -8,37 +9,54 @@
 //!   FIRST flag, and when the segment ends one more frame with the LAST flag carries the
 //!   encoder's tail (the resampler's held-back samples; no samples at 24 kHz, where nothing
 //!   is held back). A segment that produced no audio sends no frame at all.
+//! - `sample_offset`, `samples_sent` and `audio_ms` count the output-rate samples given to the
+//!   encoder; an MP3 frame carries the whole MP3 frames completed so far (each decodes on its
+//!   own), and a segment's LAST frame flushes the codec (silence padding and its delay).
 //! - At a `speed` other than 1.0 each segment is time-stretched (pitch kept) before it is
 //!   resampled; offsets, `samples_sent` and `audio_ms` then count the stretched audio, and the
 //!   LAST frame also carries the stretcher's held-back tail.
 
 use vv_audio::encoder::{new_encoder_at_speed, AudioEncoder};
 use vv_audio::resample::check_sample_rate;
-use vv_audio::{AudioError, Encoding, FrameHeader, OutputFormat, Speed};
+use vv_audio::{AudioError, FrameHeader, OutputFormat, Speed};
 
 /// Frames audio of one context.
 pub struct AudioFramer {
     context_num: u32,
-    encoding: Encoding,
+    format: OutputFormat,
+    /// `format`'s name on the wire.
+    name: &'static str,
     sample_rate: u32,
     speed: Speed,
     next_seq: u32,
     samples_sent: u64,
+    /// `samples_sent` when the current segment started.
+    segment_start: u64,
     /// The encoder of the current segment, created by its first frame.
     segment: Option<Box<dyn AudioEncoder>>,
 }
 
 impl AudioFramer {
-    /// A framer for context `context_num` producing `encoding` at `sample_rate`.
-    pub fn new(context_num: u32, encoding: Encoding, sample_rate: u32) -> Result<Self, AudioError> {
+    /// A framer for context `context_num` producing `format` (a raw encoding or MP3) at
+    /// `sample_rate`.
+    pub fn new(
+        context_num: u32,
+        format: OutputFormat,
+        sample_rate: u32,
+    ) -> Result<Self, AudioError> {
         check_sample_rate(sample_rate)?;
+        let name = format
+            .frame_stream_name()
+            .ok_or_else(|| AudioError::UnsupportedEncoding(format.to_string()))?;
         Ok(Self {
             context_num,
-            encoding,
+            format,
+            name,
             sample_rate,
             speed: Speed::NORMAL,
             next_seq: 0,
             samples_sent: 0,
+            segment_start: 0,
             segment: None,
         })
     }
@@ -48,9 +66,9 @@ impl AudioFramer {
         Self { speed, ..self }
     }
 
-    /// The sample encoding of the frames.
-    pub fn encoding(&self) -> Encoding {
-        self.encoding
+    /// The name of the frames' encoding (`pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`, `mp3`).
+    pub fn encoding(&self) -> &'static str {
+        self.name
     }
 
     /// The output sample rate of the frames.
@@ -73,16 +91,18 @@ impl AudioFramer {
         let first = self.segment.is_none();
         if first {
             self.segment = Some(new_encoder_at_speed(
-                OutputFormat::Raw(self.encoding),
+                self.format,
                 self.sample_rate,
                 self.speed,
             )?);
+            self.segment_start = self.samples_sent;
         }
         let Some(encoder) = self.segment.as_mut() else {
             return Err(AudioError::Finished);
         };
         let payload = encoder.push(samples)?;
-        Ok(self.emit(payload, first, false))
+        let encoded = encoder.samples_encoded();
+        Ok(self.emit(payload, encoded, first, false))
     }
 
     /// Ends the segment: the LAST frame with the encoder's tail, or `None` when the segment
@@ -92,10 +112,12 @@ impl AudioFramer {
             return Ok(None);
         };
         let tail = encoder.finish()?;
-        Ok(Some(self.emit(tail, false, true)))
+        let encoded = encoder.samples_encoded();
+        Ok(Some(self.emit(tail, encoded, false, true)))
     }
 
-    fn emit(&mut self, payload: Vec<u8>, first: bool, last: bool) -> Vec<u8> {
+    /// The frame of `payload`, after which the segment has encoded `encoded` samples.
+    fn emit(&mut self, payload: Vec<u8>, encoded: u64, first: bool, last: bool) -> Vec<u8> {
         let header = FrameHeader {
             flags: 0,
             context_num: self.context_num,
@@ -106,7 +128,7 @@ impl AudioFramer {
         .with_first(first)
         .with_last(last);
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.samples_sent += (payload.len() / self.encoding.bytes_per_sample()) as u64;
+        self.samples_sent = self.segment_start + encoded;
         header.frame(&payload)
     }
 }
@@ -116,7 +138,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use vv_audio::resample::resampled_len;
-    use vv_audio::SUPPORTED_SAMPLE_RATES;
+    use vv_audio::{Encoding, SUPPORTED_SAMPLE_RATES};
 
     fn decode(frame: &[u8]) -> (FrameHeader, usize) {
         let (h, payload) = FrameHeader::decode(frame).unwrap();
@@ -125,7 +147,7 @@ mod tests {
 
     #[test]
     fn native_rate_frames_and_empty_tail() {
-        let mut f = AudioFramer::new(3, Encoding::PcmS16le, 24_000).unwrap();
+        let mut f = AudioFramer::new(3, Encoding::PcmS16le.into(), 24_000).unwrap();
         let (h0, n0) = decode(&f.frame(&[0.1; 3200]).unwrap());
         let (h1, n1) = decode(&f.frame(&[0.1; 3200]).unwrap());
         let (h2, n2) = decode(&f.end_segment().unwrap().unwrap());
@@ -145,8 +167,51 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unsupported_rates() {
-        assert!(AudioFramer::new(1, Encoding::Mulaw, 11_025).is_err());
+    fn rejects_unsupported_rates_and_containers() {
+        assert!(AudioFramer::new(1, Encoding::Mulaw.into(), 11_025).is_err());
+        for container in [OutputFormat::Wav, OutputFormat::Flac, OutputFormat::Opus] {
+            let e = AudioFramer::new(1, container, 24_000).err().unwrap();
+            assert_eq!(e.code(), "unsupported_encoding");
+        }
+    }
+
+    /// MP3 frames: each binary frame carries whole MP3 frames (sync word first), offsets count
+    /// the samples given to the encoder, the LAST frame flushes the codec, and a segment's
+    /// bytes are the same MP3 stream as one-shot encoding of its audio.
+    #[test]
+    fn mp3_frames_carry_whole_mp3_frames() {
+        let format = OutputFormat::Mp3 { kbps: Some(32) };
+        let mut f = AudioFramer::new(4, format, 22_050).unwrap();
+        assert_eq!(f.encoding(), "mp3");
+        let audio: Vec<f32> = (0..3 * 3200)
+            .map(|i| (i as f32 * 0.05).sin() * 0.5)
+            .collect();
+        let mut stream = Vec::new();
+        let mut offsets = Vec::new();
+        for chunk in audio.chunks(3200) {
+            let frame = f.frame(chunk).unwrap();
+            let (h, payload) = FrameHeader::decode(&frame).unwrap();
+            assert_eq!(
+                &payload[..2],
+                &[0xFF, 0xF3],
+                "an MP3 frame starts the payload"
+            );
+            offsets.push(h.sample_offset);
+            stream.extend_from_slice(payload);
+        }
+        let last = f.end_segment().unwrap().unwrap();
+        let (h, tail) = FrameHeader::decode(&last).unwrap();
+        assert!(h.is_last() && !tail.is_empty());
+        stream.extend_from_slice(tail);
+        assert!(
+            offsets[0] == 0 && offsets.windows(2).all(|w| w[0] < w[1]),
+            "{offsets:?}"
+        );
+        assert_eq!(f.samples_sent(), resampled_len(3 * 3200, 22_050));
+        let mut one_shot = vv_audio::new_encoder(format, 22_050).unwrap();
+        let mut expected = one_shot.push(&audio).unwrap();
+        expected.extend(one_shot.finish().unwrap());
+        assert!(stream == expected, "framed MP3 differs from one-shot MP3");
     }
 
     proptest! {
@@ -162,7 +227,7 @@ mod tests {
         ) {
             let rate = SUPPORTED_SAMPLE_RATES[rate_i];
             let encoding = Encoding::ALL[enc_i];
-            let mut f = AudioFramer::new(9, encoding, rate).unwrap();
+            let mut f = AudioFramer::new(9, encoding.into(), rate).unwrap();
             let (mut seq, mut offset) = (0u32, 0u64);
             for frames in &segments {
                 let mut seg_samples = 0u64;
@@ -202,7 +267,7 @@ mod tests {
         ) {
             let rate = SUPPORTED_SAMPLE_RATES[rate_i];
             let speed = Speed::new(speed).unwrap();
-            let mut f = AudioFramer::new(2, Encoding::PcmF32le, rate).unwrap().with_speed(speed);
+            let mut f = AudioFramer::new(2, Encoding::PcmF32le.into(), rate).unwrap().with_speed(speed);
             let mut total = 0u64;
             for frames in &segments {
                 let mut payload = 0u64;

@@ -20,8 +20,11 @@ pub const ALL_CONTEXTS: &str = "*";
 pub struct Configure {
     /// Installed voice or OpenAI alias (blank: the server's default voice).
     pub voice: Option<String>,
-    /// `pcm_s16le`, `pcm_f32le`, `mulaw` or `alaw`.
+    /// `pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw` or `mp3`.
     pub encoding: Option<String>,
+    /// Bits per second of `mp3` audio (8000 to 320000; absent: 128 kb/s at 32-48 kHz, 64 at
+    /// 16-24 kHz, 32 at 8 kHz).
+    pub bit_rate: Option<i64>,
     /// Output sample rate in Hz.
     pub sample_rate: Option<i64>,
     /// Classifier-free guidance scale.

@@ -1,5 +1,6 @@
 //! The session's synthesis and output settings: defaults from the service settings and the
-//! upgrade's query (`voice`, `encoding`, `sample_rate`), changed by `session.configure`.
+//! upgrade's query (`voice`, `encoding`, `sample_rate`, `bit_rate`), changed by
+//! `session.configure`.
 //!
 //! Out-of-range numbers are clamped when a nearest valid value exists (`cfg_scale` above 10,
 //! `diffusion_steps` outside 1..=100), each clamp reported as a `value_clamped` warning;
@@ -10,7 +11,7 @@
 use std::collections::HashMap;
 
 use serde::{Serialize, Serializer};
-use vv_audio::{Encoding, Speed, NATIVE_SAMPLE_RATE};
+use vv_audio::{Encoding, OutputFormat, Speed, NATIVE_SAMPLE_RATE};
 use vv_engine::params::{CFG_RANGE, STEPS_RANGE};
 use vv_engine::{EngineInfo, SynthesisParams};
 use vv_model::scheduler::SolverKind;
@@ -28,9 +29,9 @@ pub const CLAMPED: &str = "value_clamped";
 pub struct SessionConfig {
     /// Installed voice name.
     pub voice: String,
-    /// Sample encoding of audio frames.
+    /// Encoding of audio frames: a raw sample encoding or MP3 (see [`wire_encoding`]).
     #[serde(serialize_with = "encoding_name")]
-    pub encoding: Encoding,
+    pub encoding: OutputFormat,
     /// Output sample rate in Hz.
     pub sample_rate: u32,
     /// Classifier-free guidance scale.
@@ -52,8 +53,44 @@ pub struct SessionConfig {
     pub max_diffusion_steps: usize,
 }
 
-fn encoding_name<S: Serializer>(encoding: &Encoding, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(encoding.as_str())
+fn encoding_name<S: Serializer>(encoding: &OutputFormat, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(encoding.frame_stream_name().unwrap_or_default())
+}
+
+/// The `bit_rate` values (bits per second) an `mp3` session accepts; each is snapped to the
+/// nearest bitrate of the output rate's MPEG version.
+const MP3_BIT_RATES: std::ops::RangeInclusive<i64> = 8_000..=320_000;
+
+/// The frame encoding named `name` (`pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw` or `mp3`), at
+/// `bit_rate` bits per second for `mp3` (absent: the rate's default). A `bit_rate` given with
+/// a raw encoding is ignored, as it has no meaning there.
+pub fn wire_encoding(name: &str, bit_rate: Option<i64>) -> Result<OutputFormat, WsError> {
+    if name != "mp3" {
+        return Ok(OutputFormat::Raw(name.parse::<Encoding>()?));
+    }
+    let kbps = match bit_rate {
+        None => None,
+        // Within MP3_BIT_RATES, so the kb/s fit a u16.
+        Some(bps) if MP3_BIT_RATES.contains(&bps) => Some((bps / 1000) as u16),
+        Some(bps) => {
+            return Err(WsError::InvalidValue(format!(
+                "`bit_rate` {bps} is outside 8000 to 320000 bits per second"
+            )))
+        }
+    };
+    Ok(OutputFormat::Mp3 { kbps })
+}
+
+/// The integer query parameter `name`, if given.
+fn int_query(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, WsError> {
+    query
+        .get(name)
+        .map(|text| {
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| WsError::InvalidValue(format!("`{name}` {text:?} is not an integer")))
+        })
+        .transpose()
 }
 
 fn speed_value<S: Serializer>(speed: &Speed, s: S) -> Result<S::Ok, S::Error> {
@@ -73,7 +110,7 @@ impl SessionConfig {
     pub fn defaults(settings: &Settings, info: &EngineInfo) -> Self {
         Self {
             voice: info.default_voice.clone(),
-            encoding: Encoding::PcmS16le,
+            encoding: Encoding::PcmS16le.into(),
             sample_rate: NATIVE_SAMPLE_RATE,
             cfg_scale: f64::from(settings.cfg_scale),
             diffusion_steps: settings.diffusion_steps,
@@ -85,22 +122,18 @@ impl SessionConfig {
         }
     }
 
-    /// Applies the upgrade's query parameters `voice`, `encoding` and `sample_rate`.
+    /// Applies the upgrade's query parameters `voice`, `encoding`, `sample_rate` and
+    /// `bit_rate`.
     pub fn with_query(
         self,
         query: &HashMap<String, String>,
         info: &EngineInfo,
     ) -> Result<Self, WsError> {
-        let sample_rate = match query.get("sample_rate") {
-            None => None,
-            Some(text) => Some(text.trim().parse::<i64>().map_err(|_| {
-                WsError::InvalidValue(format!("`sample_rate` {text:?} is not an integer"))
-            })?),
-        };
         let request = Configure {
             voice: query.get("voice").cloned(),
             encoding: query.get("encoding").cloned(),
-            sample_rate,
+            sample_rate: int_query(query, "sample_rate")?,
+            bit_rate: int_query(query, "bit_rate")?,
             ..Configure::default()
         };
         let (config, _) = self.configure(&request, info)?;
@@ -120,8 +153,14 @@ impl SessionConfig {
                 WsError::UnknownVoice(voice.clone(), valid_voice_names(&info.voices))
             })?;
         }
-        if let Some(name) = &request.encoding {
-            next.encoding = name.parse::<Encoding>()?;
+        match (&request.encoding, request.bit_rate) {
+            (Some(name), bit_rate) => next.encoding = wire_encoding(name, bit_rate)?,
+            (None, Some(bit_rate)) => {
+                if let OutputFormat::Mp3 { .. } = next.encoding {
+                    next.encoding = wire_encoding("mp3", Some(bit_rate))?;
+                }
+            }
+            (None, None) => {}
         }
         if let Some(rate) = request.sample_rate {
             next.sample_rate = supported_rate(rate)?;
@@ -229,7 +268,7 @@ mod tests {
     fn defaults_and_query() {
         let (cfg, info) = base();
         assert_eq!(cfg.voice, "a");
-        assert_eq!(cfg.encoding, Encoding::PcmS16le);
+        assert_eq!(cfg.encoding, Encoding::PcmS16le.into());
         assert_eq!(cfg.sample_rate, 24_000);
         let q: HashMap<String, String> = [
             ("voice", "b"),
@@ -242,14 +281,23 @@ mod tests {
         let got = cfg.clone().with_query(&q, &info).unwrap();
         assert_eq!(
             (got.voice.as_str(), got.encoding, got.sample_rate),
-            ("b", Encoding::Mulaw, 8000)
+            ("b", Encoding::Mulaw.into(), 8000)
         );
         let bad = |k: &str, v: &str| {
             let q = HashMap::from([(k.to_string(), v.to_string())]);
             cfg.clone().with_query(&q, &info).unwrap_err().code()
         };
         assert_eq!(bad("voice", "../a"), "unknown_voice");
-        assert_eq!(bad("encoding", "mp3"), "unsupported_encoding");
+        assert_eq!(bad("encoding", "aac"), "unsupported_encoding");
+        assert_eq!(bad("bit_rate", "fast"), "invalid_value");
+        let q = HashMap::from([
+            ("encoding".to_string(), "mp3".to_string()),
+            ("bit_rate".to_string(), "48000".to_string()),
+        ]);
+        let got = cfg.clone().with_query(&q, &info).unwrap();
+        assert_eq!(got.encoding, OutputFormat::Mp3 { kbps: Some(48) });
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(json["encoding"], "mp3");
         assert_eq!(bad("sample_rate", "11025"), "unsupported_sample_rate");
         assert_eq!(bad("sample_rate", "fast"), "invalid_value");
     }

@@ -23,6 +23,7 @@ fn response_format(format: &Value) -> Result<Value, ApiError> {
         (None | Some("raw"), Some("pcm_mulaw")) => "mulaw",
         (None | Some("raw"), Some("pcm_alaw")) => "alaw",
         (Some("wav"), None | Some("pcm_s16le")) => "wav",
+        (Some("mp3"), None) => "mp3",
         (container, encoding) => {
             return Err(ApiError::UnsupportedFormat(format!(
                 "container {container:?} with encoding {encoding:?}"
@@ -63,9 +64,17 @@ fn speech_body(body: &[u8]) -> Result<Value, ApiError> {
         }
     }
     if let Some(format) = request.get("output_format").filter(|f| !f.is_null()) {
-        out.insert("response_format".into(), response_format(format)?);
-        if let Some(rate) = format.get("sample_rate") {
-            out.insert("sample_rate".into(), rate.clone());
+        let name = response_format(format)?;
+        // Cartesia sends `bit_rate` with MP3 only; elsewhere it has no meaning here either.
+        let keys: &[&str] = match name == "mp3" {
+            true => &["sample_rate", "bit_rate"],
+            false => &["sample_rate"],
+        };
+        out.insert("response_format".into(), name);
+        for &key in keys {
+            if let Some(value) = format.get(key) {
+                out.insert(key.into(), value.clone());
+            }
         }
     }
     if let Some(speed) = request
@@ -112,9 +121,19 @@ mod tests {
             speech_body(wav.to_string().as_bytes()).unwrap()["response_format"],
             "wav"
         );
+        let mp3 = json!({"transcript": "x", "output_format": {"container": "mp3",
+                         "sample_rate": 44100, "bit_rate": 128000}});
+        assert_eq!(
+            speech_body(mp3.to_string().as_bytes()).unwrap(),
+            json!({"input": "x", "response_format": "mp3", "sample_rate": 44100,
+                   "bit_rate": 128000})
+        );
+        let raw = json!({"transcript": "x", "output_format": {"container": "raw",
+                         "encoding": "pcm_s16le", "sample_rate": 8000, "bit_rate": 1}});
+        assert!(speech_body(raw.to_string().as_bytes()).unwrap()["bit_rate"].is_null());
         let code = |v: Value| speech_body(v.to_string().as_bytes()).unwrap_err().code();
         assert_eq!(
-            code(json!({"transcript": "x", "output_format": {"container": "mp3"}})),
+            code(json!({"transcript": "x", "output_format": {"container": "ogg"}})),
             "unsupported_format"
         );
         assert_eq!(

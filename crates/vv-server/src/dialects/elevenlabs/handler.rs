@@ -80,11 +80,12 @@ fn session_defaults(
     info: &EngineInfo,
 ) -> Result<SessionConfig, ApiError> {
     let voice = resolve_voice(info, Some(voice_id))?;
-    let (encoding, sample_rate) = output_format(query.get("output_format").map(String::as_str))?;
+    let format = output_format(query.get("output_format").map(String::as_str))?;
     let request = Configure {
         voice: Some(voice),
-        encoding: Some(encoding.to_string()),
-        sample_rate: Some(sample_rate),
+        encoding: Some(format.encoding.to_string()),
+        sample_rate: Some(format.sample_rate),
+        bit_rate: format.bit_rate,
         timestamps: Some(true),
         ..Configure::default()
     };

@@ -9,6 +9,7 @@
 //!   `POST /v1/audio/speech`.
 //!
 //! Choices: `{voice_id}` (an installed voice or OpenAI alias) and the `output_format` query
+//! (PCM, G.711 or MP3; each `audio` message carries the whole MP3 frames completed so far)
 //! apply to the whole socket (ElevenLabs fixes them per connection); every context sends
 //! `alignment` (ElevenLabs sends it unasked, and Pipecat relies on it). `close_context` ends a
 //! context gracefully (its buffered text is synthesised, then `isFinal`); `close_socket` stops
@@ -48,12 +49,27 @@ pub const SPEECH_PATH: &str = "/v1/text-to-speech/{voice_id}";
 /// Route of the HTTP streaming synthesis.
 pub const STREAM_PATH: &str = "/v1/text-to-speech/{voice_id}/stream";
 
-/// The `output_format` names accepted.
-pub const OUTPUT_FORMATS: &str =
-    "pcm_8000, pcm_16000, pcm_22050, pcm_24000, pcm_32000, pcm_44100, pcm_48000, ulaw_8000, alaw_8000";
+/// The `output_format` names accepted (`mp3_<rate>_<kb/s>`: any rate of the `pcm_` list and
+/// 8 to 320 kb/s, snapped to the MPEG version's bitrates; ElevenLabs lists `mp3_22050_32`,
+/// `mp3_24000_48` and `mp3_44100_32` to `mp3_44100_192`).
+pub const OUTPUT_FORMATS: &str = "pcm_8000, pcm_16000, pcm_22050, pcm_24000, pcm_32000, \
+     pcm_44100, pcm_48000, ulaw_8000, alaw_8000, mp3_<rate>_<kbps> (e.g. mp3_44100_128)";
 
-/// `output_format` when none is given (ElevenLabs' own default, MP3, is not produced here).
+/// `output_format` when none is given. ElevenLabs' own default is `mp3_44100_128`, but every
+/// framework integration asks for PCM, and raw PCM costs no encoding; this server has always
+/// answered PCM when none is named.
 pub const DEFAULT_OUTPUT_FORMAT: &str = "pcm_24000";
+
+/// What an `output_format` names, in the terms of the v1 protocol and the speech route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// The v1 encoding name (`pcm_s16le`, `mulaw`, `alaw`, `mp3`).
+    pub encoding: &'static str,
+    /// Output sample rate in Hz.
+    pub sample_rate: i64,
+    /// Bits per second, for `mp3`.
+    pub bit_rate: Option<i64>,
+}
 
 /// Whether `path` is one of the ElevenLabs WebSockets (for the `api_key` query parameter).
 pub fn is_websocket_path(path: &str) -> bool {
@@ -65,8 +81,8 @@ pub fn is_websocket_path(path: &str) -> bool {
     })
 }
 
-/// The v1 encoding name and sample rate of an `output_format` (absent: the default).
-pub fn output_format(name: Option<&str>) -> Result<(&'static str, i64), ApiError> {
+/// The format of an `output_format` name (absent: the default).
+pub fn output_format(name: Option<&str>) -> Result<Format, ApiError> {
     let name = name.unwrap_or(DEFAULT_OUTPUT_FORMAT);
     let refused = || {
         ApiError::invalid(
@@ -74,19 +90,25 @@ pub fn output_format(name: Option<&str>) -> Result<(&'static str, i64), ApiError
             format!("output_format {name:?} is not supported; supported: {OUTPUT_FORMATS}"),
         )
     };
-    let (codec, rate) = name.split_once('_').ok_or_else(refused)?;
-    let encoding = match codec {
-        "pcm" => "pcm_s16le",
-        "ulaw" => "mulaw",
-        "alaw" => "alaw",
+    let mut parts = name.split('_');
+    let (Some(codec), Some(rate)) = (parts.next(), parts.next()) else {
+        return Err(refused());
+    };
+    let sample_rate: i64 = rate.parse().map_err(|_| refused())?;
+    let kbps = parts.next().map(str::parse::<i64>);
+    let pcm_rate = [8000, 16000, 22050, 24000, 32000, 44100, 48000].contains(&sample_rate);
+    let (encoding, bit_rate) = match (codec, kbps, parts.next()) {
+        ("pcm", None, None) if pcm_rate => ("pcm_s16le", None),
+        ("ulaw", None, None) if sample_rate == 8000 => ("mulaw", None),
+        ("alaw", None, None) if sample_rate == 8000 => ("alaw", None),
+        ("mp3", Some(Ok(kbps @ 8..=320)), None) if pcm_rate => ("mp3", Some(kbps * 1000)),
         _ => return Err(refused()),
     };
-    let rate: i64 = rate.parse().map_err(|_| refused())?;
-    let supported = match encoding {
-        "pcm_s16le" => [8000, 16000, 22050, 24000, 32000, 44100, 48000].contains(&rate),
-        _ => rate == 8000,
-    };
-    supported.then_some((encoding, rate)).ok_or_else(refused)
+    Ok(Format {
+        encoding,
+        sample_rate,
+        bit_rate,
+    })
 }
 
 /// The ElevenLabs routes.
@@ -104,23 +126,28 @@ mod tests {
 
     #[test]
     fn output_formats_parse() {
-        assert_eq!(output_format(None).unwrap(), ("pcm_s16le", 24000));
-        assert_eq!(
-            output_format(Some("pcm_44100")).unwrap(),
-            ("pcm_s16le", 44100)
-        );
-        assert_eq!(
-            output_format(Some("pcm_32000")).unwrap(),
-            ("pcm_s16le", 32000)
-        );
-        assert_eq!(output_format(Some("ulaw_8000")).unwrap(), ("mulaw", 8000));
-        assert_eq!(output_format(Some("alaw_8000")).unwrap(), ("alaw", 8000));
+        let ok = |name| {
+            let f = output_format(name).unwrap();
+            (f.encoding, f.sample_rate, f.bit_rate)
+        };
+        assert_eq!(ok(None), ("pcm_s16le", 24000, None));
+        assert_eq!(ok(Some("pcm_44100")), ("pcm_s16le", 44100, None));
+        assert_eq!(ok(Some("pcm_32000")), ("pcm_s16le", 32000, None));
+        assert_eq!(ok(Some("ulaw_8000")), ("mulaw", 8000, None));
+        assert_eq!(ok(Some("alaw_8000")), ("alaw", 8000, None));
+        assert_eq!(ok(Some("mp3_44100_128")), ("mp3", 44100, Some(128_000)));
+        assert_eq!(ok(Some("mp3_22050_32")), ("mp3", 22050, Some(32_000)));
+        assert_eq!(ok(Some("mp3_24000_48")), ("mp3", 24000, Some(48_000)));
         for bad in [
-            "mp3_44100_128",
             "opus_48000_64",
             "pcm_12345",
             "ulaw_16000",
             "pcm",
+            "pcm_24000_16",
+            "mp3_44100",
+            "mp3_44100_1000",
+            "mp3_11025_32",
+            "mp3_44100_128_x",
         ] {
             let e = output_format(Some(bad)).unwrap_err();
             assert_eq!(e.code(), "invalid_request", "{bad}");

@@ -25,15 +25,18 @@ fn speech_body(voice: &str, format: Option<&str>, body: &[u8]) -> Result<Value, 
     let Value::Object(request) = value else {
         return Err(ApiError::invalid("text", "the body must be a JSON object"));
     };
-    let (encoding, sample_rate) = output_format(format)?;
+    let format = output_format(format)?;
     let mut out = Map::new();
     out.insert(
         "input".into(),
         request.get("text").cloned().unwrap_or(Value::Null),
     );
     out.insert("voice".into(), json!(voice));
-    out.insert("response_format".into(), json!(encoding));
-    out.insert("sample_rate".into(), json!(sample_rate));
+    out.insert("response_format".into(), json!(format.encoding));
+    out.insert("sample_rate".into(), json!(format.sample_rate));
+    if let Some(bit_rate) = format.bit_rate {
+        out.insert("bit_rate".into(), json!(bit_rate));
+    }
     if let Some(speed) = request
         .get("voice_settings")
         .and_then(|v| v.get("speed"))
@@ -79,9 +82,15 @@ mod tests {
             (&plain["response_format"], &plain["sample_rate"]),
             (&json!("pcm_s16le"), &json!(24000))
         );
+        let mp3 = speech_body("v", Some("mp3_44100_128"), br#"{"text": "x"}"#).unwrap();
+        assert_eq!(
+            mp3,
+            json!({"input": "x", "voice": "v", "response_format": "mp3",
+                   "sample_rate": 44100, "bit_rate": 128000})
+        );
         let code = |format, body: &[u8]| speech_body("v", format, body).unwrap_err().code();
         assert_eq!(
-            code(Some("mp3_44100_128"), br#"{"text": "x"}"#),
+            code(Some("opus_48000_64"), br#"{"text": "x"}"#),
             "invalid_request"
         );
         assert_eq!(code(None, b"[1]"), "invalid_request");

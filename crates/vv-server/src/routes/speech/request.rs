@@ -2,10 +2,12 @@
 //! `diffusion_steps`, `seed` and `sample_rate`, each type-checked on its own so that an error
 //! names the offending field.
 //!
-//! `response_format` takes OpenAI's `wav`, `pcm` (16-bit, 24 kHz unless `sample_rate` says
-//! otherwise), `flac`, `opus`, and the raw encodings `pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw`.
-//! Defaults that differ from OpenAI: `response_format` defaults to `wav` (OpenAI's `mp3` is
-//! not produced); `model` and `voice` may be left out (native model, default voice).
+//! `response_format` takes OpenAI's `wav`, `mp3`, `pcm` (16-bit, 24 kHz unless `sample_rate`
+//! says otherwise), `flac`, `opus`, and the raw encodings `pcm_s16le`, `pcm_f32le`, `mulaw`,
+//! `alaw`; the extension `bit_rate` (bits per second, as Cartesia names it) sets an `mp3`
+//! stream's bitrate. Defaults that differ from OpenAI: `response_format` defaults to `wav`
+//! (OpenAI's default is `mp3`); `model` and `voice` may be left out (native model, default
+//! voice).
 //! `speed` (0.25-4.0, OpenAI's range) time-stretches the audio with its pitch kept; outside
 //! that range it is refused with 400 `unsupported_speed`.
 //! A `diffusion_steps` above the server's `max_diffusion_steps` is refused (400).
@@ -21,6 +23,10 @@ use crate::engine_options::solver_kind;
 use crate::error::ApiError;
 use crate::routes::models::is_known_model;
 use crate::voice_alias::resolve_voice;
+
+/// The `bit_rate` values (bits per second) accepted with `response_format: "mp3"`; each is
+/// snapped to the nearest bitrate of the output rate's MPEG version.
+const MP3_BIT_RATES: std::ops::RangeInclusive<u32> = 8_000..=320_000;
 
 /// How the audio is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +128,19 @@ impl SpeechRequest {
         let format = match field::<String>(&obj, "response_format")? {
             None => OutputFormat::Wav,
             Some(name) => name.parse()?,
+        };
+        let format = match (format, field::<u32>(&obj, "bit_rate")?) {
+            (format, None) => format,
+            (OutputFormat::Mp3 { .. }, Some(bps)) if MP3_BIT_RATES.contains(&bps) => {
+                // Within MP3_BIT_RATES, so the kb/s fit a u16.
+                OutputFormat::Mp3 {
+                    kbps: Some((bps / 1000) as u16),
+                }
+            }
+            (_, Some(_)) => return Err(ApiError::invalid(
+                "bit_rate",
+                "`bit_rate` (8000 to 320000 bits per second) applies to response_format mp3 only",
+            )),
         };
         let stream_format = match field::<String>(&obj, "stream_format")?.as_deref() {
             None | Some("audio") => StreamFormat::Audio,
@@ -225,6 +244,15 @@ mod tests {
         .unwrap();
         assert_eq!(r.format, OutputFormat::Flac);
         assert_eq!(r.stream_format, StreamFormat::Sse);
+        let mp3 = |json: &str| parse(json).unwrap().format;
+        assert_eq!(
+            mp3(r#"{"input":"x","response_format":"mp3"}"#),
+            OutputFormat::Mp3 { kbps: None }
+        );
+        assert_eq!(
+            mp3(r#"{"input":"x","response_format":"mp3","bit_rate":96000}"#),
+            OutputFormat::Mp3 { kbps: Some(96) }
+        );
         assert_eq!(
             (r.diffusion_steps, r.seed, r.sample_rate),
             (7, Some(9), 16_000)
@@ -259,9 +287,18 @@ mod tests {
             ("invalid_request", Some("speed"))
         );
         assert_eq!(
-            code(r#"{"input":"hi","response_format":"mp3"}"#),
+            code(r#"{"input":"hi","response_format":"aac"}"#),
             ("unsupported_format", Some("response_format"))
         );
+        for bad in [
+            r#"{"input":"hi","response_format":"wav","bit_rate":128000}"#,
+            r#"{"input":"hi","bit_rate":128000}"#,
+            r#"{"input":"hi","response_format":"mp3","bit_rate":500000}"#,
+            r#"{"input":"hi","response_format":"mp3","bit_rate":7999}"#,
+            r#"{"input":"hi","response_format":"mp3","bit_rate":"high"}"#,
+        ] {
+            assert_eq!(code(bad), ("invalid_request", Some("bit_rate")), "{bad}");
+        }
         assert_eq!(
             code(r#"{"input":"hi","response_format":"WAV"}"#),
             ("unsupported_format", Some("response_format"))
