@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
 if [ "${1:-}" = replay ]; then
-    exec cargo test -p vv-server --test fuzz_corpus
+    exec cargo test -p vv-server --test server fuzz_corpus
 fi
 
 SECONDS_PER_TARGET="${1:-60}"

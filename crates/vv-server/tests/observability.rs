@@ -4,6 +4,7 @@
 //! `utterance` spans of HTTP, SSE, WebSocket v1 and demo requests arriving with their request
 //! id (and context id) and their stage events in order. No timing is asserted.
 
+#[path = "server/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

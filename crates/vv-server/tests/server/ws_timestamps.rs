@@ -3,12 +3,9 @@
 //! each `timestamps` event before or with the frame that ends its words, segments on one time
 //! base, and `cancelled` listing the words spoken.
 
-mod common;
-mod ws_client;
-
-use common::TestServer;
+use crate::common::TestServer;
+use crate::ws_client::{connect, ContextRun, Received};
 use serde_json::{json, Value};
-use ws_client::{connect, ContextRun, Received};
 
 /// Long enough for several text windows of the tiny tokenizer.
 const FIRST: &str = "Hello there, this is a streaming test of the tiny voice,";

@@ -1,12 +1,12 @@
 //! The real server with the tiny model: readiness, information routes, metrics, API keys,
 //! load failure and draining on shutdown.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{
+    collect, error_code, json_request, parse_wav, send, PromText, TestServer, VOICE,
+};
 use bytes::Bytes;
-use common::{collect, error_code, json_request, parse_wav, send, PromText, TestServer, VOICE};
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};

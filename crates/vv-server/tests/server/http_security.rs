@@ -3,11 +3,10 @@
 //! upgrades, CORS for an allowed page fetching `/config`) and the `max_diffusion_steps` cap on
 //! every route that takes diffusion steps.
 
-mod common;
-mod ws_client;
-
+use crate::common;
+use crate::common::{collect, error_code, json_request, send, TestServer};
+use crate::ws_client;
 use bytes::Bytes;
-use common::{collect, error_code, json_request, send, TestServer};
 use http_body_util::Full;
 use hyper::Request;
 use serde_json::json;

@@ -4,12 +4,10 @@
 //! and the WebSocket closing handshake on both WebSocket routes. Timings are never asserted
 //! beyond generous bounds: the tests only check that every bad client is bounded.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, VOICE};
+use crate::common::{TestServer, VOICE};
 use futures::{SinkExt, StreamExt};
 use hyper::StatusCode;
 use serde_json::json;

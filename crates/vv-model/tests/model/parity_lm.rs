@@ -1,8 +1,7 @@
 //! Golden parity of the lower LM, the TTS LM and the EOS logit on the tiny fixture model, plus
 //! the consistency of batched, chunked and incremental forwards of the Qwen2 stack.
 
-mod common;
-
+use crate::common;
 use std::path::Path;
 use std::sync::OnceLock;
 

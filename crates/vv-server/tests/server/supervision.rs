@@ -3,13 +3,12 @@
 //! device keeps failing ends with `engine_dead`; either way the server stops with the error
 //! `engine_failed`, which makes the process exit non-zero so an orchestrator restarts it.
 
-mod common;
-
+use crate::common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, VOICE};
+use crate::common::{TestServer, VOICE};
 use hyper::StatusCode;
 use serde_json::json;
 use vv_device::DeviceRequest;

@@ -1,9 +1,7 @@
 //! The official demo's protocol against the real server: `GET /config` and the `/stream`
 //! WebSocket (PCM16 binary frames, JSON log events, busy close 1013).
 
-mod common;
-
-use common::{TestServer, VOICE};
+use crate::common::{TestServer, VOICE};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;

@@ -4,11 +4,9 @@
 //! device never falls back). The expected outcome comes from an oracle written here, not from
 //! the resolver.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{parse_wav, PromText, TestServer, VOICE};
+use crate::common::{parse_wav, PromText, TestServer, VOICE};
 use hyper::StatusCode;
 use serde_json::json;
 use vv_device::Backend;

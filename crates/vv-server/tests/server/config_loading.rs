@@ -1,8 +1,6 @@
 //! Loading the configuration: precedence of the layers, collected errors, paths and secrets.
 
-mod support;
-
-use support::{env_of, lookup, scratch_dir, write_file};
+use crate::support::{env_of, lookup, scratch_dir, write_file};
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_server::config::{
     field_spec, CommandLine, ConfigError, LoadedSettings, LogFormat, MaxSlots, Settings, Solver,

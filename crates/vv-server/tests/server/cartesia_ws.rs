@@ -4,11 +4,10 @@
 //! `{"context_id", "cancel": true}` on barge-in; keys as the `api_key` query (Pipecat) or the
 //! `X-API-Key` header.
 
-mod common;
-
+use crate::common;
+use crate::common::json_ws::{must_next, send, Ws};
+use crate::common::TestServer;
 use base64::Engine as _;
-use common::json_ws::{must_next, send, Ws};
-use common::TestServer;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vv_server::config::ApiKeys;

@@ -1,8 +1,6 @@
 //! The `quantize` setting: its default, each layer, its errors, and its way to the engine.
 
-mod support;
-
-use support::{env_of, lookup, write_file};
+use crate::support::{env_of, lookup, write_file};
 use vv_model::Quantize;
 use vv_server::config::{field_spec, CommandLine, ConfigError, LoadedSettings, Settings, Source};
 use vv_server::engine_options::engine_options;

@@ -8,9 +8,7 @@ use futures::executor::block_on;
 use vv_device::probe::SystemProbe;
 use vv_engine::{load_engine, EngineHandle, NoopObserver, SlotPolicy, UtteranceEvent};
 
-mod support;
-
-use support::{collect, options, params};
+use crate::support::{collect, options, params};
 
 fn engine(slots: usize) -> EngineHandle {
     engine_with(SlotPolicy::Fixed { slots })

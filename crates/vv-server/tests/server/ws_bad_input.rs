@@ -2,16 +2,13 @@
 //! input gets its error event (or close code) and the server keeps serving; API keys guard
 //! the upgrade.
 
-mod common;
-mod ws_client;
-
-use common::{PromText, TestServer};
+use crate::common::{PromText, TestServer};
+use crate::ws_client::{connect, connect_with_bearer, refused, Client};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 use vv_server::config::ApiKeys;
-use ws_client::{connect, connect_with_bearer, refused, Client};
 
 const SPEECH: &str = "The server still speaks after all of that.";
 

@@ -2,16 +2,13 @@
 //! text == one message, flush / close / cancel with frame flags, sequence numbers and offsets,
 //! overload, encodings and rates, idle timeouts, draining and metrics.
 
-mod common;
-mod ws_client;
-
 use std::time::{Duration, Instant};
 
-use common::{PromText, TestServer, VOICE};
+use crate::common::{PromText, TestServer, VOICE};
+use crate::ws_client::{connect, refused, ContextRun, Received};
 use serde_json::json;
 use vv_audio::resample::resampled_len;
 use vv_audio::{g711, pcm, FrameHeader};
-use ws_client::{connect, refused, ContextRun, Received};
 
 /// A sentence long enough for several text windows of the tiny tokenizer.
 const SENTENCE: &str =

@@ -3,8 +3,6 @@
 //! failing, a full command queue, an utterance left waiting for text, and a flood of commands.
 //! Each proves the typed error, the health the engine reports, and that slots return to zero.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +15,7 @@ use vv_engine::{
 };
 use vv_model::ModelError;
 
-use support::{collect, options, params};
+use crate::support::{collect, options, params};
 
 const STALL: Duration = Duration::from_millis(300);
 

@@ -1,7 +1,6 @@
 //! Golden parity of the acoustic connector and the EOS classifier on the tiny fixture model.
 
-mod common;
-
+use crate::common;
 use std::path::Path;
 
 use candle_core::{DType, Device};

@@ -3,8 +3,7 @@
 //! fatal inputs and their close codes, and (property) any chunking of the text gives the
 //! audio bytes of the whole text.
 
-mod common;
-
+use crate::common;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 

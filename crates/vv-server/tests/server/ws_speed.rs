@@ -3,15 +3,12 @@
 //! `round(n / speed)` samples, the first half-frame a copy), durations count the stretched
 //! audio, and a speed outside 0.25-4.0 is refused.
 
-mod common;
-mod ws_client;
-
-use common::TestServer;
+use crate::common::TestServer;
+use crate::ws_client::connect;
 use serde_json::json;
 use vv_audio::resample::resampled_len;
 use vv_audio::stretch::HOP;
 use vv_audio::Speed;
-use ws_client::connect;
 
 const TEXT: &str = "Faster and slower, same pitch.";
 

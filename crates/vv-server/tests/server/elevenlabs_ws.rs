@@ -7,13 +7,12 @@
 //! with and without a context, and the key in the `xi-api-key` header. Word times are read
 //! back the way Pipecat's `calculate_word_times` reads them.
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
+use crate::common::json_ws::{must_next, next, send, Ws};
+use crate::common::TestServer;
 use base64::Engine as _;
-use common::json_ws::{must_next, next, send, Ws};
-use common::TestServer;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vv_server::config::ApiKeys;

@@ -6,9 +6,7 @@ use vv_device::{DTypeRequest, DeviceRequest, MockProbe};
 use vv_engine::{Runtime, SlotPolicy};
 use vv_model::Quantize;
 
-mod support;
-
-use support::options;
+use crate::support::options;
 
 fn load(tune: impl FnOnce(&mut vv_engine::EngineOptions)) -> Result<Runtime, String> {
     load_with(tune, &SystemProbe::new())

@@ -1,10 +1,8 @@
 //! Seed properties 5, 6 and 7 (configuration side of device selection) as property tests.
 
-mod support;
-
+use crate::support::{env_of, lookup, write_file};
 use proptest::prelude::*;
 use std::collections::HashMap;
-use support::{env_of, lookup, write_file};
 use vv_device::request::VALID_DEVICE_FORMS;
 use vv_device::DeviceRequest;
 use vv_server::config::{

@@ -1,10 +1,8 @@
 //! `POST /v1/audio/speech` against the real server with the tiny model: every format, SSE,
 //! every bad input, overload and cancellation on disconnect.
 
-mod common;
-
+use crate::common::{collect, error_code, json_request, parse_wav, send, TestServer, VOICE};
 use base64::Engine as _;
-use common::{collect, error_code, json_request, parse_wav, send, TestServer, VOICE};
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use serde_json::{json, Value};

@@ -1,0 +1,8 @@
+//! vv-engine's integration tests in one test binary: the engine with the tiny model, its
+//! fault seams, quantized loading.
+
+mod support;
+
+mod engine;
+mod faults;
+mod quantize;
