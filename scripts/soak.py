@@ -1,9 +1,12 @@
 """Soak test driver for scripts/soak.sh: mixed HTTP, WebSocket v1 and demo /stream traffic with
 churn, cancels, disconnects and bad input against a running vibevoice-rt, then a check that the
 server returns to its baseline: slots, contexts, sessions and runtime tasks back to their idle
-values, open file descriptors back to baseline, resident memory within 1% of baseline.
+values, open file descriptors back to baseline, the live heap (`vibevoice_process_heap_in_use_bytes`,
+glibc's bytes allocated and not freed) within 1% of baseline, resident memory within
+--max-rss-growth (it also counts the free memory the allocator keeps resident).
 
 Usage: python soak.py PORT SERVER_PID SECONDS [--workers N] [--report FILE] [--max-rss-growth F]
+       [--max-heap-growth F]
 """
 
 import argparse
@@ -24,11 +27,13 @@ TEXTS = [
 ]
 
 
-def metrics_value(text, name):
+def metrics_value(text, name, default=None):
     """The value of an unlabelled sample `name` in a Prometheus exposition."""
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
+    if default is not None:
+        return default
     raise KeyError(name)
 
 
@@ -189,6 +194,8 @@ async def snapshot(base, pid):
         "slots_used": metrics_value(text, "vibevoice_slots_used"),
         "contexts_active": metrics_value(text, "vibevoice_contexts_active"),
         "ws_sessions_active": metrics_value(text, "vibevoice_ws_sessions_active"),
+        # Absent where the allocator cannot tell (not glibc): -1, and the check is skipped.
+        "heap_bytes": metrics_value(text, "vibevoice_process_heap_in_use_bytes", -1.0),
     }
 
 
@@ -241,6 +248,8 @@ async def main():
     p.add_argument("--report")
     p.add_argument("--max-rss-growth", type=float, default=0.01,
                    help="largest resident-memory growth accepted, as a fraction (default 0.01)")
+    p.add_argument("--max-heap-growth", type=float, default=0.01,
+                   help="largest live-heap growth accepted, as a fraction (default 0.01)")
     a = p.parse_args()
     base = f"http://127.0.0.1:{a.port}"
     stats = Stats()
@@ -264,8 +273,15 @@ async def main():
             failures.append(f"{key} grew: {baseline[key]} -> {final[key]}")
     if growth > a.max_rss_growth:
         failures.append(f"resident memory grew {growth:.2%} (limit {a.max_rss_growth:.0%})")
+    heap_growth = None
+    if baseline["heap_bytes"] > 0:
+        heap_growth = (final["heap_bytes"] - baseline["heap_bytes"]) / baseline["heap_bytes"]
+        if heap_growth > a.max_heap_growth:
+            failures.append(
+                f"live heap grew {heap_growth:.2%} (limit {a.max_heap_growth:.0%})")
     report = {"seconds": round(ran, 1), "workers": a.workers, "actions": stats.counts,
               "baseline": baseline, "final": final, "rss_growth": round(growth, 5),
+              "heap_growth": None if heap_growth is None else round(heap_growth, 5),
               "rss_trace_s_bytes": rss_trace,
               "failures": failures}
     text = json.dumps(report, indent=2)

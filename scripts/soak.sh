@@ -2,8 +2,9 @@
 # Soak test: a real vibevoice-rt (the tiny fixture model, CPU) under mixed HTTP, WebSocket v1
 # and demo /stream traffic with churn, cancels, disconnects and bad input for a set time, then a
 # check that slots, contexts, sessions, runtime tasks and open file descriptors return to their
-# baseline and resident memory grows less than 1% (scripts/soak.py does the driving and the
-# checks; it exits non-zero on any failure and prints a JSON report).
+# baseline, the live heap grows less than 1% and resident memory less than SOAK_MAX_RSS_GROWTH
+# (scripts/soak.py does the driving and the checks; it exits non-zero on any failure and prints
+# a JSON report).
 #
 # Usage: scripts/soak.sh [SECONDS] [REPORT]
 #   SECONDS              length of the measured phase (default 120; a warm-up of half that, 10-30 s, comes first)
@@ -12,6 +13,7 @@
 #   SOAK_VENV            virtual environment to create/reuse (default: target/soak-venv)
 #   SOAK_WORKERS         concurrent clients (default 6)
 #   SOAK_MAX_RSS_GROWTH  largest resident-memory growth accepted, as a fraction (default 0.01)
+#   SOAK_MAX_HEAP_GROWTH largest live-heap growth accepted, as a fraction (default 0.01)
 #   PYTHON               Python interpreter used to create the venv (default: python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,7 @@ tiny_server_wait_ready
 echo "== soak: $SECONDS_TO_RUN s with $WORKERS clients"
 if ! "$VENV/bin/python" scripts/soak.py "$PORT" "$SERVER_PID" "$SECONDS_TO_RUN" \
     --workers "$WORKERS" --max-rss-growth "${SOAK_MAX_RSS_GROWTH:-0.01}" \
+    --max-heap-growth "${SOAK_MAX_HEAP_GROWTH:-0.01}" \
     ${REPORT:+--report "$REPORT"}; then
     echo "== soak FAILED; server log tail:"; tail -40 "$LOG"; exit 1
 fi

@@ -70,6 +70,22 @@ pub fn release_free_memory() -> bool {
     }
 }
 
+/// Bytes the allocator has handed out and not yet been given back (glibc's `mallinfo2`: in use
+/// in every arena plus directly mapped blocks): the live heap, whatever free memory the
+/// arenas keep resident besides. `None` where unsupported.
+pub fn heap_in_use_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics under its own locks.
+        let info = unsafe { libc::mallinfo2() };
+        Some((info.uordblks + info.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 /// Checks the engine every [`CHECK_EVERY`] and releases free memory once per idle period
 /// (runs until the runtime stops; returns at once where releasing is unsupported).
 pub async fn release_when_idle(state: AppState) {

@@ -126,6 +126,11 @@ impl AppState {
                 .runtime_alive_tasks
                 .set(i64::try_from(tasks).unwrap_or(i64::MAX));
         }
+        if let Some(bytes) = crate::memory_release::heap_in_use_bytes() {
+            metrics
+                .heap_in_use_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 }
 

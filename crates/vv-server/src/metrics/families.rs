@@ -82,6 +82,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Tasks alive on the async runtime (refreshed at scrape; a leak shows as growth).
     pub runtime_alive_tasks: IntGauge,
+    /// Live heap bytes (allocated, not yet freed; glibc only), read at scrape time.
+    pub heap_in_use_bytes: IntGauge,
     /// Device memory and utilisation gauges.
     pub device: DeviceGauges,
     /// Round times by batch size, headroom, admissions.
@@ -194,6 +196,14 @@ impl Metrics {
             runtime_alive_tasks: register(
                 r,
                 IntGauge::new("runtime_alive_tasks", "Tasks alive on the async runtime")?,
+            )?,
+            heap_in_use_bytes: register(
+                r,
+                IntGauge::new(
+                    "process_heap_in_use_bytes",
+                    "Heap bytes allocated and not freed (glibc mallinfo2; absent elsewhere): \
+                     the live heap, without the free memory the allocator keeps resident",
+                )?,
             )?,
             device: DeviceGauges::new(r)?,
             capacity: CapacityMetrics::new(r)?,

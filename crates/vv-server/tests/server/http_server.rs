@@ -138,6 +138,7 @@ async fn metrics_scrape_parses_and_has_every_family() {
         ("vibevoice_warmup_seconds", "gauge"),
         ("vibevoice_build_info", "gauge"),
         ("vibevoice_runtime_alive_tasks", "gauge"),
+        ("vibevoice_process_heap_in_use_bytes", "gauge"),
     ];
     for (family, kind) in families {
         assert_eq!(
@@ -146,6 +147,9 @@ async fn metrics_scrape_parses_and_has_every_family() {
             "{family}"
         );
     }
+    // The live heap of this test process (server and tests share it): some, not absurd.
+    let heap = prom.value("vibevoice_process_heap_in_use_bytes", &[]);
+    assert!(heap > 1e5 && heap < 1e11, "heap in use {heap}");
     let ok = [("route", "/v1/audio/speech"), ("status", "200")];
     assert_eq!(prom.value("vibevoice_requests_total", &ok), 1.0);
     assert_eq!(
