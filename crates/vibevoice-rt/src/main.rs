@@ -4,11 +4,13 @@
 mod cli;
 mod commands;
 mod logging;
+mod threads;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    threads::pin_thread_count();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
