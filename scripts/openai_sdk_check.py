@@ -104,7 +104,8 @@ def main() -> None:
         print(f"ok  pcm stream_to_file: {size // 2} samples")
 
         # 4. Compressed formats: magic bytes.
-        for fmt, magic in (("flac", b"fLaC"), ("opus", b"OggS")):
+        # MP3 at 24 kHz is MPEG-2 Layer III: frame sync 0xFFF3 (no CRC).
+        for fmt, magic in (("flac", b"fLaC"), ("opus", b"OggS"), ("mp3", b"\xff\xf3")):
             data = client.audio.speech.create(model="tts-1", voice=args.voice, input=TEXT, response_format=fmt).content
             if not data.startswith(magic):
                 fail(f"{fmt}: expected magic {magic!r}, got {data[:8]!r}")
@@ -152,7 +153,7 @@ def main() -> None:
     # 8. Errors come back as the SDK's typed exceptions with OpenAI's envelope.
     for kwargs, status, code in (
         (dict(voice="no-such-voice"), 400, "unknown_voice"),
-        (dict(voice=args.voice, response_format="mp3"), 400, "unsupported_format"),
+        (dict(voice=args.voice, response_format="aac"), 400, "unsupported_format"),
         (dict(voice=args.voice, speed=5.0), 400, "unsupported_speed"),
     ):
         try:
