@@ -189,7 +189,8 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             engine_stall_timeout_secs: 30,
             text_wait_timeout_secs: 30,
-            engine_commands_per_round: 256,
+            // The whole queue: a burst of new streams all start in the next round.
+            engine_commands_per_round: vv_engine::COMMAND_QUEUE,
         }
     }
 }
