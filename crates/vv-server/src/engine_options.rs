@@ -82,7 +82,7 @@ mod tests {
         assert!((o.cfg_scale - 1.5).abs() < 1e-9);
         assert_eq!(o.stall_timeout, Duration::from_secs(30));
         assert_eq!(o.text_wait_timeout, Duration::from_secs(30));
-        assert_eq!(o.commands_per_round, 256);
+        assert_eq!(o.commands_per_round, vv_engine::COMMAND_QUEUE);
     }
 
     #[test]
