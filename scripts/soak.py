@@ -221,19 +221,27 @@ async def settle(base, pid, baseline, seconds=30):
 
 
 async def phase(base, seconds, workers, stats, pid=None, trace=None):
-    """Runs the clients for `seconds`; with `trace`, samples resident memory into it once a
-    minute (and at the start), so that a report shows whether growth levels off."""
+    """Runs the clients for `seconds`; with `trace`, samples resident memory and the live
+    heap into it once a minute (and at the start), so that a report shows whether growth
+    levels off."""
     until = time.monotonic() + seconds
     clients = [worker(base, until, stats, s) for s in range(workers)]
     if trace is not None:
-        clients.append(sample_rss(pid, until, trace))
+        clients.append(sample_memory(base, pid, until, trace))
     await asyncio.gather(*clients)
 
 
-async def sample_rss(pid, until, trace, every=60.0):
+async def sample_memory(base, pid, until, trace, every=60.0):
+    """Appends [seconds, resident bytes] to trace["rss"] and [seconds, live heap bytes] (-1
+    where not exported) to trace["heap"]."""
     started = time.monotonic()
     while True:
-        trace.append([round(time.monotonic() - started), rss_bytes(pid)])
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/metrics") as r:
+                heap = metrics_value(await r.text(), "vibevoice_process_heap_in_use_bytes", -1.0)
+        at = round(time.monotonic() - started)
+        trace["rss"].append([at, rss_bytes(pid)])
+        trace["heap"].append([at, heap])
         if time.monotonic() + every > until:
             return
         await asyncio.sleep(every)
@@ -259,8 +267,8 @@ async def main():
         "slots_used": 0, "contexts_active": 0, "ws_sessions_active": 0}
     baseline = await settle(base, a.pid, idle)
     started = time.monotonic()
-    rss_trace = []
-    await phase(base, a.seconds, a.workers, stats, a.pid, rss_trace)
+    trace = {"rss": [], "heap": []}
+    await phase(base, a.seconds, a.workers, stats, a.pid, trace)
     ran = time.monotonic() - started
     final = await settle(base, a.pid, baseline)
     growth = (final["rss_bytes"] - baseline["rss_bytes"]) / baseline["rss_bytes"]
@@ -282,7 +290,7 @@ async def main():
     report = {"seconds": round(ran, 1), "workers": a.workers, "actions": stats.counts,
               "baseline": baseline, "final": final, "rss_growth": round(growth, 5),
               "heap_growth": None if heap_growth is None else round(heap_growth, 5),
-              "rss_trace_s_bytes": rss_trace,
+              "rss_trace_s_bytes": trace["rss"], "heap_trace_s_bytes": trace["heap"],
               "failures": failures}
     text = json.dumps(report, indent=2)
     print(text)
