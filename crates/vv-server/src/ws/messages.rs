@@ -306,6 +306,7 @@ mod tests {
                 "flush",
                 "voice",
                 "encoding",
+                "bit_rate",
                 "sample_rate",
                 "cfg_scale",
                 "diffusion_steps",
