@@ -27,6 +27,18 @@ pub fn default_kbps(sample_rate: u32) -> u16 {
     }
 }
 
+/// The bit rates (bits per second) the request fields `bit_rate` accept.
+pub const BIT_RATES: std::ops::RangeInclusive<i64> = 8_000..=320_000;
+
+/// The kb/s of a requested `bit_rate` in bits per second (`None` outside [`BIT_RATES`]); the
+/// encoder then snaps it to the nearest bitrate of the MPEG version.
+pub fn kbps_of(bit_rate: i64) -> Option<u16> {
+    // Within BIT_RATES, so the kb/s fit a u16.
+    BIT_RATES
+        .contains(&bit_rate)
+        .then_some((bit_rate / 1000) as u16)
+}
+
 fn mp3_err(e: impl std::fmt::Display) -> AudioError {
     AudioError::Mp3(e.to_string())
 }
@@ -142,6 +154,17 @@ mod tests {
         // Snapped to the version's table: MPEG-2 has no 192, MPEG-1 no 150.
         assert_eq!(Mp3StreamWriter::new(24_000, Some(192)).unwrap().kbps(), 160);
         assert_eq!(Mp3StreamWriter::new(44_100, Some(150)).unwrap().kbps(), 160);
+    }
+
+    #[test]
+    fn requested_bit_rates_map_to_kbps() {
+        assert_eq!(kbps_of(128_000), Some(128));
+        assert_eq!(kbps_of(8_000), Some(8));
+        assert_eq!(kbps_of(320_000), Some(320));
+        assert_eq!(kbps_of(96_500), Some(96));
+        for bad in [7_999, 320_001, 0, -1, i64::MAX] {
+            assert_eq!(kbps_of(bad), None, "{bad}");
+        }
     }
 
     #[test]

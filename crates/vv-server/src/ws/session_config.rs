@@ -57,10 +57,6 @@ fn encoding_name<S: Serializer>(encoding: &OutputFormat, s: S) -> Result<S::Ok, 
     s.serialize_str(encoding.frame_stream_name().unwrap_or_default())
 }
 
-/// The `bit_rate` values (bits per second) an `mp3` session accepts; each is snapped to the
-/// nearest bitrate of the output rate's MPEG version.
-const MP3_BIT_RATES: std::ops::RangeInclusive<i64> = 8_000..=320_000;
-
 /// The frame encoding named `name` (`pcm_s16le`, `pcm_f32le`, `mulaw`, `alaw` or `mp3`), at
 /// `bit_rate` bits per second for `mp3` (absent: the rate's default). A `bit_rate` given with
 /// a raw encoding is ignored, as it has no meaning there.
@@ -70,13 +66,11 @@ pub fn wire_encoding(name: &str, bit_rate: Option<i64>) -> Result<OutputFormat, 
     }
     let kbps = match bit_rate {
         None => None,
-        // Within MP3_BIT_RATES, so the kb/s fit a u16.
-        Some(bps) if MP3_BIT_RATES.contains(&bps) => Some((bps / 1000) as u16),
-        Some(bps) => {
-            return Err(WsError::InvalidValue(format!(
+        Some(bps) => Some(vv_audio::mp3::kbps_of(bps).ok_or_else(|| {
+            WsError::InvalidValue(format!(
                 "`bit_rate` {bps} is outside 8000 to 320000 bits per second"
-            )))
-        }
+            ))
+        })?),
     };
     Ok(OutputFormat::Mp3 { kbps })
 }

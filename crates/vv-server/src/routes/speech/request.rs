@@ -24,10 +24,6 @@ use crate::error::ApiError;
 use crate::routes::models::is_known_model;
 use crate::voice_alias::resolve_voice;
 
-/// The `bit_rate` values (bits per second) accepted with `response_format: "mp3"`; each is
-/// snapped to the nearest bitrate of the output rate's MPEG version.
-const MP3_BIT_RATES: std::ops::RangeInclusive<u32> = 8_000..=320_000;
-
 /// How the audio is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFormat {
@@ -129,14 +125,10 @@ impl SpeechRequest {
             None => OutputFormat::Wav,
             Some(name) => name.parse()?,
         };
-        let format = match (format, field::<u32>(&obj, "bit_rate")?) {
+        let kbps = field::<i64>(&obj, "bit_rate")?.map(vv_audio::mp3::kbps_of);
+        let format = match (format, kbps) {
             (format, None) => format,
-            (OutputFormat::Mp3 { .. }, Some(bps)) if MP3_BIT_RATES.contains(&bps) => {
-                // Within MP3_BIT_RATES, so the kb/s fit a u16.
-                OutputFormat::Mp3 {
-                    kbps: Some((bps / 1000) as u16),
-                }
-            }
+            (OutputFormat::Mp3 { .. }, Some(Some(kbps))) => OutputFormat::Mp3 { kbps: Some(kbps) },
             (_, Some(_)) => return Err(ApiError::invalid(
                 "bit_rate",
                 "`bit_rate` (8000 to 320000 bits per second) applies to response_format mp3 only",
