@@ -26,7 +26,11 @@ echo "== venv $VENV with pipecat-ai and livekit-agents (pinned)"
     -r scripts/frameworks/requirements.txt -c scripts/frameworks/constraints.txt
 echo "-- installed in $((SECONDS - started)) s"
 
-tiny_server_start --api-keys "$KEY"
+# A fixed seed makes every utterance's length (the tiny model's end of speech is random)
+# the same run to run: with seed 6 the interruption checks' long reply lasts 10.5 s and the
+# reply after it 4.9 s. A random seed once gave a 0.8 s "long" reply that ended before the
+# interruption, so Pipecat had nothing to cancel.
+tiny_server_start --api-keys "$KEY" --seed 6
 tiny_server_wait_ready
 
 status=0
