@@ -236,12 +236,10 @@ async def sample_memory(base, pid, until, trace, every=60.0):
     where not exported) to trace["heap"]."""
     started = time.monotonic()
     while True:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{base}/metrics") as r:
-                heap = metrics_value(await r.text(), "vibevoice_process_heap_in_use_bytes", -1.0)
+        snap = await snapshot(base, pid)
         at = round(time.monotonic() - started)
-        trace["rss"].append([at, rss_bytes(pid)])
-        trace["heap"].append([at, heap])
+        trace["rss"].append([at, snap["rss_bytes"]])
+        trace["heap"].append([at, snap["heap_bytes"]])
         if time.monotonic() + every > until:
             return
         await asyncio.sleep(every)

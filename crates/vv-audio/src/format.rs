@@ -38,9 +38,7 @@ impl OutputFormat {
             OutputFormat::Mp3 { .. } => "audio/mpeg",
         }
     }
-}
 
-impl OutputFormat {
     /// The name of a format a stream of audio frames can carry (the WebSocket protocols'
     /// `encoding`): a raw encoding's name or `mp3`, whose frames each decode on their own;
     /// `None` for the containers (WAV, FLAC, Ogg Opus), whose header opens the whole stream.

@@ -119,7 +119,8 @@ impl Mp3StreamWriter {
 
     fn encode_pending(&mut self, out: &mut Vec<u8>) -> Result<(), AudioError> {
         for v in &mut self.pending {
-            // Model audio is finite; keep the encoder's input in range whatever comes.
+            // The encoder pipeline has already turned non-finite samples into silence, but a
+            // direct caller's may not have; the resampler may overshoot full scale a little.
             *v = if v.is_finite() {
                 v.clamp(-1.0, 1.0)
             } else {

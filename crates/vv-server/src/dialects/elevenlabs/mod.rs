@@ -25,6 +25,8 @@ pub mod speech;
 use axum::routing::{get, post};
 use axum::Router;
 
+use vv_audio::SUPPORTED_SAMPLE_RATES;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -96,7 +98,8 @@ pub fn output_format(name: Option<&str>) -> Result<Format, ApiError> {
     };
     let sample_rate: i64 = rate.parse().map_err(|_| refused())?;
     let kbps = parts.next().map(str::parse::<i64>);
-    let pcm_rate = [8000, 16000, 22050, 24000, 32000, 44100, 48000].contains(&sample_rate);
+    let pcm_rate =
+        u32::try_from(sample_rate).is_ok_and(|rate| SUPPORTED_SAMPLE_RATES.contains(&rate));
     let (encoding, bit_rate) = match (codec, kbps, parts.next()) {
         ("pcm", None, None) if pcm_rate => ("pcm_s16le", None),
         ("ulaw", None, None) if sample_rate == 8000 => ("mulaw", None),
