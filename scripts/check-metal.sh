@@ -10,7 +10,9 @@
 # every Rust line is still type-checked, only ring's C code for macOS is not compiled.
 #
 # Skips with a clear line (exit 0) when the target cannot be installed here.
-# Output goes to target/metal-check (CARGO_TARGET_DIR overrides it), apart from the host build.
+# Output goes to target/ (CARGO_TARGET_DIR overrides it), beside the host build: the target's
+# own crates land in target/aarch64-apple-darwin, and the build scripts and proc-macros, which
+# run on this machine, are the host build's own where their features match (cold CI time).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,10 +28,10 @@ if ! why=$(ensure_rust_target "$target"); then
     exit 0
 fi
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/metal-check}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
 # Stand-ins for the target's C compiler and archiver: they create each output file empty.
-stubs=$CARGO_TARGET_DIR/c-stubs
+stubs=$CARGO_TARGET_DIR/$target/c-stubs
 mkdir -p "$stubs"
 cat >"$stubs/cc" <<'EOF'
 #!/bin/sh

@@ -13,17 +13,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
 VENV="${FRAMEWORKS_VENV:-target/frameworks-venv}"
 KEY=frameworks-ci-key
 # shellcheck source=lib/tiny-server.sh
 . scripts/lib/tiny-server.sh
+# shellcheck source=lib/python-venvs.sh
+. scripts/lib/python-venvs.sh
 started=$SECONDS
 
 echo "== venv $VENV with pipecat-ai and livekit-agents (pinned)"
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r scripts/frameworks/requirements.txt -c scripts/frameworks/constraints.txt
+FRAMEWORKS_VENV=$VENV frameworks_venv
 echo "-- installed in $((SECONDS - started)) s"
 
 # A fixed seed makes every utterance's length (the tiny model's end of speech is random)
