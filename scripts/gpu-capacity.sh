@@ -11,7 +11,8 @@
 #   LOAD_STREAMS (loadtest levels, "1,32,64,128,192,256"), LOAD_SECONDS (20), BUFFER_MS (300),
 #   MAX_SLOTS (the service's max_slots, auto).
 # Output in $OUT: bench-N.json/.err, loadtest.json/.err, serve.log, info.json, metrics.txt,
-#   gpu-memory.csv (MiB used, every 0.5 s), capacity.txt (the summary).
+#   gpu-memory.csv (MiB used, every 0.5 s), allocators.txt (the service's CUDA allocator gauges
+#   from /metrics, every 2 s), capacity.txt (the summary).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +23,9 @@ out=${OUT:-$(mktemp -d -t gpu-capacity.XXXXXX)}
 mkdir -p "$out"
 
 resolve_binary "${1:-}"
+# The load generator: LOADTEST_BIN (another build, e.g. to keep the client fixed while comparing
+# servers), default the binary under test.
+client=${LOADTEST_BIN:-$bin}
 add_cuda_libraries
 
 steps=${STEPS:-5}
@@ -45,11 +49,17 @@ if wait_ready "$serve_pid"; then
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 \
         >"$out/gpu-memory.csv" 2>/dev/null &
     smi_pid=$!
+    while :; do
+        get /metrics | awk '/^vibevoice_(cuda_|device_memory_used)/ {sub(/\{.*\}/, "", $1); printf "%s=%s ", $1, $2}'
+        echo
+        sleep 2
+    done >"$out/allocators.txt" 2>/dev/null &
+    metrics_pid=$!
     echo "=== loadtest --streams ${LOAD_STREAMS:-1,32,64,128,192,256}"
-    timeout 540 "$bin" loadtest "http://127.0.0.1:$port" --streams "${LOAD_STREAMS:-1,32,64,128,192,256}" \
+    timeout 540 "$client" loadtest "http://127.0.0.1:$port" --streams "${LOAD_STREAMS:-1,32,64,128,192,256}" \
         --seconds "${LOAD_SECONDS:-20}" --buffer-ms "${BUFFER_MS:-300}" --json \
         >"$out/loadtest.json" 2>"$out/loadtest.err" || { echo "loadtest failed"; status=1; }
-    kill "$smi_pid" 2>/dev/null
+    kill "$smi_pid" "$metrics_pid" 2>/dev/null
     get /api/info >"$out/info.json"
     get /metrics >"$out/metrics.txt"
 else
@@ -93,6 +103,16 @@ try:
     mem = [int(x) for x in open(f"{d}/gpu-memory.csv").read().split() if x.strip().isdigit()]
     if mem:
         print(f"GPU memory during the load (nvidia-smi, MiB): max {max(mem)}, last {mem[-1]}")
+except OSError:
+    pass
+try:
+    samples = [dict(kv.split("=") for kv in line.split()) for line in open(f"{d}/allocators.txt")
+               if "=" in line]
+    if samples:
+        print("service allocators (MiB; first sample after start, max during the load, last):")
+        for key in samples[0]:
+            vals = [float(s[key]) / 2**20 for s in samples if key in s]
+            print(f"  {key}: {vals[0]:.0f} / {max(vals):.0f} / {vals[-1]:.0f}")
 except OSError:
     pass
 EOF

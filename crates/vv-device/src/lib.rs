@@ -26,7 +26,7 @@ pub use dtype::{select_dtype, DTypeChoice};
 pub use error::DeviceError;
 pub use fallback::{classify, retry_after_clear_cache, FailureKind, FallbackNotice};
 pub use info::ModelInfo;
-pub use ops::{BackendOps, CandleOps, MemoryStats, RecordingOps};
+pub use ops::{BackendOps, CandleOps, CudaAllocatorMemory, MemoryStats, RecordingOps};
 pub use probe::{DeviceProbe, MockProbe, SystemProbe};
 pub use report::DevicesReport;
 pub use request::{DTypeRequest, DeviceRequest, InvalidDTypeRequest, InvalidDeviceRequest};

@@ -1,10 +1,14 @@
 //! Calibration at start-up: batched rounds of the default voice at growing batch sizes seed
 //! the capacity model with measured round times (and, on CUDA, capture the graphs of each
-//! size's bucket before the first request needs them).
+//! size's bucket before the first request needs them). What the rounds leave mapped on the
+//! device (the graph memory of every bucket, the pool's freed blocks) is given back after
+//! them: a graph maps its memory again when a batch of its size next runs, so the service
+//! holds what its load uses, not what the largest calibration round needed.
 
 use std::time::Duration;
 
 use tracing::info;
+use vv_device::{BackendOps, CandleOps};
 use vv_model::generation::{calibrate, GenerationParams};
 use vv_model::graphs::{bucket, BATCH_BUCKETS};
 
@@ -59,6 +63,21 @@ pub(crate) fn run(
         if took > allowed {
             break;
         }
+    }
+    if runtime.device.is_cuda() {
+        let ops = CandleOps;
+        let before = ops.memory_stats(&runtime.device);
+        ops.clear_cache(&runtime.device);
+        let after = ops.memory_stats(&runtime.device);
+        let mib = |v: Option<u64>| v.map(|b| b >> 20);
+        info!(
+            used_mib_before = mib(before.used_bytes),
+            used_mib = mib(after.used_bytes),
+            graph_reserved_mib_before = mib(before.cuda_allocators.graph_reserved_bytes),
+            graph_reserved_mib = mib(after.cuda_allocators.graph_reserved_bytes),
+            pool_reserved_mib = mib(after.cuda_allocators.pool_reserved_bytes),
+            "calibration: device memory given back"
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod calibrate;
 pub mod capacity;
 mod command;
+mod compute_pool;
 pub mod error;
 pub mod events;
 pub mod faults;
@@ -15,6 +16,7 @@ pub mod observer;
 pub mod options;
 pub mod outbox;
 pub mod params;
+mod pool_release;
 pub mod runtime;
 pub mod slots;
 pub mod stages;
@@ -38,6 +40,7 @@ pub use params::SynthesisParams;
 pub use runtime::{LoadError, Runtime};
 pub use stages::StageTimes;
 
+use compute_pool::model_pool;
 use health::{ExitGuard, Heartbeat};
 use slots::Slots;
 use worker::{Worker, WorkerLimits};
@@ -93,10 +96,11 @@ pub fn start_engine_with_faults(
         faults,
     );
     let guard = ExitGuard(Arc::clone(&heartbeat));
+    let pool = model_pool()?;
     std::thread::Builder::new()
         .name("vv-model".into())
         .spawn(move || {
-            let clean = worker.run();
+            let clean = pool.install(|| worker.run());
             guard.finish(clean);
         })
         .map_err(|e| {

@@ -38,6 +38,7 @@ use crate::faults::Faults;
 use crate::health::Heartbeat;
 use crate::observer::EngineObserver;
 use crate::outbox::{Outbox, Queued};
+use crate::pool_release::PoolRelease;
 use crate::runtime::Runtime;
 use crate::slots::{SlotGuard, Slots};
 use crate::stages::StageTimes;
@@ -86,6 +87,7 @@ pub(crate) struct Worker {
     active: Vec<Active>,
     /// Rounds in a row in which every utterance failed on the device.
     failed_rounds: usize,
+    pool_release: PoolRelease,
 }
 
 impl Worker {
@@ -112,6 +114,7 @@ impl Worker {
             faults,
             active: Vec::new(),
             failed_rounds: 0,
+            pool_release: PoolRelease::new(),
         }
     }
 
@@ -155,6 +158,7 @@ impl Worker {
                 }
                 return false;
             }
+            self.pool_release.tick(&self.runtime.device);
         }
     }
 

@@ -5,9 +5,9 @@ mod candle_ops;
 mod recording;
 mod stats;
 
-pub use candle_ops::CandleOps;
+pub use candle_ops::{release_pool_slack, CandleOps};
 pub use recording::RecordingOps;
-pub use stats::{host_memory, HostMemory, MemoryStats};
+pub use stats::{host_memory, CudaAllocatorMemory, HostMemory, MemoryStats};
 
 use crate::backend::Backend;
 use candle_core::Device;
@@ -31,8 +31,9 @@ pub enum OpMethod {
     CpuNoop,
     /// `Device::synchronize`: waits for the device's stream.
     CudaSynchronize,
-    /// Synchronize the context, then `cuMemPoolTrimTo(default pool, 0)` returns the
-    /// stream-ordered pool's unused memory to the driver.
+    /// Synchronize the context, then `cuMemPoolTrimTo(default pool, 0)` and
+    /// `cuDeviceGraphMemTrim` return the unused memory of the stream-ordered pool and of the
+    /// graph memory pool (graphs not running) to the driver.
     CudaSynchronizeAndTrimPool,
     /// `Device::synchronize` on Metal: waits for the committed command buffers, then drops
     /// unused pooled buffers (candle's Metal cache release).

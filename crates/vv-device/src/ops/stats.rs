@@ -28,12 +28,35 @@ pub struct MemoryStats {
     pub metal_allocated_bytes: Option<u64>,
     /// Metal's recommended maximum working set in bytes.
     pub metal_recommended_working_set_bytes: Option<u64>,
+    /// CUDA: what the device's allocators hold (see [`CudaAllocatorMemory`]).
+    #[serde(flatten)]
+    pub cuda_allocators: CudaAllocatorMemory,
     /// Resident set size of this process in bytes.
     pub process_rss_bytes: Option<u64>,
     /// Total system memory in bytes.
     pub system_total_bytes: Option<u64>,
     /// Available system memory in bytes.
     pub system_available_bytes: Option<u64>,
+}
+
+/// What a CUDA device's two allocators hold, in bytes: the default stream-ordered pool, where
+/// tensors live (reserved: mapped by the pool; used: handed out), and the graph memory pool,
+/// where the CUDA graphs' own allocations live (reserved: mapped for graphs; used: held by
+/// graphs). Memory reserved and not used is what a cache release (`clear_cache`) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CudaAllocatorMemory {
+    /// Stream-ordered pool: bytes mapped.
+    #[serde(rename = "cuda_pool_reserved_bytes")]
+    pub pool_reserved_bytes: Option<u64>,
+    /// Stream-ordered pool: bytes handed out.
+    #[serde(rename = "cuda_pool_used_bytes")]
+    pub pool_used_bytes: Option<u64>,
+    /// Graph memory pool: bytes mapped.
+    #[serde(rename = "cuda_graph_reserved_bytes")]
+    pub graph_reserved_bytes: Option<u64>,
+    /// Graph memory pool: bytes held by graphs.
+    #[serde(rename = "cuda_graph_used_bytes")]
+    pub graph_used_bytes: Option<u64>,
 }
 
 impl MemoryStats {
@@ -49,6 +72,7 @@ impl MemoryStats {
             temperature_celsius: None,
             metal_allocated_bytes: None,
             metal_recommended_working_set_bytes: None,
+            cuda_allocators: CudaAllocatorMemory::default(),
             process_rss_bytes: None,
             system_total_bytes: None,
             system_available_bytes: None,

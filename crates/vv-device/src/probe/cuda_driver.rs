@@ -3,6 +3,7 @@
 
 use super::CudaDeviceInfo;
 use crate::guard::catch_panic;
+use crate::ops::CudaAllocatorMemory;
 use candle_core::cuda::cudarc::driver::{sys::CUuuid, CudaContext};
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::Nvml;
@@ -84,11 +85,17 @@ pub(crate) fn context_info(ctx: &Arc<CudaContext>) -> CudaDeviceInfo {
 }
 
 /// Synchronizes the context's work, then returns the unused memory of the device's default
-/// stream-ordered pool (`cuMemPoolTrimTo(pool, 0)`) to the driver.
+/// stream-ordered pool (`cuMemPoolTrimTo(pool, 0)`) and of its graph memory pool
+/// (`cuDeviceGraphMemTrim`: the physical memory of graphs that are not running; a graph maps
+/// it again when it is next launched) to the driver.
 pub(crate) fn trim_memory_pool(ctx: &Arc<CudaContext>) -> Result<(), String> {
-    use candle_core::cuda::cudarc::driver::result;
+    use candle_core::cuda::cudarc::driver::{result, sys};
     catch_panic(|| {
         ctx.synchronize().map_err(|e| e.to_string())?;
+        // SAFETY: `cu_device` comes from a live context; the graph memory of a device may be
+        // trimmed at any time (memory of running or queued graphs is kept).
+        unsafe { sys::cuDeviceGraphMemTrim(ctx.cu_device()).result() }
+            .map_err(|e| e.to_string())?;
         if !ctx.has_async_alloc() {
             return Ok(());
         }
@@ -100,6 +107,79 @@ pub(crate) fn trim_memory_pool(ctx: &Arc<CudaContext>) -> Result<(), String> {
             result::mem_pool::trim_to(pool, 0).map_err(|e| e.to_string())
         }
     })?
+}
+
+/// Gives back the default stream-ordered pool's free memory beyond `slack` bytes over what
+/// is in use (`cuMemPoolTrimTo(pool, used + slack)`), without synchronizing: blocks still
+/// queued for reuse stay. Returns the bytes the pool held before and after, or `None` when
+/// its free memory was within `slack` (or the driver has no such pool).
+pub(crate) fn trim_pool_slack(
+    ctx: &Arc<CudaContext>,
+    slack: u64,
+) -> Result<Option<(u64, u64)>, String> {
+    use candle_core::cuda::cudarc::driver::{result, sys};
+    if !ctx.has_async_alloc() {
+        return Ok(None);
+    }
+    catch_panic(|| {
+        // SAFETY: as in `trim_memory_pool`; the pool's memory attributes are 64-bit.
+        unsafe {
+            let pool =
+                result::device::get_default_mem_pool(ctx.cu_device()).map_err(|e| e.to_string())?;
+            let read = |attr| {
+                let mut value = 0u64;
+                result::mem_pool::get_attribute(pool, attr, (&raw mut value).cast())
+                    .map(|()| value)
+                    .map_err(|e| e.to_string())
+            };
+            use sys::CUmemPool_attribute as P;
+            let reserved = read(P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+            let keep = read(P::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?.saturating_add(slack);
+            if reserved <= keep {
+                return Ok(None);
+            }
+            result::mem_pool::trim_to(pool, keep as usize).map_err(|e| e.to_string())?;
+            Ok(Some((
+                reserved,
+                read(P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?,
+            )))
+        }
+    })?
+}
+
+/// What the device's two allocators hold: the default stream-ordered pool (candle's tensors)
+/// and the graph memory pool (the CUDA graphs' own allocations). Unreadable values are `None`.
+pub(crate) fn allocator_memory(ctx: &Arc<CudaContext>) -> CudaAllocatorMemory {
+    use candle_core::cuda::cudarc::driver::{result, sys};
+    let device = ctx.cu_device();
+    let graph = |attr: sys::CUgraphMem_attribute| -> Option<u64> {
+        let mut value = 0u64;
+        // SAFETY: `device` comes from a live context; the graph memory attributes are 64-bit.
+        let read = catch_panic(|| unsafe {
+            sys::cuDeviceGetGraphMemAttribute(device, attr, (&raw mut value).cast()).result()
+        });
+        matches!(read, Ok(Ok(()))).then_some(value)
+    };
+    let pool = |attr: sys::CUmemPool_attribute| -> Option<u64> {
+        if !ctx.has_async_alloc() {
+            return None;
+        }
+        let mut value = 0u64;
+        // SAFETY: as in `trim_memory_pool`; the pool's memory attributes are 64-bit.
+        let read = catch_panic(|| unsafe {
+            let pool = result::device::get_default_mem_pool(device)?;
+            result::mem_pool::get_attribute(pool, attr, (&raw mut value).cast())
+        });
+        matches!(read, Ok(Ok(()))).then_some(value)
+    };
+    use sys::CUgraphMem_attribute as G;
+    use sys::CUmemPool_attribute as P;
+    CudaAllocatorMemory {
+        pool_reserved_bytes: pool(P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT),
+        pool_used_bytes: pool(P::CU_MEMPOOL_ATTR_USED_MEM_CURRENT),
+        graph_reserved_bytes: graph(G::CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT),
+        graph_used_bytes: graph(G::CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT),
+    }
 }
 
 /// NVML, loaded once per process; `None` when libnvidia-ml is absent.

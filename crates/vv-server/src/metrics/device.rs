@@ -42,6 +42,10 @@ pub struct DeviceGauges {
     memory_total_bytes: GaugeVec,
     utilization_percent: GaugeVec,
     temperature_celsius: GaugeVec,
+    cuda_pool_reserved_bytes: GaugeVec,
+    cuda_pool_used_bytes: GaugeVec,
+    cuda_graph_reserved_bytes: GaugeVec,
+    cuda_graph_used_bytes: GaugeVec,
     process_resident_memory_bytes: GaugeVec,
     system_memory_total_bytes: GaugeVec,
     system_memory_available_bytes: GaugeVec,
@@ -82,6 +86,30 @@ impl DeviceGauges {
                 "GPU temperature in degrees Celsius",
                 l,
             )?,
+            cuda_pool_reserved_bytes: gauge(
+                r,
+                "cuda_pool_reserved_bytes",
+                "CUDA stream-ordered pool (tensors): memory mapped",
+                l,
+            )?,
+            cuda_pool_used_bytes: gauge(
+                r,
+                "cuda_pool_used_bytes",
+                "CUDA stream-ordered pool (tensors): memory handed out",
+                l,
+            )?,
+            cuda_graph_reserved_bytes: gauge(
+                r,
+                "cuda_graph_memory_reserved_bytes",
+                "CUDA graph memory pool: memory mapped for graphs",
+                l,
+            )?,
+            cuda_graph_used_bytes: gauge(
+                r,
+                "cuda_graph_memory_used_bytes",
+                "CUDA graph memory pool: memory held by graphs",
+                l,
+            )?,
             process_resident_memory_bytes: gauge(
                 r,
                 "process_resident_memory_bytes",
@@ -114,6 +142,22 @@ impl DeviceGauges {
             (&self.memory_total_bytes, bytes(stats.total_bytes)),
             (&self.utilization_percent, as_f64(stats.utilization_percent)),
             (&self.temperature_celsius, as_f64(stats.temperature_celsius)),
+            (
+                &self.cuda_pool_reserved_bytes,
+                bytes(stats.cuda_allocators.pool_reserved_bytes),
+            ),
+            (
+                &self.cuda_pool_used_bytes,
+                bytes(stats.cuda_allocators.pool_used_bytes),
+            ),
+            (
+                &self.cuda_graph_reserved_bytes,
+                bytes(stats.cuda_allocators.graph_reserved_bytes),
+            ),
+            (
+                &self.cuda_graph_used_bytes,
+                bytes(stats.cuda_allocators.graph_used_bytes),
+            ),
         ];
         for (family, value) in labelled {
             set_or_clear(family, &labels, value);
@@ -195,6 +239,12 @@ mod tests {
             used_bytes: Some(1_000),
             total_bytes: Some(8_000),
             utilization_percent: Some(42),
+            cuda_allocators: vv_device::CudaAllocatorMemory {
+                pool_reserved_bytes: Some(700),
+                graph_reserved_bytes: Some(300),
+                graph_used_bytes: Some(200),
+                ..Default::default()
+            },
             ..MemoryStats::unavailable(Backend::Cuda, 1)
         };
         let monitor = DeviceMonitor::with_ops(
@@ -212,6 +262,12 @@ mod tests {
         assert!(text.contains(&format!("vibevoice_device_utilization_percent{l} 42")));
         assert!(!text.contains("vibevoice_device_temperature_celsius{"));
         assert!(!text.contains("vibevoice_device_memory_free_bytes{"));
+        assert!(text.contains(&format!("vibevoice_cuda_pool_reserved_bytes{l} 700")));
+        assert!(text.contains(&format!(
+            "vibevoice_cuda_graph_memory_reserved_bytes{l} 300"
+        )));
+        assert!(text.contains(&format!("vibevoice_cuda_graph_memory_used_bytes{l} 200")));
+        assert!(!text.contains("vibevoice_cuda_pool_used_bytes{"));
 
         m.device.update(&MemoryStats::unavailable(Backend::Cuda, 1));
         let text = m.render().unwrap();
