@@ -25,6 +25,9 @@ out=${OUT:-$(mktemp -d -t gpu-latency.XXXXXX)}
 mkdir -p "$out"
 
 resolve_binary "${1:-}"
+# The load generator: LOADTEST_BIN (another build, e.g. to keep the client fixed while comparing
+# servers), default the binary under test.
+client=${LOADTEST_BIN:-$bin}
 add_cuda_libraries
 device=${DEVICE:-cuda}
 dtype=${DTYPE:-bf16}
@@ -52,7 +55,7 @@ if wait_ready "$serve_pid"; then
             esac
             for n in $(seq 1 "${REPEATS:-3}"); do
                 echo "=== loadtest $mode $chars characters ($n)"
-                timeout 120 "$bin" loadtest "http://127.0.0.1:$port" --streams 1 \
+                timeout 120 "$client" loadtest "http://127.0.0.1:$port" --streams 1 \
                     --seconds "${SECONDS_PER_RUN:-3}" --text-chars "$chars" "${extra[@]}" --json \
                     >"$out/lt-$mode-$chars-$n.json" 2>"$out/lt-$mode-$chars-$n.err" \
                     || { echo "loadtest $mode $chars failed"; status=1; }

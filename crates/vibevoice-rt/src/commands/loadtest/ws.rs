@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -209,54 +209,93 @@ impl Stream {
             bytes_per_sample: Encoding::PcmS16le.bytes_per_sample(),
             record: ContextRecord::new(sent, NATIVE_SAMPLE_RATE),
         };
-        let mut sent_all = true;
-        for piece in self.plan.pieces.iter() {
-            let text = json!({"type": "text", "context_id": open.id, "text": piece});
-            sent_all &= send(ws, &text).await.is_ok();
-        }
-        let close = json!({"type": "close", "context_id": open.id});
-        let end = if !sent_all || send(ws, &close).await.is_err() {
-            ContextEnd::Session(self.lost(codes::CONNECTION_LOST.into()))
-        } else {
-            self.read_context(ws, &mut open).await
+        let end = match self.send_text(ws, &mut open).await {
+            Some(end) => end,
+            None => self.read_context(ws, &mut open).await,
         };
         self.record.contexts.push(open.record);
         end
     }
 
+    /// Sends the context's text (one message, or one per word) and its `close`, reading what
+    /// is already there between messages, as a streaming client does: a frame that arrives
+    /// while words are still being sent is timed when it arrives, not after the last word.
+    /// `Some` when the context ended meanwhile.
+    async fn send_text(&mut self, ws: &mut Ws, open: &mut OpenContext) -> Option<ContextEnd> {
+        let messages: Vec<Value> = (self.plan.pieces.iter())
+            .map(|piece| json!({"type": "text", "context_id": open.id, "text": piece}))
+            .chain([json!({"type": "close", "context_id": open.id})])
+            .collect();
+        for message in &messages {
+            if send(ws, message).await.is_err() {
+                return Some(ContextEnd::Session(
+                    self.lost(codes::CONNECTION_LOST.into()),
+                ));
+            }
+            loop {
+                match self.received(ws) {
+                    Incoming::Silence => break,
+                    incoming => {
+                        if let Some(end) = self.on_context_message(open, incoming) {
+                            return Some(end);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Reads events and frames until the context ends.
     async fn read_context(&mut self, ws: &mut Ws, open: &mut OpenContext) -> ContextEnd {
         loop {
-            match self.receive(ws, self.clock.wake_at(IDLE_TIMEOUT)).await {
+            let incoming = match self.receive(ws, self.clock.wake_at(IDLE_TIMEOUT)).await {
                 Incoming::Silence => return ContextEnd::Session(self.silence(Some(&open.id))),
-                Incoming::Closed(code) => return ContextEnd::Session(self.lost(code)),
-                Incoming::Frame(header, bytes) => {
-                    if Some(header.context_num) == open.num {
-                        open.record.frames.push(Frame {
-                            at: self.clock.elapsed(),
-                            samples: (bytes / open.bytes_per_sample.max(1)) as u64,
-                        });
-                    }
+                incoming => incoming,
+            };
+            if let Some(end) = self.on_context_message(open, incoming) {
+                return end;
+            }
+        }
+    }
+
+    /// Records one message of the open context's session; `Some` when it ends the context.
+    fn on_context_message(
+        &mut self,
+        open: &mut OpenContext,
+        incoming: Incoming,
+    ) -> Option<ContextEnd> {
+        match incoming {
+            Incoming::Silence => None,
+            Incoming::Closed(code) => Some(ContextEnd::Session(self.lost(code))),
+            Incoming::Frame(header, bytes) => {
+                if Some(header.context_num) == open.num {
+                    open.record.frames.push(Frame {
+                        at: self.clock.elapsed(),
+                        samples: (bytes / open.bytes_per_sample.max(1)) as u64,
+                    });
                 }
-                Incoming::Event(event) => {
-                    let ours = event["context_id"].as_str() == Some(open.id.as_str());
-                    match event["type"].as_str() {
-                        Some("context.created") if ours => open.created(&event),
-                        Some("context.done" | "cancelled") if ours => return ContextEnd::Done,
-                        Some("error") => {
-                            self.count_error(&event);
-                            let code = event["code"].as_str().unwrap_or_default();
-                            if ours && open.num.is_none() {
-                                self.refused = Some(open.id.clone());
-                                return ContextEnd::Error;
-                            }
-                            if ours && CONTEXT_ENDING_ERRORS.contains(&code) {
-                                return ContextEnd::Error;
-                            }
+                None
+            }
+            Incoming::Event(event) => {
+                let ours = event["context_id"].as_str() == Some(open.id.as_str());
+                match event["type"].as_str() {
+                    Some("context.created") if ours => open.created(&event),
+                    Some("context.done" | "cancelled") if ours => return Some(ContextEnd::Done),
+                    Some("error") => {
+                        self.count_error(&event);
+                        let code = event["code"].as_str().unwrap_or_default();
+                        if ours && open.num.is_none() {
+                            self.refused = Some(open.id.clone());
+                            return Some(ContextEnd::Error);
                         }
-                        _ => {}
+                        if ours && CONTEXT_ENDING_ERRORS.contains(&code) {
+                            return Some(ContextEnd::Error);
+                        }
                     }
+                    _ => {}
                 }
+                None
             }
         }
     }
@@ -283,22 +322,48 @@ impl Stream {
         loop {
             match timeout_at(until, ws.next()).await {
                 Err(_) => return Incoming::Silence,
-                Ok(None | Some(Err(_))) => return Incoming::Closed(codes::CONNECTION_LOST.into()),
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    return Incoming::Closed(codes::closed(frame.map(|f| u16::from(f.code))))
-                }
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    match serde_json::from_str::<Value>(text.as_str()) {
-                        Ok(event) if event.is_object() => return Incoming::Event(event),
-                        _ => self.record.error(codes::INVALID_MESSAGE),
+                Ok(item) => {
+                    if let Some(incoming) = self.parse(item) {
+                        return incoming;
                     }
                 }
-                Ok(Some(Ok(Message::Binary(bytes)))) => match FrameHeader::decode(&bytes) {
-                    Ok((header, payload)) => return Incoming::Frame(header, payload.len()),
-                    Err(_) => self.record.error(codes::INVALID_MESSAGE),
-                },
-                Ok(Some(Ok(_))) => {}
             }
+        }
+    }
+
+    /// The next event or frame if one has already arrived, without waiting (`Silence` when
+    /// none has).
+    fn received(&mut self, ws: &mut Ws) -> Incoming {
+        while let Some(item) = ws.next().now_or_never() {
+            if let Some(incoming) = self.parse(item) {
+                return incoming;
+            }
+        }
+        Incoming::Silence
+    }
+
+    /// What a message read from the connection is (`None`: nothing to report, skip it).
+    fn parse(&mut self, item: Option<Result<Message, WsError>>) -> Option<Incoming> {
+        match item {
+            None | Some(Err(_)) => Some(Incoming::Closed(codes::CONNECTION_LOST.into())),
+            Some(Ok(Message::Close(frame))) => Some(Incoming::Closed(codes::closed(
+                frame.map(|f| u16::from(f.code)),
+            ))),
+            Some(Ok(Message::Text(text))) => {
+                match serde_json::from_str::<Value>(text.as_str()) {
+                    Ok(event) if event.is_object() => return Some(Incoming::Event(event)),
+                    _ => self.record.error(codes::INVALID_MESSAGE),
+                }
+                None
+            }
+            Some(Ok(Message::Binary(bytes))) => match FrameHeader::decode(&bytes) {
+                Ok((header, payload)) => Some(Incoming::Frame(header, payload.len())),
+                Err(_) => {
+                    self.record.error(codes::INVALID_MESSAGE);
+                    None
+                }
+            },
+            Some(Ok(_)) => None,
         }
     }
 
