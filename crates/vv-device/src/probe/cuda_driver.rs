@@ -117,40 +117,52 @@ pub(crate) fn trim_pool_slack(
     ctx: &Arc<CudaContext>,
     slack: u64,
 ) -> Result<Option<(u64, u64)>, String> {
-    use candle_core::cuda::cudarc::driver::{result, sys};
+    use candle_core::cuda::cudarc::driver::{result, sys::CUmemPool_attribute as P};
     if !ctx.has_async_alloc() {
         return Ok(None);
     }
+    let reserved = pool_attribute(ctx, P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+    let keep = pool_attribute(ctx, P::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?.saturating_add(slack);
+    if reserved <= keep {
+        return Ok(None);
+    }
     catch_panic(|| {
-        // SAFETY: as in `trim_memory_pool`; the pool's memory attributes are 64-bit.
+        // SAFETY: as in `trim_memory_pool`; trimming never touches blocks in use.
         unsafe {
             let pool =
                 result::device::get_default_mem_pool(ctx.cu_device()).map_err(|e| e.to_string())?;
-            let read = |attr| {
-                let mut value = 0u64;
-                result::mem_pool::get_attribute(pool, attr, (&raw mut value).cast())
-                    .map(|()| value)
-                    .map_err(|e| e.to_string())
-            };
-            use sys::CUmemPool_attribute as P;
-            let reserved = read(P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
-            let keep = read(P::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?.saturating_add(slack);
-            if reserved <= keep {
-                return Ok(None);
-            }
-            result::mem_pool::trim_to(pool, keep as usize).map_err(|e| e.to_string())?;
-            Ok(Some((
-                reserved,
-                read(P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?,
-            )))
+            result::mem_pool::trim_to(pool, usize::try_from(keep).unwrap_or(usize::MAX))
+                .map_err(|e| e.to_string())
         }
+    })??;
+    let after = pool_attribute(ctx, P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+    Ok(Some((reserved, after)))
+}
+
+/// One 64-bit memory attribute of the device's default stream-ordered pool.
+fn pool_attribute(
+    ctx: &Arc<CudaContext>,
+    attr: candle_core::cuda::cudarc::driver::sys::CUmemPool_attribute,
+) -> Result<u64, String> {
+    use candle_core::cuda::cudarc::driver::result;
+    catch_panic(|| {
+        let mut value = 0u64;
+        // SAFETY: `cu_device` comes from a live context, whose default pool outlives the call;
+        // the memory attributes asked for here are 64-bit values.
+        unsafe {
+            let pool =
+                result::device::get_default_mem_pool(ctx.cu_device()).map_err(|e| e.to_string())?;
+            result::mem_pool::get_attribute(pool, attr, (&raw mut value).cast())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(value)
     })?
 }
 
 /// What the device's two allocators hold: the default stream-ordered pool (candle's tensors)
 /// and the graph memory pool (the CUDA graphs' own allocations). Unreadable values are `None`.
 pub(crate) fn allocator_memory(ctx: &Arc<CudaContext>) -> CudaAllocatorMemory {
-    use candle_core::cuda::cudarc::driver::{result, sys};
+    use candle_core::cuda::cudarc::driver::sys;
     let device = ctx.cu_device();
     let graph = |attr: sys::CUgraphMem_attribute| -> Option<u64> {
         let mut value = 0u64;
@@ -160,17 +172,10 @@ pub(crate) fn allocator_memory(ctx: &Arc<CudaContext>) -> CudaAllocatorMemory {
         });
         matches!(read, Ok(Ok(()))).then_some(value)
     };
-    let pool = |attr: sys::CUmemPool_attribute| -> Option<u64> {
-        if !ctx.has_async_alloc() {
-            return None;
-        }
-        let mut value = 0u64;
-        // SAFETY: as in `trim_memory_pool`; the pool's memory attributes are 64-bit.
-        let read = catch_panic(|| unsafe {
-            let pool = result::device::get_default_mem_pool(device)?;
-            result::mem_pool::get_attribute(pool, attr, (&raw mut value).cast())
-        });
-        matches!(read, Ok(Ok(()))).then_some(value)
+    let pool = |attr| {
+        ctx.has_async_alloc()
+            .then(|| pool_attribute(ctx, attr).ok())
+            .flatten()
     };
     use sys::CUgraphMem_attribute as G;
     use sys::CUmemPool_attribute as P;
