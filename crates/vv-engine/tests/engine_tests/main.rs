@@ -3,6 +3,7 @@
 
 mod support;
 
+mod compute_pool;
 mod engine;
 mod faults;
 mod quantize;
