@@ -87,25 +87,26 @@ pub(crate) fn context_info(ctx: &Arc<CudaContext>) -> CudaDeviceInfo {
 /// Synchronizes the context's work, then returns the unused memory of the device's default
 /// stream-ordered pool (`cuMemPoolTrimTo(pool, 0)`) and of its graph memory pool
 /// (`cuDeviceGraphMemTrim`: the physical memory of graphs that are not running; a graph maps
-/// it again when it is next launched) to the driver.
+/// it again when it is next launched) to the driver. The pool is trimmed first, so a driver
+/// that refuses the graph trim still gets the pool's memory back (the out-of-memory retry
+/// relies on it).
 pub(crate) fn trim_memory_pool(ctx: &Arc<CudaContext>) -> Result<(), String> {
     use candle_core::cuda::cudarc::driver::{result, sys};
     catch_panic(|| {
         ctx.synchronize().map_err(|e| e.to_string())?;
+        if ctx.has_async_alloc() {
+            // SAFETY: `cu_device` comes from a live context, and the pool handle returned by
+            // the driver for that device is valid for as long as the context lives (it outlives
+            // this call).
+            unsafe {
+                let pool = result::device::get_default_mem_pool(ctx.cu_device())
+                    .map_err(|e| e.to_string())?;
+                result::mem_pool::trim_to(pool, 0).map_err(|e| e.to_string())?;
+            }
+        }
         // SAFETY: `cu_device` comes from a live context; the graph memory of a device may be
         // trimmed at any time (memory of running or queued graphs is kept).
-        unsafe { sys::cuDeviceGraphMemTrim(ctx.cu_device()).result() }
-            .map_err(|e| e.to_string())?;
-        if !ctx.has_async_alloc() {
-            return Ok(());
-        }
-        // SAFETY: `cu_device` comes from a live context, and the pool handle returned by the
-        // driver for that device is valid for as long as the context lives (it outlives this call).
-        unsafe {
-            let pool =
-                result::device::get_default_mem_pool(ctx.cu_device()).map_err(|e| e.to_string())?;
-            result::mem_pool::trim_to(pool, 0).map_err(|e| e.to_string())
-        }
+        unsafe { sys::cuDeviceGraphMemTrim(ctx.cu_device()).result() }.map_err(|e| e.to_string())
     })?
 }
 
