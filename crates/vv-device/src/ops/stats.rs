@@ -52,10 +52,10 @@ pub struct CudaAllocatorMemory {
     #[serde(rename = "cuda_pool_used_bytes")]
     pub pool_used_bytes: Option<u64>,
     /// Graph memory pool: bytes mapped.
-    #[serde(rename = "cuda_graph_reserved_bytes")]
+    #[serde(rename = "cuda_graph_memory_reserved_bytes")]
     pub graph_reserved_bytes: Option<u64>,
     /// Graph memory pool: bytes held by graphs.
-    #[serde(rename = "cuda_graph_used_bytes")]
+    #[serde(rename = "cuda_graph_memory_used_bytes")]
     pub graph_used_bytes: Option<u64>,
 }
 
