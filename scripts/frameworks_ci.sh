@@ -13,16 +13,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV="${FRAMEWORKS_VENV:-target/frameworks-venv}"
 KEY=frameworks-ci-key
 # shellcheck source=lib/tiny-server.sh
 . scripts/lib/tiny-server.sh
 # shellcheck source=lib/python-venvs.sh
 . scripts/lib/python-venvs.sh
+VENV=$FRAMEWORKS_VENV
 started=$SECONDS
 
 echo "== venv $VENV with pipecat-ai and livekit-agents (pinned)"
-FRAMEWORKS_VENV=$VENV frameworks_venv
+frameworks_venv
 echo "-- installed in $((SECONDS - started)) s"
 
 # A fixed seed makes every utterance's length (the tiny model's end of speech is random)

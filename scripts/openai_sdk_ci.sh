@@ -8,14 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV="${OPENAI_SDK_VENV:-target/openai-sdk-venv}"
 # shellcheck source=lib/tiny-server.sh
 . scripts/lib/tiny-server.sh
 # shellcheck source=lib/python-venvs.sh
 . scripts/lib/python-venvs.sh
+VENV=$OPENAI_SDK_VENV
 
 echo "== venv $VENV with the openai package"
-OPENAI_SDK_VENV=$VENV openai_sdk_venv
+openai_sdk_venv
 
 tiny_server_start
 tiny_server_wait_ready

@@ -20,15 +20,15 @@ cd "$(dirname "$0")/.."
 
 SECONDS_TO_RUN="${1:-120}"
 REPORT="${2:-}"
-VENV="${SOAK_VENV:-target/soak-venv}"
 WORKERS="${SOAK_WORKERS:-6}"
 # shellcheck source=lib/tiny-server.sh
 . scripts/lib/tiny-server.sh
 # shellcheck source=lib/python-venvs.sh
 . scripts/lib/python-venvs.sh
+VENV=$SOAK_VENV
 
 echo "== venv $VENV with aiohttp"
-SOAK_VENV=$VENV soak_venv
+soak_venv
 
 tiny_server_start --max-slots 16
 tiny_server_wait_ready
