@@ -259,6 +259,41 @@ async fn events_keep_their_order_per_context_with_flushes_and_a_backlog() {
     assert_eq!(m.contexts_total.with_label_values(&["done"]).get(), 2);
 }
 
+/// A flood of flushes while a flushed segment drains (held back as one counted entry) is
+/// answered flush by flush: one `flushed` each, in order, after the segment's last frame and
+/// before the next segment's first, and the context goes on to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_flushes_is_answered_one_by_one_and_the_context_goes_on() {
+    const FLUSHES: usize = 2_000;
+    let service = Service::load(|_| {});
+    let mut peer = service.session(service.defaults(), 64);
+    assert!(matches!(peer.next().await, Seen::Event(ev) if ev["type"] == "session.ready"));
+    // Sent from another task: the session stops reading while its audio waits to be read.
+    let mut tx = peer.tx.clone();
+    let flood = tokio::spawn(async move {
+        let text = |t: &str| json!({"type": "text", "context_id": "A", "text": t});
+        let flush = json!({"type": "flush", "context_id": "A"});
+        let close = json!({"type": "close", "context_id": "A"});
+        let messages = std::iter::once(text("Hello there my good friend."))
+            .chain(std::iter::repeat_n(flush, FLUSHES))
+            .chain([text("And then a little more."), close]);
+        for message in messages {
+            tx.send(Incoming::Text(message.to_string())).await.unwrap();
+        }
+    });
+    let seen = peer.until_count("context.done", 1).await;
+    flood.await.unwrap();
+    let a = context_num(&seen, "A");
+    let la = labels(&seen, "A", a);
+    let first = la.iter().position(|l| l == "flushed").expect("flushed");
+    assert_eq!(la[first - 1], "audio+last", "{:?}", &la[..first]);
+    assert!(la[first..first + FLUSHES].iter().all(|l| l == "flushed"));
+    assert_eq!(la[first + FLUSHES], "audio+first");
+    assert_eq!(la.iter().filter(|l| *l == "flushed").count(), FLUSHES);
+    assert_eq!(la.last().map(String::as_str), Some("context.done"));
+    check_contiguous(&seen, a);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_gets_a_warning_then_slow_consumer() {
     // A fixed seed for which the tiny model speaks this text for ~145 frames: with a random
