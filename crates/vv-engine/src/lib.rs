@@ -16,7 +16,6 @@ pub mod observer;
 pub mod options;
 pub mod outbox;
 pub mod params;
-mod pool_release;
 pub mod runtime;
 pub mod slots;
 pub mod stages;

@@ -38,7 +38,6 @@ use crate::faults::Faults;
 use crate::health::Heartbeat;
 use crate::observer::EngineObserver;
 use crate::outbox::{Outbox, Queued};
-use crate::pool_release::PoolRelease;
 use crate::runtime::Runtime;
 use crate::slots::{SlotGuard, Slots};
 use crate::stages::StageTimes;
@@ -87,7 +86,6 @@ pub(crate) struct Worker {
     active: Vec<Active>,
     /// Rounds in a row in which every utterance failed on the device.
     failed_rounds: usize,
-    pool_release: PoolRelease,
 }
 
 impl Worker {
@@ -114,7 +112,6 @@ impl Worker {
             faults,
             active: Vec::new(),
             failed_rounds: 0,
-            pool_release: PoolRelease::new(),
         }
     }
 
@@ -158,7 +155,6 @@ impl Worker {
                 }
                 return false;
             }
-            self.pool_release.tick(&self.runtime.device);
         }
     }
 

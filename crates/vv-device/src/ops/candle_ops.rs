@@ -78,32 +78,6 @@ fn trim_cuda_pool(device: &Device) -> Result<(), String> {
     device.synchronize().map_err(|e| e.to_string())
 }
 
-/// CUDA: gives back the stream-ordered pool's free memory beyond `slack` bytes over what is
-/// in use (no synchronization; graphs untouched), and returns the bytes it held before and
-/// after; `None` on other devices, when there was nothing to give back, or on a driver error
-/// (logged).
-pub fn release_pool_slack(device: &Device, slack: u64) -> Option<(u64, u64)> {
-    match device {
-        Device::Cuda(_) => cuda_pool_slack(device, slack),
-        Device::Cpu | Device::Metal(_) => None,
-    }
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_pool_slack(device: &Device, slack: u64) -> Option<(u64, u64)> {
-    let cuda = device.as_cuda_device().ok()?;
-    let stream = cuda.cuda_stream();
-    crate::probe::cuda_driver::trim_pool_slack(stream.context(), slack)
-        .inspect_err(|error| warn!(%error, "giving back the CUDA pool's free memory failed"))
-        .ok()
-        .flatten()
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_pool_slack(_device: &Device, _slack: u64) -> Option<(u64, u64)> {
-    None
-}
-
 #[cfg(feature = "cuda")]
 fn cuda_stats(device: &Device) -> MemoryStats {
     match device.as_cuda_device() {

@@ -5,7 +5,7 @@ mod candle_ops;
 mod recording;
 mod stats;
 
-pub use candle_ops::{release_pool_slack, CandleOps};
+pub use candle_ops::CandleOps;
 pub use recording::RecordingOps;
 pub use stats::{host_memory, CudaAllocatorMemory, HostMemory, MemoryStats};
 

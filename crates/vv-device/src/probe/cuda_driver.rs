@@ -110,36 +110,6 @@ pub(crate) fn trim_memory_pool(ctx: &Arc<CudaContext>) -> Result<(), String> {
     })?
 }
 
-/// Gives back the default stream-ordered pool's free memory beyond `slack` bytes over what
-/// is in use (`cuMemPoolTrimTo(pool, used + slack)`), without synchronizing: blocks still
-/// queued for reuse stay. Returns the bytes the pool held before and after, or `None` when
-/// its free memory was within `slack` (or the driver has no such pool).
-pub(crate) fn trim_pool_slack(
-    ctx: &Arc<CudaContext>,
-    slack: u64,
-) -> Result<Option<(u64, u64)>, String> {
-    use candle_core::cuda::cudarc::driver::{result, sys::CUmemPool_attribute as P};
-    if !ctx.has_async_alloc() {
-        return Ok(None);
-    }
-    let reserved = pool_attribute(ctx, P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
-    let keep = pool_attribute(ctx, P::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?.saturating_add(slack);
-    if reserved <= keep {
-        return Ok(None);
-    }
-    catch_panic(|| {
-        // SAFETY: as in `trim_memory_pool`; trimming never touches blocks in use.
-        unsafe {
-            let pool =
-                result::device::get_default_mem_pool(ctx.cu_device()).map_err(|e| e.to_string())?;
-            result::mem_pool::trim_to(pool, usize::try_from(keep).unwrap_or(usize::MAX))
-                .map_err(|e| e.to_string())
-        }
-    })??;
-    let after = pool_attribute(ctx, P::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
-    Ok(Some((reserved, after)))
-}
-
 /// One 64-bit memory attribute of the device's default stream-ordered pool.
 fn pool_attribute(
     ctx: &Arc<CudaContext>,
