@@ -31,8 +31,8 @@ echo "== venv $VENV with aiohttp"
 soak_venv
 
 # glibc's per-thread caches (tcache) keep freed small blocks, which mallinfo2 counts as in use:
-# over an hour they added 154 KB (+2%) to the live heap at rest, and nothing with them off
-# (docs/security.md, "Soak results"). Off for the server here, so the heap check sees only
+# over an hour they added 154 KB (+2%) to the live heap at rest; 25 minutes with them off,
+# 1.3 KB (docs/security.md, "Soak results"). Off for the server here, so the heap check sees only
 # what is really live.
 GLIBC_TUNABLES=glibc.malloc.tcache_count=0 tiny_server_start --max-slots 16
 tiny_server_wait_ready
