@@ -1,12 +1,19 @@
-//! Per-stream KV cache of a Qwen2 layer stack, preallocated in chunks and filled in place.
+//! Per-stream KV cache of a Qwen2 layer stack, filled in place, in one of two layouts:
 //!
-//! All layers' keys live in one buffer `[layers, num_kv_heads, capacity, head_dim]` (keys
-//! stored after RoPE, HF `DynamicCache` order without the batch dimension), the values in
-//! another, so that copying a cache (a new utterance from its voice's prompt) or growing it is
-//! one copy per buffer, not one per layer. Appending a block writes into the spare capacity with
-//! `slice_set`; the buffers are reallocated (one copy) only when a block does not fit, growing
-//! by whole chunks of [`KvCache::CHUNK`]. The cache length is the stream's next absolute
-//! position.
+//! - **Contiguous** (CPU, Metal): all layers' keys in one buffer `[layers, num_kv_heads,
+//!   capacity, head_dim]` (keys stored after RoPE, HF `DynamicCache` order without the batch
+//!   dimension), the values in another, so candle's attention reads each layer as a view.
+//!   Appending writes into the spare capacity; the buffers are reallocated (one copy) only when a
+//!   block does not fit, growing by whole chunks of [`KvCache::CHUNK`].
+//! - **Paged** (CUDA with the fused kernels): fixed-size pages of [`KvCache::PAGE`] positions,
+//!   each a key and a value buffer `[layers, num_kv_heads, PAGE, head_dim]`, which the kernels
+//!   reach through a KV table. Growing adds a page and copies nothing; every page of a stack has
+//!   the same size, so a freed page is reused whole by the next one (no fragmentation of the
+//!   device's memory pool as thousands of caches grow); and clones share their full pages (every
+//!   utterance of a voice shares the voice prompt's pages), copying only a partly filled last
+//!   page when they first write.
+//!
+//! The cache length is the stream's next absolute position.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -15,31 +22,64 @@ use crate::error::{ModelError, Result};
 /// Keys and values of every layer of one stream (one utterance's lower LM, positive or
 /// negative TTS LM).
 ///
-/// `clone()` is cheap and copy-on-write: the clone shares the filled positions and has no spare
-/// capacity, so its first append copies into fresh buffers, and the original only ever writes
-/// past the positions the clone can see. [`KvCache::try_clone`] copies eagerly.
+/// `clone()` is cheap and copy-on-write: the clone shares the filled positions and has no
+/// writable room, so its first append copies (the whole buffers when contiguous, the partly
+/// filled last page when paged), and the original only ever writes past the positions the
+/// clone can see. [`KvCache::try_clone`] copies eagerly.
 #[derive(Debug)]
 pub struct KvCache {
-    /// `[layers, num_kv_heads, capacity, head_dim]`; `None` until the first reservation.
-    keys: Option<Tensor>,
-    /// Same layout as `keys`.
-    values: Option<Tensor>,
+    storage: Storage,
     num_layers: usize,
     num_kv_heads: usize,
     head_dim: usize,
     /// Positions held (committed); also the next position of the stream.
     len: usize,
-    /// Positions the buffers can hold without reallocating.
-    capacity: usize,
     dtype: DType,
     device: Device,
 }
 
-impl KvCache {
-    /// Growth step of the buffers, in positions.
-    pub const CHUNK: usize = 256;
+#[derive(Debug)]
+enum Storage {
+    Contiguous {
+        /// `[layers, num_kv_heads, capacity, head_dim]`; `None` until the first reservation.
+        keys: Option<Tensor>,
+        /// Same layout as `keys`.
+        values: Option<Tensor>,
+        /// Positions the buffers can hold without reallocating.
+        capacity: usize,
+    },
+    Paged {
+        /// In position order; page `i` holds positions `i·PAGE..(i + 1)·PAGE`.
+        pages: Vec<Page>,
+        /// The leading pages shared with another cache (read-only here).
+        shared: usize,
+    },
+}
 
-    /// An empty cache; no memory is allocated before the first token.
+/// One page: `[layers, num_kv_heads, PAGE, head_dim]` keys and values.
+#[derive(Debug, Clone)]
+struct Page {
+    keys: Tensor,
+    values: Tensor,
+}
+
+impl Page {
+    fn copy(&self) -> Result<Self> {
+        Ok(Self {
+            keys: self.keys.copy()?,
+            values: self.values.copy()?,
+        })
+    }
+}
+
+impl KvCache {
+    /// Growth step of contiguous buffers, in positions.
+    pub const CHUNK: usize = 256;
+    /// Positions per page of a paged cache.
+    pub const PAGE: usize = 128;
+
+    /// An empty cache; no memory is allocated before the first token. Paged where the fused
+    /// CUDA kernels read it (a CUDA device and a dtype they support), contiguous elsewhere.
     pub fn new(
         num_layers: usize,
         num_kv_heads: usize,
@@ -47,19 +87,61 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Self {
+        let paged = Self::kernels_read(dtype, device);
+        Self::with_layout(num_layers, num_kv_heads, head_dim, dtype, device, paged)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn kernels_read(dtype: DType, device: &Device) -> bool {
+        device.is_cuda() && vv_kernels::cuda::supported(dtype)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn kernels_read(_dtype: DType, _device: &Device) -> bool {
+        false
+    }
+
+    fn with_layout(
+        num_layers: usize,
+        num_kv_heads: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+        paged: bool,
+    ) -> Self {
+        let storage = if paged {
+            Storage::Paged {
+                pages: Vec::new(),
+                shared: 0,
+            }
+        } else {
+            Storage::Contiguous {
+                keys: None,
+                values: None,
+                capacity: 0,
+            }
+        };
         Self {
-            keys: None,
-            values: None,
+            storage,
             num_layers,
             num_kv_heads,
             head_dim,
             len: 0,
-            capacity: 0,
             dtype,
             device: device.clone(),
         }
     }
 
+    /// An empty cache of the same shape and layout.
+    fn empty_like(&self, dtype: DType, device: &Device) -> Self {
+        Self::new(
+            self.num_layers,
+            self.num_kv_heads,
+            self.head_dim,
+            dtype,
+            device,
+        )
+    }
     /// Builds a cache from per-layer keys and values (e.g. a voice preset), each
     /// `[1, kv, T, hd]` or `[kv, T, hd]`, all of the same shape, dtype and device.
     /// The data is copied: later appends never touch the given tensors.
@@ -112,39 +194,43 @@ impl KvCache {
     }
 
     /// A deep copy: appending to either cache leaves the other unchanged. One copy of each
-    /// buffer, spare capacity included.
+    /// buffer (spare capacity included) or page.
     pub fn try_clone(&self) -> Result<Self> {
-        let copy = |t: &Option<Tensor>| t.as_ref().map(Tensor::copy).transpose();
+        let storage = match &self.storage {
+            Storage::Contiguous {
+                keys,
+                values,
+                capacity,
+            } => {
+                let copy = |t: &Option<Tensor>| t.as_ref().map(Tensor::copy).transpose();
+                Storage::Contiguous {
+                    keys: copy(keys)?,
+                    values: copy(values)?,
+                    capacity: *capacity,
+                }
+            }
+            Storage::Paged { pages, .. } => Storage::Paged {
+                pages: pages.iter().map(Page::copy).collect::<Result<_>>()?,
+                shared: 0,
+            },
+        };
         Ok(Self {
-            keys: copy(&self.keys)?,
-            values: copy(&self.values)?,
+            storage,
             device: self.device.clone(),
             ..*self
         })
     }
 
-    /// A deep copy converted to `dtype` on `device`.
+    /// A deep copy converted to `dtype` on `device` (in the layout `new` picks there).
     pub fn to(&self, dtype: DType, device: &Device) -> Result<Self> {
-        let mut out = Self::new(
-            self.num_layers,
-            self.num_kv_heads,
-            self.head_dim,
-            dtype,
-            device,
-        );
-        let (Some(keys), Some(values)) = (&self.keys, &self.values) else {
+        let mut out = self.empty_like(dtype, device);
+        let Some((keys, values)) = self.filled()? else {
             return Ok(out);
         };
-        if self.len == 0 {
-            return Ok(out);
-        }
         let convert = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.narrow(2, 0, self.len)?
-                .to_dtype(dtype)?
-                .to_device(device)?
-                .contiguous()?)
+            Ok(t.to_dtype(dtype)?.to_device(device)?.contiguous()?)
         };
-        out.fill_from(&convert(keys)?, &convert(values)?)?;
+        out.fill_from(&convert(&keys)?, &convert(&values)?)?;
         Ok(out)
     }
 
@@ -158,9 +244,24 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Positions the current buffers can hold before they are reallocated.
+    /// Positions this cache may write below before it must reserve (its buffers' or pages'
+    /// end; a clone's length until its first reservation).
     pub fn capacity(&self) -> usize {
-        self.capacity
+        match &self.storage {
+            Storage::Contiguous { capacity, .. } => *capacity,
+            Storage::Paged { pages, shared } => {
+                if self.len < shared * Self::PAGE {
+                    self.len
+                } else {
+                    pages.len() * Self::PAGE
+                }
+            }
+        }
+    }
+
+    /// Whether the cache is paged (see the module's documentation).
+    pub fn is_paged(&self) -> bool {
+        matches!(self.storage, Storage::Paged { .. })
     }
 
     /// Number of layers.
@@ -188,17 +289,23 @@ impl KvCache {
         &self.device
     }
 
-    /// Bytes of keys and values this cache can hold without reallocating (its capacity, all
-    /// layers); a copy-on-write clone counts only the filled positions it shares.
+    /// Bytes of keys and values this cache holds: a contiguous cache's buffers (spare capacity
+    /// included; a copy-on-write clone counts the filled positions it shares), a paged cache's
+    /// own pages (pages shared with the cache it was cloned from count there).
     pub fn memory_bytes(&self) -> usize {
+        let positions = match &self.storage {
+            Storage::Contiguous { capacity, .. } => *capacity,
+            Storage::Paged { pages, shared } => (pages.len() - shared) * Self::PAGE,
+        };
         2 * self.num_layers
             * self.num_kv_heads
-            * self.capacity
+            * positions
             * self.head_dim
             * self.dtype.size_in_bytes()
     }
 
-    /// Views `[num_kv_heads, len, head_dim]` of layer `i`'s filled keys and values.
+    /// Views `[num_kv_heads, len, head_dim]` of layer `i`'s filled keys and values (paged:
+    /// gathered from the pages, a copy).
     pub fn layer(&self, i: usize) -> Result<(Tensor, Tensor)> {
         self.view(i, self.len)
     }
@@ -206,29 +313,53 @@ impl KvCache {
     /// Makes room for `additional` positions beyond the committed length.
     pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
         let needed = self.len + additional;
-        if needed <= self.capacity {
-            return Ok(());
-        }
-        let capacity = needed.div_ceil(Self::CHUNK) * Self::CHUNK;
-        let spare = (
-            self.num_layers,
-            self.num_kv_heads,
-            capacity - self.len,
-            self.head_dim,
-        );
-        let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-            let spare = Tensor::zeros(spare, self.dtype, &self.device)?;
-            Ok(match old {
-                Some(old) if self.len > 0 => {
-                    let kept = old.narrow(2, 0, self.len)?.contiguous()?;
-                    Tensor::cat(&[&kept, &spare], 2)?
+        let (layers, heads, hd, len) =
+            (self.num_layers, self.num_kv_heads, self.head_dim, self.len);
+        let (dtype, device) = (self.dtype, &self.device);
+        match &mut self.storage {
+            Storage::Contiguous {
+                keys,
+                values,
+                capacity,
+            } => {
+                if needed <= *capacity {
+                    return Ok(());
                 }
-                _ => spare,
-            })
-        };
-        self.keys = Some(grow(self.keys.as_ref())?);
-        self.values = Some(grow(self.values.as_ref())?);
-        self.capacity = capacity;
+                let grown = needed.div_ceil(Self::CHUNK) * Self::CHUNK;
+                let spare = (layers, heads, grown - len, hd);
+                let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+                    let spare = Tensor::zeros(spare, dtype, device)?;
+                    Ok(match old {
+                        Some(old) if len > 0 => {
+                            let kept = old.narrow(2, 0, len)?.contiguous()?;
+                            Tensor::cat(&[&kept, &spare], 2)?
+                        }
+                        _ => spare,
+                    })
+                };
+                *keys = Some(grow(keys.as_ref())?);
+                *values = Some(grow(values.as_ref())?);
+                *capacity = grown;
+            }
+            Storage::Paged { pages, shared } => {
+                if additional == 0 {
+                    return Ok(());
+                }
+                // Copy-on-write: the partly filled page holding the next position.
+                let at = len / Self::PAGE;
+                if at < *shared {
+                    pages[at] = pages[at].copy()?;
+                    *shared = at;
+                }
+                while pages.len() * Self::PAGE < needed {
+                    let shape = (layers, heads, Self::PAGE, hd);
+                    pages.push(Page {
+                        keys: Tensor::zeros(shape, dtype, device)?,
+                        values: Tensor::zeros(shape, dtype, device)?,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -242,27 +373,55 @@ impl KvCache {
         v: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         let n = k.dim(1)?;
-        if self.len + n > self.capacity {
+        if self.len + n > self.capacity() || i >= self.num_layers {
             return Err(ModelError::InvalidInput(format!(
-                "kv cache: {n} positions appended without reservation (len {}, capacity {})",
-                self.len, self.capacity
+                "kv cache: {n} positions appended to layer {i} of {} without reservation (len \
+                 {}, capacity {})",
+                self.num_layers,
+                self.len,
+                self.capacity()
             )));
         }
-        let (kb, vb) = self.layer_buffers(i)?;
-        kb.slice_set(k, 1, self.len)?;
-        vb.slice_set(v, 1, self.len)?;
+        match &self.storage {
+            Storage::Contiguous {
+                keys: Some(keys),
+                values: Some(values),
+                ..
+            } => {
+                keys.get(i)?.slice_set(k, 1, self.len)?;
+                values.get(i)?.slice_set(v, 1, self.len)?;
+            }
+            Storage::Paged { pages, .. } => {
+                for (page, offset, from, count) in Self::spans(self.len, n) {
+                    let part = |t: &Tensor| t.narrow(1, from, count)?.contiguous();
+                    pages[page].keys.get(i)?.slice_set(&part(k)?, 1, offset)?;
+                    pages[page].values.get(i)?.slice_set(&part(v)?, 1, offset)?;
+                }
+            }
+            Storage::Contiguous { .. } if n == 0 => {}
+            Storage::Contiguous { .. } => {
+                return Err(ModelError::InvalidInput(
+                    "kv cache: no buffers after reserving".into(),
+                ))
+            }
+        }
         self.view(i, self.len + n)
     }
 
-    /// Layer `i`'s whole key and value buffers `[num_kv_heads, capacity, head_dim]` (views).
-    fn layer_buffers(&self, i: usize) -> Result<(Tensor, Tensor)> {
-        match (&self.keys, &self.values) {
-            (Some(k), Some(v)) if i < self.num_layers => Ok((k.get(i)?, v.get(i)?)),
-            _ => Err(ModelError::InvalidInput(format!(
-                "kv cache: layer {i} of {} has no buffers (capacity {})",
-                self.num_layers, self.capacity
-            ))),
-        }
+    /// The pieces of positions `start..start + n` by page: `(page, offset in the page, offset
+    /// in the block, count)`.
+    fn spans(start: usize, n: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        let mut done = 0;
+        std::iter::from_fn(move || {
+            (done < n).then(|| {
+                let p = start + done;
+                let (page, offset) = (p / Self::PAGE, p % Self::PAGE);
+                let count = (Self::PAGE - offset).min(n - done);
+                let span = (page, offset, done, count);
+                done += count;
+                span
+            })
+        })
     }
 
     /// Advances the length by `n` after every layer's block was appended.
@@ -270,7 +429,8 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Views `[num_kv_heads, len, head_dim]` of layer `i`'s first `len` positions.
+    /// Views `[num_kv_heads, len, head_dim]` of layer `i`'s first `len` positions (paged: a
+    /// gathered copy when they span several pages).
     pub(crate) fn view(&self, i: usize, len: usize) -> Result<(Tensor, Tensor)> {
         if i >= self.num_layers {
             return Err(ModelError::InvalidInput(format!(
@@ -278,34 +438,93 @@ impl KvCache {
                 self.num_layers
             )));
         }
-        if self.keys.is_none() {
-            // Nothing allocated yet: empty views of the right rank.
+        let empty = || -> Result<(Tensor, Tensor)> {
             let empty = Tensor::zeros(
                 (self.num_kv_heads, 0, self.head_dim),
                 self.dtype,
                 &self.device,
             )?;
-            return Ok((empty.clone(), empty));
+            Ok((empty.clone(), empty))
+        };
+        match &self.storage {
+            Storage::Contiguous {
+                keys: Some(k),
+                values: Some(v),
+                ..
+            } => Ok((k.get(i)?.narrow(1, 0, len)?, v.get(i)?.narrow(1, 0, len)?)),
+            Storage::Contiguous { .. } => empty(),
+            Storage::Paged { .. } if len == 0 => empty(),
+            Storage::Paged { pages, .. } => {
+                let gather = |which: fn(&Page) -> &Tensor| -> Result<Tensor> {
+                    let parts = Self::spans(0, len)
+                        .map(|(page, _, _, count)| which(&pages[page]).get(i)?.narrow(1, 0, count))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    Ok(match parts.as_slice() {
+                        [one] => one.clone(),
+                        _ => Tensor::cat(&parts, 1)?,
+                    })
+                };
+                Ok((gather(|p| &p.keys)?, gather(|p| &p.values)?))
+            }
         }
-        let (k, v) = self.layer_buffers(i)?;
-        Ok((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?))
     }
 
-    /// Allocates fresh buffers and copies `keys`/`values` (`[layers, kv, len, hd]`,
-    /// contiguous) into their first positions.
+    /// All layers' filled keys and values `[layers, kv, len, hd]` (paged: gathered), or `None`
+    /// when empty.
+    fn filled(&self) -> Result<Option<(Tensor, Tensor)>> {
+        if self.len == 0 {
+            return Ok(None);
+        }
+        let len = self.len;
+        match &self.storage {
+            Storage::Contiguous {
+                keys: Some(k),
+                values: Some(v),
+                ..
+            } => Ok(Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?))),
+            Storage::Contiguous { .. } => Ok(None),
+            Storage::Paged { pages, .. } => {
+                let gather = |which: fn(&Page) -> &Tensor| -> Result<Tensor> {
+                    let parts = Self::spans(0, len)
+                        .map(|(page, _, _, count)| which(&pages[page]).narrow(2, 0, count))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    Ok(Tensor::cat(&parts, 2)?)
+                };
+                Ok(Some((gather(|p| &p.keys)?, gather(|p| &p.values)?)))
+            }
+        }
+    }
+
+    /// Copies `keys`/`values` (`[layers, kv, len, hd]`, contiguous) into the first positions
+    /// of this empty cache.
     fn fill_from(&mut self, keys: &Tensor, values: &Tensor) -> Result<()> {
         let len = keys.dim(2)?;
         if len == 0 {
             return Ok(());
         }
         self.reserve(len)?;
-        let (Some(kb), Some(vb)) = (&self.keys, &self.values) else {
-            return Err(ModelError::InvalidInput(
-                "kv cache: no buffers after reserving".into(),
-            ));
-        };
-        kb.slice_set(keys, 2, 0)?;
-        vb.slice_set(values, 2, 0)?;
+        match &self.storage {
+            Storage::Contiguous {
+                keys: Some(kb),
+                values: Some(vb),
+                ..
+            } => {
+                kb.slice_set(keys, 2, 0)?;
+                vb.slice_set(values, 2, 0)?;
+            }
+            Storage::Paged { pages, .. } => {
+                for (page, offset, from, count) in Self::spans(0, len) {
+                    let part = |t: &Tensor| t.narrow(2, from, count)?.contiguous();
+                    pages[page].keys.slice_set(&part(keys)?, 2, offset)?;
+                    pages[page].values.slice_set(&part(values)?, 2, offset)?;
+                }
+            }
+            Storage::Contiguous { .. } => {
+                return Err(ModelError::InvalidInput(
+                    "kv cache: no buffers after reserving".into(),
+                ))
+            }
+        }
         self.commit(len);
         Ok(())
     }
@@ -319,34 +538,51 @@ impl vv_kernels::cuda::kv_table::KvBuffers for KvCache {
     }
 
     fn capacity(&self) -> usize {
-        self.capacity
+        KvCache::capacity(self)
     }
 
     fn num_layers(&self) -> usize {
         self.num_layers
     }
 
-    fn buffers(&self) -> candle_core::Result<(&Tensor, &Tensor)> {
-        match (&self.keys, &self.values) {
-            (Some(k), Some(v)) => Ok((k, v)),
-            _ => candle_core::bail!("kv cache: no buffers yet (nothing reserved)"),
+    fn page_positions(&self) -> usize {
+        Self::PAGE
+    }
+
+    fn pages(&self) -> candle_core::Result<Vec<(&Tensor, &Tensor)>> {
+        match &self.storage {
+            Storage::Paged { pages, .. } => {
+                Ok(pages.iter().map(|p| (&p.keys, &p.values)).collect())
+            }
+            Storage::Contiguous { .. } => {
+                candle_core::bail!("kv cache: the fused kernels read paged caches only")
+            }
         }
     }
 }
 
 impl Clone for KvCache {
     fn clone(&self) -> Self {
-        Self {
-            keys: self.keys.clone(),
-            values: self.values.clone(),
-            num_layers: self.num_layers,
-            num_kv_heads: self.num_kv_heads,
-            head_dim: self.head_dim,
-            len: self.len,
+        let storage = match &self.storage {
             // No writable region: the shared buffers are never written through the clone.
-            capacity: self.len,
-            dtype: self.dtype,
+            Storage::Contiguous { keys, values, .. } => Storage::Contiguous {
+                keys: keys.clone(),
+                values: values.clone(),
+                capacity: self.len,
+            },
+            // The pages holding the filled positions, all shared.
+            Storage::Paged { pages, .. } => {
+                let held = self.len.div_ceil(Self::PAGE);
+                Storage::Paged {
+                    pages: pages[..held].to_vec(),
+                    shared: held,
+                }
+            }
+        };
+        Self {
+            storage,
             device: self.device.clone(),
+            ..*self
         }
     }
 }
@@ -372,10 +608,15 @@ mod tests {
         Tensor::from_vec(data, (kv, n, hd), &Device::Cpu).unwrap()
     }
 
+    /// An empty CPU cache in the given layout.
+    fn cache(layers: usize, kv: usize, hd: usize, paged: bool) -> KvCache {
+        KvCache::with_layout(layers, kv, hd, DType::F32, &Device::Cpu, paged)
+    }
+
     /// Appends blocks of the given sizes to a 2-layer cache and checks it holds their concatenation.
-    fn check_appends(sizes: &[usize]) {
+    fn check_appends(sizes: &[usize], paged: bool) {
         let (kv, hd) = (2, 3);
-        let mut cache = KvCache::new(2, kv, hd, DType::F32, &Device::Cpu);
+        let mut cache = cache(2, kv, hd, paged);
         let mut expected_k = Vec::new();
         for (s, &n) in sizes.iter().enumerate() {
             cache.reserve(n).unwrap();
@@ -393,10 +634,8 @@ mod tests {
         }
         let total: usize = sizes.iter().sum();
         assert_eq!(cache.len(), total);
-        assert_eq!(
-            cache.capacity(),
-            total.div_ceil(KvCache::CHUNK) * KvCache::CHUNK
-        );
+        let step = if paged { KvCache::PAGE } else { KvCache::CHUNK };
+        assert_eq!(cache.capacity(), total.div_ceil(step) * step);
         if total == 0 {
             return;
         }
@@ -409,12 +648,13 @@ mod tests {
     }
 
     #[test]
-    fn growth_across_a_chunk_boundary_keeps_the_data() {
-        let c = KvCache::CHUNK;
-        // Fill to one short of the chunk, then cross it with one block, then single tokens.
-        check_appends(&[c - 1, 3, 1, 1]);
-        check_appends(&[c, 1]);
-        check_appends(&[2 * c + 5]);
+    fn growth_across_a_chunk_or_page_boundary_keeps_the_data() {
+        for (c, paged) in [(KvCache::CHUNK, false), (KvCache::PAGE, true)] {
+            // Fill to one short of the step, then cross it with one block, then single tokens.
+            check_appends(&[c - 1, 3, 1, 1], paged);
+            check_appends(&[c, 1], paged);
+            check_appends(&[2 * c + 5], paged);
+        }
     }
 
     #[test]
@@ -435,6 +675,72 @@ mod tests {
         let diff = (bk - k.squeeze(0).unwrap()).unwrap().abs().unwrap();
         assert_eq!(diff.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
         assert_eq!(b.memory_bytes(), 2 * 2 * KvCache::CHUNK * 3 * 4);
+    }
+
+    #[test]
+    fn paged_from_layers_try_clone_and_to_keep_the_data() {
+        let n = KvCache::PAGE + 7;
+        let k = block(1, 2, n, 3);
+        let v = block(2, 2, n, 3);
+        let contiguous = KvCache::from_layers(vec![k.clone()], vec![v.clone()]).unwrap();
+        let mut paged = cache(1, 2, 3, true);
+        let (kk, vv) = contiguous.filled().unwrap().unwrap();
+        paged.fill_from(&kk, &vv).unwrap();
+        assert!(paged.is_paged() && !contiguous.is_paged());
+        let copy = paged.try_clone().unwrap();
+        let back = paged.to(DType::F32, &Device::Cpu).unwrap();
+        for c in [&paged, &copy, &back] {
+            assert_eq!(c.len(), n);
+            let (ck, cv) = c.layer(0).unwrap();
+            let diff = |a: &Tensor, b: &Tensor| {
+                let d = (a - b).unwrap().abs().unwrap().sum_all().unwrap();
+                d.to_scalar::<f32>().unwrap()
+            };
+            assert_eq!(diff(&ck, &k), 0.0);
+            assert_eq!(diff(&cv, &v), 0.0);
+        }
+        // Two pages of 1 layer × 2 heads × PAGE × 3 f32, keys and values.
+        assert_eq!(paged.memory_bytes(), 2 * 2 * 2 * KvCache::PAGE * 3 * 4);
+    }
+
+    #[test]
+    fn paged_clones_share_full_pages_and_copy_only_the_last() {
+        let page_bytes = 2 * 2 * KvCache::PAGE * 3 * 4;
+        let mut prompt = cache(1, 2, 3, true);
+        for i in 0..KvCache::PAGE + 5 {
+            push(&mut prompt, i as f32);
+        }
+        let mut utterance = prompt.clone();
+        assert_eq!(
+            utterance.memory_bytes(),
+            0,
+            "a clone owns nothing before it writes"
+        );
+        assert_eq!(
+            utterance.capacity(),
+            utterance.len(),
+            "no writable room yet"
+        );
+        push(&mut utterance, -1.0);
+        // The partly filled second page was copied; the first is still the prompt's.
+        assert_eq!(utterance.memory_bytes(), page_bytes);
+        for _ in 0..KvCache::PAGE {
+            push(&mut utterance, -2.0);
+        }
+        assert_eq!(utterance.memory_bytes(), 2 * page_bytes);
+        let seen = keys(&utterance);
+        let expect: Vec<f32> = (0..KvCache::PAGE + 5)
+            .map(|i| i as f32)
+            .chain([-1.0])
+            .chain(std::iter::repeat_n(-2.0, KvCache::PAGE))
+            .collect();
+        let row = |vals: &[f32]| -> Vec<f32> { vals.iter().flat_map(|&v| [v; 3]).collect() };
+        assert_eq!(seen, [row(&expect), row(&expect)].concat());
+        assert_eq!(
+            keys(&prompt).len(),
+            2 * 3 * (KvCache::PAGE + 5),
+            "prompt untouched"
+        );
     }
 
     /// Appends one position holding `value` to the single layer of `cache`.
@@ -458,7 +764,13 @@ mod tests {
 
     #[test]
     fn cheap_clones_never_see_each_others_appends() {
-        let mut original = KvCache::new(1, 2, 3, DType::F32, &Device::Cpu);
+        for paged in [false, true] {
+            cheap_clones_in(paged);
+        }
+    }
+
+    fn cheap_clones_in(paged: bool) {
+        let mut original = cache(1, 2, 3, paged);
         push(&mut original, 1.0);
         let mut first = original.clone();
         let mut second = original.clone();
@@ -489,8 +801,11 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(100))]
         #[test]
-        fn any_sequence_of_appends_concatenates(sizes in prop::collection::vec(1usize..300, 0..5)) {
-            check_appends(&sizes);
+        fn any_sequence_of_appends_concatenates(
+            sizes in prop::collection::vec(1usize..300, 0..5),
+            paged: bool,
+        ) {
+            check_appends(&sizes, paged);
         }
     }
 }

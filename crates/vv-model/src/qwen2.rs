@@ -263,7 +263,7 @@ impl Qwen2Stack {
             && caches
                 .iter()
                 .zip(rows)
-                .all(|(c, n)| self.fused_reach(c.len() + n));
+                .all(|(c, n)| c.is_paged() && self.fused_reach(c.len() + n));
         if !applies {
             return Ok(None);
         }

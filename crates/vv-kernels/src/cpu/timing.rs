@@ -39,7 +39,7 @@ fn timing() {
             let f32s = vec![w.clone(); if packed.is_none() { copies } else { 0 }];
             let packs = vec![packed; copies];
             for isa in Isa::all_supported() {
-                let line: Vec<String> = [1, 2, 5, 10]
+                let line: Vec<String> = [1, 2, 4, 5, 10]
                     .into_iter()
                     .map(|m| {
                         let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 / 13.0).collect();

@@ -10,7 +10,7 @@ use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::kv_table::{table_len, KvTable};
+use super::kv_table::{header_len, KvTable};
 use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// Threads per (row, head) block.
@@ -48,15 +48,13 @@ __device__ float block_reduce(float v, float* red, bool is_max) {
 #define ATTENTION_MAX_LANE_DIMS 4
 #define ATTENTION(NAME, T, LOAD, STORE)                                                    \
 extern "C" __global__ void NAME(const T* q, T* out, const long long* table, int layer,    \
-        int rows, int streams, int heads, int kv_heads, int head_dim) {                    \
+        int rows, int streams, int heads, int kv_heads, int head_dim, int page) {          \
     extern __shared__ float smem[];                                                        \
     __shared__ float red[32];                                                              \
     int h = blockIdx.x, row = blockIdx.y, kvh = h / (heads / kv_heads);                    \
     int s = (int)table[row];                                                               \
-    long long capacity = table[2 * rows + s], k_row = head_dim, v_row = head_dim;          \
-    const long long* addr = table + 2 * rows + streams + 2 * ((long long)layer * streams + s); \
-    const T* kb = (const T*)addr[0] + kvh * capacity * head_dim;                           \
-    const T* vb = (const T*)addr[1] + kvh * capacity * head_dim;                           \
+    const long long* pages = table + 2 * rows + streams + 2 * table[2 * rows + s];         \
+    long long head_off = ((long long)layer * kv_heads + kvh) * page * head_dim;            \
     int visible = (int)table[rows + row] + 1;                                              \
     float* qs = smem;                                                                      \
     float* sc = smem + head_dim;                                                           \
@@ -65,7 +63,8 @@ extern "C" __global__ void NAME(const T* q, T* out, const long long* table, int 
     __syncthreads();                                                                       \
     float mx = VV_NEG_INF;                                                                 \
     for (int j = threadIdx.x; j < visible; j += blockDim.x) {                              \
-        const T* kr = kb + j * k_row;                                                      \
+        const T* kr = (const T*)pages[2 * (j / page)] + head_off                           \
+            + (long long)(j % page) * head_dim;                                            \
         float sum = 0.f;                                                                   \
         for (int d = 0; d < head_dim; ++d) sum += qs[d] * LOAD(kr[d]);                     \
         sc[j] = sum;                                                                       \
@@ -83,7 +82,8 @@ extern "C" __global__ void NAME(const T* q, T* out, const long long* table, int 
     float acc[ATTENTION_MAX_LANE_DIMS] = {0.f, 0.f, 0.f, 0.f};                             \
     for (int j = warp; j < visible; j += warps) {                                          \
         float e = sc[j];                                                                   \
-        const T* vr = vb + j * v_row;                                                      \
+        const T* vr = (const T*)pages[2 * (j / page) + 1] + head_off                       \
+            + (long long)(j % page) * head_dim;                                            \
         for (int i = 0; i < ATTENTION_MAX_LANE_DIMS; ++i) {                                \
             int d = lane + 32 * i;                                                         \
             if (d < head_dim) acc[i] += e * LOAD(vr[d]);                                   \
@@ -126,6 +126,7 @@ pub fn attention(q: &Tensor, kv_heads: usize, kv: &KvTable, layer: usize) -> Res
         kv_heads,
         rows: kv.rows(),
         streams: kv.streams(),
+        page: kv.page(),
         keys_bound: kv.keys_bound(),
     };
     q.contiguous()?.apply_op2_no_bwd(kv.table(), &op)
@@ -136,6 +137,7 @@ struct Attention {
     kv_heads: usize,
     rows: usize,
     streams: usize,
+    page: usize,
     keys_bound: usize,
 }
 
@@ -157,7 +159,8 @@ impl CustomOp2 for Attention {
         let kv_heads = self.kv_heads;
         let valid = q_l.is_contiguous()
             && self.rows == rows
-            && table_l.shape().elem_count() >= table_len(rows, self.streams, self.layer + 1)
+            && table_l.shape().elem_count() > header_len(rows, self.streams)
+            && self.page > 0
             && kv_heads > 0
             && heads % kv_heads == 0
             && fits(self.keys_bound, hd);
@@ -182,7 +185,16 @@ impl CustomOp2 for Attention {
             inputs: &[(q, start_with_unit_stride(q_l, "q")?)],
             out_len: rows * heads * hd,
             table: Some((table, start_with_unit_stride(table_l, "table")?)),
-            ints: &[self.layer, rows, self.streams, heads, kv_heads, hd].map(|x| x as i32),
+            ints: &[
+                self.layer,
+                rows,
+                self.streams,
+                heads,
+                kv_heads,
+                hd,
+                self.page,
+            ]
+            .map(|x| x as i32),
         };
         // SAFETY: the arguments match the kernel's signature; the table's positions and
         // buffers were checked when it was built (`KvTable`).

@@ -1,15 +1,17 @@
 //! The device table through which the fused RoPE/append and attention kernels reach a forward's
-//! KV caches: for every packed row its stream and absolute position, for every stream its
-//! capacity, and every layer's key and value buffer addresses of every stream. One small upload
-//! per forward replaces per-layer pointer and length arguments, so the same launches serve any
-//! number of streams at different positions (one batched attention over caches of different
-//! lengths, nothing copied in proportion to a cache's length), and can be captured in a CUDA
-//! graph and replayed for any utterances at any positions (the table is rewritten before each
-//! replay).
+//! KV caches: for every packed row its stream and absolute position, for every stream where its
+//! list of pages starts, and every page's key and value buffer addresses. A cache is a list of
+//! fixed-size pages (`[layers, kv_heads, page, head_dim]` each), so caches grow without copying
+//! and freed pages are reused whole. One small upload per forward replaces per-layer pointer
+//! and length arguments, so the same launches serve any number of streams at different
+//! positions (one batched attention over caches of different lengths, nothing copied in
+//! proportion to a cache's length), and can be captured in a CUDA graph and replayed for any
+//! utterances at any positions (the table is rewritten before each replay).
 //!
-//! Layout (i64): `[0, R)` the stream of each row, `[R, 2R)` its position, `[2R, 2R + S)` each
-//! stream's capacity, then for layer `l` and stream `s` the key address at
-//! `2R + S + 2(l·S + s)` and the value address right after it.
+//! Layout (i64): `[0, R)` the stream of each row, `[R, 2R)` its position, `[2R, 2R + S)` the
+//! index of each stream's first page entry, then page entry `e`'s key address at
+//! `2R + S + 2e` and its value address right after it. Position `p` of stream `s` lives in page
+//! entry `first[s] + p / page`, at offset `p % page`.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::DevicePtr;
@@ -18,17 +20,19 @@ use half::bf16;
 
 use super::attention::MAX_KEYS;
 
-/// A stream's KV cache as the kernels see it: a key and a value buffer
-/// `[layers, kv_heads, capacity, head_dim]` each, contiguous, on the GPU.
+/// A stream's KV cache as the kernels see it: pages of `page_positions()` positions, a key and
+/// a value buffer `[layers, kv_heads, page_positions, head_dim]` each, contiguous, on the GPU.
 pub trait KvBuffers {
     /// Positions already held: the first new row's position.
     fn position(&self) -> usize;
-    /// Positions the buffers hold in all.
+    /// Positions the stream may write below (its pages' end, less pages it shares).
     fn capacity(&self) -> usize;
     /// Number of layers.
     fn num_layers(&self) -> usize;
-    /// The key and value buffers of all layers.
-    fn buffers(&self) -> Result<(&Tensor, &Tensor)>;
+    /// Positions per page.
+    fn page_positions(&self) -> usize;
+    /// The key and value buffers of every page, in position order.
+    fn pages(&self) -> Result<Vec<(&Tensor, &Tensor)>>;
 }
 
 /// One stream of a forward: its cache and how many new rows it appends.
@@ -44,6 +48,8 @@ pub struct KvTable {
     table: Tensor,
     rows: usize,
     streams: usize,
+    /// Positions per page of every stream.
+    page: usize,
     /// The most keys a query may see: the attention launch's shared-memory size.
     keys_bound: usize,
 }
@@ -51,7 +57,7 @@ pub struct KvTable {
 impl KvTable {
     /// The table of `streams` (in packed-row order), uploaded to `device`.
     pub fn upload(streams: &[StreamRows], device: &Device) -> Result<Self> {
-        let entries = entries(streams)?;
+        let (entries, page) = entries(streams)?;
         let len = entries.len();
         let keys_bound = streams
             .iter()
@@ -62,18 +68,27 @@ impl KvTable {
             table: Tensor::from_vec(entries, len, device)?,
             rows: streams.iter().map(|s| s.rows).sum(),
             streams: streams.len(),
+            page,
             keys_bound,
         })
     }
 
-    /// A table kept in the persistent buffer `table` (rewritten with [`entries`] before each
-    /// replay of a CUDA graph) for `rows` rows over `streams` streams and heads `head_dim`
-    /// wide: any position the kernels accept.
-    pub fn persistent(table: Tensor, rows: usize, streams: usize, head_dim: usize) -> Self {
+    /// A table kept in the persistent buffer `table` (at least [`max_table_len`] long; its
+    /// prefix rewritten with [`entries`] before each replay of a CUDA graph) for `rows` rows
+    /// over `streams` streams of pages of `page` positions and heads `head_dim` wide: any
+    /// position the kernels accept.
+    pub fn persistent(
+        table: Tensor,
+        rows: usize,
+        streams: usize,
+        page: usize,
+        head_dim: usize,
+    ) -> Self {
         Self {
             table,
             rows,
             streams,
+            page,
             keys_bound: MAX_KEYS - head_dim,
         }
     }
@@ -92,35 +107,56 @@ impl KvTable {
         self.streams
     }
 
+    /// Positions per page.
+    pub(super) fn page(&self) -> usize {
+        self.page
+    }
+
     pub(super) fn keys_bound(&self) -> usize {
         self.keys_bound
     }
 }
 
-/// Elements of the table of `rows` rows over `streams` streams of `layers` layers.
-pub fn table_len(rows: usize, streams: usize, layers: usize) -> usize {
-    2 * rows + streams + 2 * layers * streams
+/// Elements of the table's fixed part (rows and streams, before the page entries).
+pub(super) fn header_len(rows: usize, streams: usize) -> usize {
+    2 * rows + streams
+}
+
+/// The longest table of `rows` rows over `streams` streams of pages of `page` positions: every
+/// stream at the kernels' largest position (the size of a CUDA graph's persistent table).
+pub fn max_table_len(rows: usize, streams: usize, page: usize) -> usize {
+    header_len(rows, streams) + 2 * streams * MAX_KEYS.div_ceil(page.max(1))
 }
 
 /// The table's entries for `streams` (each with room reserved for its rows, positions within
-/// the attention kernel's limit, all with the same number of layers).
-pub fn entries(streams: &[StreamRows]) -> Result<Vec<i64>> {
+/// the attention kernel's limit, all with the same number of layers and page size), and the
+/// page size.
+pub fn entries(streams: &[StreamRows]) -> Result<(Vec<i64>, usize)> {
     let Some(first) = streams.first() else {
         bail!("kv table: no streams");
     };
-    let layers = first.cache.num_layers();
+    let (layers, page) = (first.cache.num_layers(), first.cache.page_positions());
     let rows: usize = streams.iter().map(|s| s.rows).sum();
-    let mut table = vec![0i64; table_len(rows, streams.len(), layers)];
+    let base = header_len(rows, streams.len());
+    let mut table = vec![0i64; base];
     let mut row = 0;
     for (s, stream) in streams.iter().enumerate() {
         let (cache, n) = (stream.cache, stream.rows);
         let end = cache.position() + n;
-        if n == 0 || cache.num_layers() != layers || end > cache.capacity() || end > MAX_KEYS {
+        let fits = n > 0
+            && cache.num_layers() == layers
+            && cache.page_positions() == page
+            && page > 0
+            && end <= cache.capacity()
+            && end <= MAX_KEYS;
+        if !fits {
             bail!(
-                "kv table: a stream of {n} rows at {} (capacity {}, {} layers) does not fit",
+                "kv table: a stream of {n} rows at {} (capacity {}, {} layers, pages of {}) does \
+                 not fit",
                 cache.position(),
                 cache.capacity(),
-                cache.num_layers()
+                cache.num_layers(),
+                cache.page_positions()
             );
         }
         for i in 0..n {
@@ -128,30 +164,34 @@ pub fn entries(streams: &[StreamRows]) -> Result<Vec<i64>> {
             table[rows + row] = (cache.position() + i) as i64;
             row += 1;
         }
-        table[2 * rows + s] = cache.capacity() as i64;
-    }
-    let base = 2 * rows + streams.len();
-    for (s, stream) in streams.iter().enumerate() {
-        let (keys, values) = stream.cache.buffers()?;
-        let (keys, values) = (address(keys)?, address(values)?);
-        for layer in 0..layers {
-            let at = base + 2 * (layer * streams.len() + s);
-            table[at] = keys.0 + layer as i64 * keys.1;
-            table[at + 1] = values.0 + layer as i64 * values.1;
+        let pages = cache.pages()?;
+        if pages.len() * page < end {
+            bail!(
+                "kv table: {} pages of {page} positions do not reach position {end}",
+                pages.len()
+            );
+        }
+        table[2 * rows + s] = ((table.len() - base) / 2) as i64;
+        for (keys, values) in pages.iter().take(end.div_ceil(page)) {
+            let (kd, vd) = (keys.dims(), values.dims());
+            if kd != vd || kd.len() != 4 || kd[0] != layers || kd[2] != page {
+                bail!("kv table: pages {kd:?} / {vd:?}, expected [{layers}, _, {page}, _]");
+            }
+            table.push(address(keys)?);
+            table.push(address(values)?);
         }
     }
-    Ok(table)
+    Ok((table, page))
 }
 
-/// The device address of the first element of `t` (contiguous `[layers, ...]`, f32 or bf16, on
-/// CUDA) and the bytes from one layer to the next.
-fn address(t: &Tensor) -> Result<(i64, i64)> {
+/// The device address of the first element of `t` (contiguous, f32 or bf16, on CUDA).
+fn address(t: &Tensor) -> Result<i64> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(s) = &*storage else {
         bail!("kv table: a cache is not on the GPU");
     };
     if !layout.is_contiguous() {
-        bail!("kv table: cache buffers must be contiguous");
+        bail!("kv table: cache pages must be contiguous");
     }
     let stream = s.device().cuda_stream();
     let base = match t.dtype() {
@@ -159,10 +199,5 @@ fn address(t: &Tensor) -> Result<(i64, i64)> {
         DType::BF16 => s.as_cuda_slice::<bf16>()?.device_ptr(&stream).0,
         other => bail!("kv table: no kernels for {other:?} caches"),
     };
-    let size = t.dtype().size_in_bytes();
-    let layer_bytes = (t.elem_count() / t.dim(0)?.max(1) * size) as i64;
-    Ok((
-        (base + (layout.start_offset() * size) as u64) as i64,
-        layer_bytes,
-    ))
+    Ok((base + (layout.start_offset() * t.dtype().size_in_bytes()) as u64) as i64)
 }

@@ -13,15 +13,15 @@ use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// One thread per (row, head slot, pair `j`/`j + hd/2`). Row `r` belongs to stream
 /// `table[r]` and sits at position `table[rows + r]`; slots are the `heads` queries, the
-/// `kv_heads` keys, then the values. A cache buffer is `[kv_heads, capacity, hd]` at the
-/// table's address for the layer and stream.
+/// `kv_heads` keys, then the values. Position `p` lives in the stream's page `p / page`, a
+/// buffer `[layers, kv_heads, page, hd]` at the table's address, at offset `p % page`.
 /// Rotation (`rotate_half` convention) is computed in f32 from the cos/sin tables
 /// `[positions, hd/2]` of the activation dtype.
 pub(super) const SOURCE: &str = r#"
 #define ROPE_APPEND(NAME, T, LOAD, STORE)                                                  \
 extern "C" __global__ void NAME(const T* qkv, const T* cos_t, const T* sin_t, T* q_out,  \
         const long long* table, int layer, int rows, int streams, int heads, int kv_heads, \
-        int half) {                                                                        \
+        int half, int page) {                                                              \
     int slots = heads + 2 * kv_heads;                                                      \
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;                      \
     if (idx >= (long long)rows * slots * half) return;                                     \
@@ -29,7 +29,7 @@ extern "C" __global__ void NAME(const T* qkv, const T* cos_t, const T* sin_t, T*
     long long rest = idx / half;                                                           \
     int slot = rest % slots, row = rest / slots;                                           \
     int s = (int)table[row];                                                               \
-    long long p = table[rows + row], capacity = table[2 * rows + s];                       \
+    long long p = table[rows + row];                                                       \
     const T* x = qkv + ((long long)row * slots + slot) * 2 * half;                         \
     float a = LOAD(x[j]), b = LOAD(x[j + half]);                                           \
     T* dst;                                                                                \
@@ -38,8 +38,9 @@ extern "C" __global__ void NAME(const T* qkv, const T* cos_t, const T* sin_t, T*
     } else {                                                                               \
         int value = slot >= heads + kv_heads;                                              \
         int h = slot - heads - value * kv_heads;                                           \
-        T* buffer = (T*)table[2 * rows + streams + 2 * ((long long)layer * streams + s) + value]; \
-        dst = buffer + (h * capacity + p) * 2 * half;                                      \
+        const long long* pages = table + 2 * rows + streams + 2 * table[2 * rows + s];     \
+        T* buffer = (T*)pages[2 * (p / page) + value];                                     \
+        dst = buffer + (((long long)layer * kv_heads + h) * page + p % page) * 2 * half;   \
     }                                                                                      \
     if (slot < heads + kv_heads) {                                                         \
         float c = LOAD(cos_t[p * half + j]), sn = LOAD(sin_t[p * half + j]);               \
@@ -71,6 +72,7 @@ pub fn rope_append(
         layer,
         rows: kv.rows(),
         streams: kv.streams(),
+        page: kv.page(),
         table: kv.table().clone(),
     };
     qkv.contiguous()?
@@ -82,6 +84,7 @@ struct RopeAppend {
     layer: usize,
     rows: usize,
     streams: usize,
+    page: usize,
     table: Tensor,
 }
 
@@ -134,7 +137,16 @@ impl CustomOp3 for RopeAppend {
             inputs: &inputs,
             out_len: rows * heads * hd,
             table: Some((table, start_with_unit_stride(table_l, "table")?)),
-            ints: &[self.layer, rows, self.streams, heads, kv_heads, half].map(|x| x as i32),
+            ints: &[
+                self.layer,
+                rows,
+                self.streams,
+                heads,
+                kv_heads,
+                half,
+                self.page,
+            ]
+            .map(|x| x as i32),
         };
         // SAFETY: the arguments match the kernel's signature; the table was built from caches
         // with room reserved for these rows (`KvTable`).

@@ -136,9 +136,9 @@ impl Utterance {
             sampler: model.sampler(params.diffusion_steps, params.solver)?,
             noise,
             state: StepState {
-                kv_lm: voice.lm.try_clone()?,
-                kv_pos: voice.tts_pos.try_clone()?,
-                kv_neg: voice.tts_neg.try_clone()?,
+                kv_lm: voice.lm.clone(),
+                kv_pos: voice.tts_pos.clone(),
+                kv_neg: voice.tts_neg.clone(),
                 h_pos: BatchRow::single(&voice.pos_condition),
                 h_neg: BatchRow::single(&voice.neg_condition),
                 decoder: model.decoder().new_state()?,

@@ -6,14 +6,14 @@
 //!
 //! The graph reaches the streams' KV caches through a persistent KV table of `2·bucket` streams
 //! (the frames' positive streams, padding, their negative streams, padding), rewritten before
-//! every replay, so one graph serves any utterances at any positions, whatever reallocations
-//! their caches went through; padding streams write and read a scratch cache of the graph's own.
+//! every replay, so one graph serves any utterances at any positions, whatever pages their
+//! caches hold; padding streams write and read a scratch cache of the graph's own.
 
 use candle_core::{CudaDevice, DType, Device, Tensor};
 use vv_kernels::cuda::kv_table::{self, KvBuffers, KvTable, StreamRows};
 use vv_kernels::graph::{self, Graph};
 
-use super::bucket;
+use super::{bucket, persistent_table};
 use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::language_model::TtsInput;
@@ -26,7 +26,7 @@ pub(crate) struct Captured {
     graph: Graph,
     /// `[bucket, latent]` f32.
     z: Tensor,
-    /// The i64 KV table (see [`kv_table::entries`]).
+    /// The i64 KV table (see [`kv_table::entries`]), long enough for any positions.
     table: Tensor,
     /// `[bucket, hidden]` each.
     h_pos: Tensor,
@@ -69,7 +69,7 @@ pub(crate) fn feed(
         && kv_pos
             .iter()
             .chain(kv_neg.iter())
-            .all(|c| stack.fits_cache(c) && stack.fused_reach(c.len() + 1));
+            .all(|c| stack.fits_cache(c) && c.is_paged() && stack.fused_reach(c.len() + 1));
     if !usable {
         return Ok(None);
     }
@@ -125,7 +125,7 @@ fn table(
         .chain(padded(kv_neg, scratch, pad))
         .map(|cache| StreamRows { cache, rows: 1 })
         .collect();
-    let entries = kv_table::entries(&streams)?;
+    let (entries, _) = kv_table::entries(&streams)?;
     let len = entries.len();
     Ok(Tensor::from_vec(entries, len, device)?)
 }
@@ -155,7 +155,11 @@ fn capture(
     let stack = model.tts_lm.stack();
     let device = stack.device();
     let scratch = stack.scratch_cache(1)?;
-    let table = table(kv_pos, kv_neg, &scratch, size, device)?;
+    let table = persistent_table(
+        &table(kv_pos, kv_neg, &scratch, size, device)?,
+        2 * size,
+        2 * size,
+    )?;
     let z = Tensor::zeros((size, model.config().acoustic_vae_dim), DType::F32, device)?;
     let h_pos = Tensor::zeros((size, stack.hidden_size()), stack.dtype(), device)?;
     let h_neg = h_pos.zeros_like()?;
@@ -163,7 +167,13 @@ fn capture(
     let graph = graph::capture(cuda, || {
         let e = model.connector.forward(&z)?;
         let x = model.tts_lm.input_embeds(&TtsInput::speech(&e))?;
-        let kv = KvTable::persistent(table.clone(), 2 * size, 2 * size, stack.head_dim());
+        let kv = KvTable::persistent(
+            table.clone(),
+            2 * size,
+            2 * size,
+            KvCache::PAGE,
+            stack.head_dim(),
+        );
         let h = stack.run_fused(&Tensor::cat(&[&x, &x], 0)?, kv)?;
         let pos = h.narrow(0, 0, size)?;
         h_pos.slice_set(&pos, 0, 0)?;

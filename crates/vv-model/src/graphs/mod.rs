@@ -15,6 +15,22 @@ pub(crate) mod sampler;
 #[cfg(feature = "cuda")]
 pub(crate) mod text_window;
 
+/// A graph's persistent KV table: room for `rows` rows over `streams` streams at any position
+/// the kernels reach, its prefix filled with `entries` (each replay rewrites the prefix its
+/// batch needs).
+#[cfg(feature = "cuda")]
+pub(crate) fn persistent_table(
+    entries: &candle_core::Tensor,
+    rows: usize,
+    streams: usize,
+) -> crate::error::Result<candle_core::Tensor> {
+    use crate::kv_cache::KvCache;
+    let len = vv_kernels::cuda::kv_table::max_table_len(rows, streams, KvCache::PAGE);
+    let table = candle_core::Tensor::zeros(len, candle_core::DType::I64, entries.device())?;
+    table.slice_set(entries, 0, 0)?;
+    Ok(table)
+}
+
 /// Batch sizes that graphs are captured for; a batch replays the smallest bucket that holds it.
 /// Below 32 each bucket doubles; above, steps grow by at most half, so padding costs a large
 /// batch at most a third of its replay.

@@ -11,7 +11,7 @@ use candle_core::{CudaDevice, Device, Tensor};
 use vv_kernels::cuda::kv_table::{self, KvBuffers, KvTable, StreamRows};
 use vv_kernels::graph::{self, Graph};
 
-use super::bucket;
+use super::{bucket, persistent_table};
 use crate::error::Result;
 use crate::generation::TEXT_WINDOW;
 use crate::kv_cache::KvCache;
@@ -68,6 +68,8 @@ pub(crate) fn forward(
         && windows.iter().all(|w| {
             (1..=TEXT_WINDOW).contains(&w.ids.len())
                 && text.fits_cache(w.kv_lm)
+                && w.kv_lm.is_paged()
+                && w.kv_pos.is_paged()
                 && text.fused_reach(w.kv_lm.len() + TEXT_WINDOW)
                 && tts.fits_cache(w.kv_pos)
                 && tts.fused_reach(w.kv_pos.len() + TEXT_WINDOW)
@@ -137,7 +139,7 @@ fn table<'a>(
             rows: TEXT_WINDOW,
         })
         .collect();
-    let entries = kv_table::entries(&streams)?;
+    let (entries, _) = kv_table::entries(&streams)?;
     let len = entries.len();
     Ok(Tensor::from_vec(entries, len, device)?)
 }
@@ -176,14 +178,16 @@ fn capture(
     let lm_scratch = text.scratch_cache(TEXT_WINDOW)?;
     let tts_scratch = tts.scratch_cache(TEXT_WINDOW)?;
     let (lm_table, tts_table) = tables(windows, &lm_scratch, &tts_scratch, size, device)?;
+    let lm_table = persistent_table(&lm_table, rows, size)?;
+    let tts_table = persistent_table(&tts_table, rows, size)?;
     let (ids, last) = (inputs.ids.copy()?, inputs.last.copy()?);
     let out = Tensor::zeros((size, tts.hidden_size()), tts.dtype(), device)?;
     let graph = graph::capture(cuda, || {
         let x = model.text_lm.embed_ids(&ids)?;
-        let lm = KvTable::persistent(lm_table.clone(), rows, size, text.head_dim());
+        let lm = KvTable::persistent(lm_table.clone(), rows, size, KvCache::PAGE, text.head_dim());
         let h_text = text.run_fused(&x, lm)?;
         let x = model.tts_lm.input_embeds(&TtsInput::text(&h_text))?;
-        let kv = KvTable::persistent(tts_table.clone(), rows, size, tts.head_dim());
+        let kv = KvTable::persistent(tts_table.clone(), rows, size, KvCache::PAGE, tts.head_dim());
         let h = tts.run_fused(&x, kv)?;
         Ok::<_, crate::ModelError>(out.slice_set(&h.index_select(&last, 0)?, 0, 0)?)
     })?;
