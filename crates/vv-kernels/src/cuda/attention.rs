@@ -10,7 +10,7 @@ use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::kv_table::{header_len, KvTable};
+use super::kv_table::{header_len, KvTable, TableArgs};
 use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// Threads per (row, head) block.
@@ -122,22 +122,16 @@ pub fn fits(keys: usize, head_dim: usize) -> bool {
 /// (the rows' keys and values already appended) → `[rows, heads·hd]`.
 pub fn attention(q: &Tensor, kv_heads: usize, kv: &KvTable, layer: usize) -> Result<Tensor> {
     let op = Attention {
-        layer,
+        args: kv.args(layer),
         kv_heads,
-        rows: kv.rows(),
-        streams: kv.streams(),
-        page: kv.page(),
         keys_bound: kv.keys_bound(),
     };
     q.contiguous()?.apply_op2_no_bwd(kv.table(), &op)
 }
 
 struct Attention {
-    layer: usize,
+    args: TableArgs,
     kv_heads: usize,
-    rows: usize,
-    streams: usize,
-    page: usize,
     keys_bound: usize,
 }
 
@@ -158,9 +152,9 @@ impl CustomOp2 for Attention {
         let (rows, heads, hd) = q_l.shape().dims3()?;
         let kv_heads = self.kv_heads;
         let valid = q_l.is_contiguous()
-            && self.rows == rows
-            && table_l.shape().elem_count() > header_len(rows, self.streams)
-            && self.page > 0
+            && self.args.rows == rows
+            && table_l.shape().elem_count() > header_len(rows, self.args.streams)
+            && self.args.page > 0
             && kv_heads > 0
             && heads % kv_heads == 0
             && fits(self.keys_bound, hd);
@@ -170,8 +164,8 @@ impl CustomOp2 for Attention {
             bail!(
                 "attention kernel: q {:?}, {kv_heads} kv heads, {} rows, layer {}, {} keys",
                 q_l.shape(),
-                self.rows,
-                self.layer,
+                self.args.rows,
+                self.args.layer,
                 self.keys_bound
             );
         }
@@ -185,16 +179,7 @@ impl CustomOp2 for Attention {
             inputs: &[(q, start_with_unit_stride(q_l, "q")?)],
             out_len: rows * heads * hd,
             table: Some((table, start_with_unit_stride(table_l, "table")?)),
-            ints: &[
-                self.layer,
-                rows,
-                self.streams,
-                heads,
-                kv_heads,
-                hd,
-                self.page,
-            ]
-            .map(|x| x as i32),
+            ints: &self.args.ints(heads, kv_heads, hd),
         };
         // SAFETY: the arguments match the kernel's signature; the table's positions and
         // buffers were checked when it was built (`KvTable`).

@@ -107,13 +107,45 @@ impl KvTable {
         self.streams
     }
 
-    /// Positions per page.
-    pub(super) fn page(&self) -> usize {
-        self.page
+    /// What a launch over layer `layer` of this table passes its kernel.
+    pub(super) fn args(&self, layer: usize) -> TableArgs {
+        TableArgs {
+            layer,
+            rows: self.rows,
+            streams: self.streams,
+            page: self.page,
+        }
     }
 
     pub(super) fn keys_bound(&self) -> usize {
         self.keys_bound
+    }
+}
+
+/// The table's part of a kernel launch: the layer read or written, the packed rows, the
+/// streams and the positions per page.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TableArgs {
+    pub layer: usize,
+    pub rows: usize,
+    pub streams: usize,
+    pub page: usize,
+}
+
+impl TableArgs {
+    /// The kernels' integer arguments: layer, rows, streams, `heads`, `kv_heads`, `width` (the
+    /// head width, or half of it), page.
+    pub(super) fn ints(&self, heads: usize, kv_heads: usize, width: usize) -> [i32; 7] {
+        [
+            self.layer,
+            self.rows,
+            self.streams,
+            heads,
+            kv_heads,
+            width,
+            self.page,
+        ]
+        .map(|x| x as i32)
     }
 }
 

@@ -8,7 +8,7 @@ use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::cuda_backend::CudaStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
-use super::kv_table::KvTable;
+use super::kv_table::{KvTable, TableArgs};
 use super::{no_cpu_fwd, start_with_unit_stride, Launch};
 
 /// One thread per (row, head slot, pair `j`/`j + hd/2`). Row `r` belongs to stream
@@ -69,10 +69,7 @@ pub fn rope_append(
 ) -> Result<Tensor> {
     let op = RopeAppend {
         heads,
-        layer,
-        rows: kv.rows(),
-        streams: kv.streams(),
-        page: kv.page(),
+        args: kv.args(layer),
         table: kv.table().clone(),
     };
     qkv.contiguous()?
@@ -81,10 +78,7 @@ pub fn rope_append(
 
 struct RopeAppend {
     heads: usize,
-    layer: usize,
-    rows: usize,
-    streams: usize,
-    page: usize,
+    args: TableArgs,
     table: Tensor,
 }
 
@@ -113,13 +107,13 @@ impl CustomOp3 for RopeAppend {
             && slots == heads + 2 * kv_heads
             && hd == 2 * half
             && sin_l.shape() == cos_l.shape()
-            && self.rows == rows;
+            && self.args.rows == rows;
         if !valid {
             bail!(
                 "rope-append kernel: qkv {:?} with {heads} heads, tables {:?}, {} rows",
                 qkv_l.shape(),
                 cos_l.shape(),
-                self.rows
+                self.args.rows
             );
         }
         let (table, table_l) = self.table.storage_and_layout();
@@ -137,16 +131,7 @@ impl CustomOp3 for RopeAppend {
             inputs: &inputs,
             out_len: rows * heads * hd,
             table: Some((table, start_with_unit_stride(table_l, "table")?)),
-            ints: &[
-                self.layer,
-                rows,
-                self.streams,
-                heads,
-                kv_heads,
-                half,
-                self.page,
-            ]
-            .map(|x| x as i32),
+            ints: &self.args.ints(heads, kv_heads, half),
         };
         // SAFETY: the arguments match the kernel's signature; the table was built from caches
         // with room reserved for these rows (`KvTable`).
