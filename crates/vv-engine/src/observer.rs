@@ -13,6 +13,9 @@ pub trait EngineObserver: Send + Sync {
     /// After a round (and at start): utterances admitted at once, and the real-time headroom
     /// at the current batch size (1 − round time / frame duration; `None` before any round).
     fn capacity(&self, _capacity: usize, _headroom: Option<f64>) {}
+    /// After a round, and when an utterance ends: the bytes of KV cache the active utterances
+    /// own (their buffers or pages; voice prompt pages they share are not counted).
+    fn kv_cache(&self, _bytes: usize) {}
 }
 
 /// An observer that records nothing.

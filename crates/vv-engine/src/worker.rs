@@ -338,7 +338,14 @@ impl Worker {
             } = a;
             drop(slot);
             outbox.event(ev);
+            self.report_kv_cache();
         }
+    }
+
+    /// Reports the KV-cache bytes the active utterances own.
+    fn report_kv_cache(&self) {
+        let bytes = self.active.iter().map(|a| a.utt.kv_bytes()).sum();
+        self.observer.kv_cache(bytes);
     }
 
     fn cancel_all(&mut self) {
@@ -418,6 +425,7 @@ impl Worker {
             self.observer
                 .capacity(capacity, self.capacity.headroom_at(ids.len()));
         }
+        self.report_kv_cache();
         device_failure.filter(|_| self.failed_rounds >= FATAL_FAILED_ROUNDS)
     }
 

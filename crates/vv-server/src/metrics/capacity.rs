@@ -1,5 +1,6 @@
-//! Capacity metrics: round time by batch size, the current batch, the real-time headroom, and
-//! admissions by outcome (admitted or refused for want of a slot).
+//! Capacity metrics: round time by batch size, the current batch, the real-time headroom,
+//! admissions by outcome (admitted or refused for want of a slot), and the active utterances'
+//! KV-cache bytes.
 
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct CapacityMetrics {
     pub realtime_headroom: Gauge,
     /// Utterances admitted and refused (`outcome` = `admitted` | `refused`).
     pub admissions_total: IntCounterVec,
+    /// Bytes of KV cache the active utterances own.
+    pub kv_cache_bytes: IntGauge,
 }
 
 impl CapacityMetrics {
@@ -55,6 +58,14 @@ impl CapacityMetrics {
                 IntCounterVec::new(
                     Opts::new("admissions_total", "Utterances admitted or refused"),
                     &["outcome"],
+                )?,
+            )?,
+            kv_cache_bytes: register(
+                r,
+                IntGauge::new(
+                    "kv_cache_bytes",
+                    "Bytes of KV cache the active utterances own (voice prompts they share \
+                     not counted)",
                 )?,
             )?,
         })

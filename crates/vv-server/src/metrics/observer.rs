@@ -7,7 +7,7 @@ use vv_engine::EngineObserver;
 
 use super::families::Metrics;
 
-/// Records engine rounds, batch sizes, capacity, queue waits and text starvation.
+/// Records engine rounds, batch sizes, capacity, KV-cache bytes, queue waits and text starvation.
 pub struct MetricsObserver(pub Arc<Metrics>);
 
 impl EngineObserver for MetricsObserver {
@@ -24,6 +24,13 @@ impl EngineObserver for MetricsObserver {
         if let Some(headroom) = headroom {
             self.0.capacity.realtime_headroom.set(headroom);
         }
+    }
+
+    fn kv_cache(&self, bytes: usize) {
+        self.0
+            .capacity
+            .kv_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     fn queue_wait(&self, wait: Duration) {
@@ -47,10 +54,12 @@ mod tests {
         obs.queue_wait(Duration::from_millis(2));
         obs.text_starved();
         obs.text_starved();
+        obs.kv_cache(3 << 20);
         assert_eq!(m.engine_step_seconds.get_sample_count(), 1);
         assert!((m.engine_step_seconds.get_sample_sum() - 0.04).abs() < 1e-9);
         assert!((m.engine_batch_size.get_sample_sum() - 3.0).abs() < 1e-12);
         assert_eq!(m.queue_wait_seconds.get_sample_count(), 1);
         assert_eq!(m.text_starved_steps_total.get(), 2);
+        assert_eq!(m.capacity.kv_cache_bytes.get(), 3 << 20);
     }
 }

@@ -139,6 +139,7 @@ async fn metrics_scrape_parses_and_has_every_family() {
         ("vibevoice_build_info", "gauge"),
         ("vibevoice_runtime_alive_tasks", "gauge"),
         ("vibevoice_process_heap_in_use_bytes", "gauge"),
+        ("vibevoice_kv_cache_bytes", "gauge"),
     ];
     for (family, kind) in families {
         assert_eq!(
@@ -167,6 +168,11 @@ async fn metrics_scrape_parses_and_has_every_family() {
     assert!(prom.value("vibevoice_engine_step_seconds_count", &[]) > 0.0);
     assert_eq!(prom.value("vibevoice_slots_total", &[]), 4.0);
     assert_eq!(prom.value("vibevoice_slots_used", &[]), 0.0);
+    assert_eq!(
+        prom.value("vibevoice_kv_cache_bytes", &[]),
+        0.0,
+        "no utterance left"
+    );
     let build = [
         ("version", env!("CARGO_PKG_VERSION")),
         ("device", "cpu"),

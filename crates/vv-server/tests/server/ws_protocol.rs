@@ -176,6 +176,31 @@ async fn flush_closes_a_segment_and_the_context_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kv_cache_gauge_counts_an_open_context_and_returns_to_zero() {
+    let server = TestServer::ready(|_| {}).await;
+    let mut c = connect(server.addr, "").await;
+    c.text("ctx", "Hello there, my friend. How are you today? I hope")
+        .await;
+    c.until("context.created", Some("ctx")).await;
+    let mut bytes = 0.0;
+    for _ in 0..500 {
+        bytes = metrics(&server)
+            .await
+            .value("vibevoice_kv_cache_bytes", &[]);
+        if bytes > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(bytes > 0.0, "an open context's caches are counted");
+    c.close_context("ctx").await;
+    c.until("context.done", Some("ctx")).await;
+    server.wait_idle().await;
+    let m = metrics(&server).await;
+    assert_eq!(m.value("vibevoice_kv_cache_bytes", &[]), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_audio_at_once() {
     let server = TestServer::ready(|_| {}).await;
     let mut c = connect(server.addr, "").await;
