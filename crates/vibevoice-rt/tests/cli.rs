@@ -1,4 +1,4 @@
-//! The built binary, run as a user would: help, `devices` and `config validate`.
+//! The built binary, run as a user would: help, `devices`, `config validate` and `say`.
 
 mod common;
 
@@ -227,4 +227,51 @@ fn config_validate_shows_each_value_with_its_source() {
         serde_json::json!({"kind": "env", "name": "TTS_DEVICE"})
     );
     assert!(!text(&out.stdout).contains("top-secret"));
+}
+
+#[test]
+fn say_writes_a_wav_file_and_reports_the_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("out.wav");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vibevoice-tiny");
+    let arg = |p: &str| root.join(p).to_str().unwrap().to_string();
+    let (model, tokenizer, voices) = (arg("model"), arg("tokenizer/tokenizer.json"), arg("voices"));
+    let out = vibevoice_rt(
+        &[
+            "say",
+            "--model",
+            &model,
+            "--tokenizer",
+            &tokenizer,
+            "--voices-dir",
+            &voices,
+            "--device",
+            "cpu",
+            "--seed",
+            "7",
+            "-o",
+            wav.to_str().unwrap(),
+            "Hello there, this is a short test of the say command.",
+        ],
+        &[],
+    );
+    assert_no_panic(&out);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("seed 7") && report.contains("time to first audio"),
+        "{report}"
+    );
+    let bytes = std::fs::read(&wav).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WAVE");
+    assert!(
+        bytes.len() > 44 + 2 * 3200,
+        "at least one frame of 16-bit audio"
+    );
+
+    let empty = vibevoice_rt(&["say", "-o", wav.to_str().unwrap(), "  "], &[]);
+    assert_no_panic(&empty);
+    assert!(!empty.status.success());
+    assert!(text(&empty.stderr).contains("the text is empty"));
 }

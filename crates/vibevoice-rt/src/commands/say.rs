@@ -53,6 +53,8 @@ pub fn run(args: &SayArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode> {
         diffusion_steps: s.diffusion_steps,
         solver: solver_kind(s.solver),
         max_frames_per_token: s.limits.max_frames_per_token,
+        // Random weights' EOS classifier fires at random: as in the service, it is not asked.
+        eos_enabled: !opts.random_weights,
         ..GenerationParams::default()
     };
     let seed = s.seed.unwrap_or_else(rand_seed);
