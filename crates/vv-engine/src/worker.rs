@@ -330,6 +330,8 @@ impl Worker {
     fn remove(&mut self, id: UtteranceId, terminal: impl FnOnce(&Active) -> UtteranceEvent) {
         if let Some(pos) = self.active.iter().position(|a| a.id == id) {
             let a = self.active.remove(pos);
+            // Before the slot goes: whoever sees the slot free sees the caches gone too.
+            self.report_kv_cache();
             let ev = terminal(&a);
             let Active {
                 mut outbox,
@@ -338,7 +340,6 @@ impl Worker {
             } = a;
             drop(slot);
             outbox.event(ev);
-            self.report_kv_cache();
         }
     }
 
