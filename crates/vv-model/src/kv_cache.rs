@@ -391,13 +391,7 @@ impl KvCache {
                 keys.get(i)?.slice_set(k, 1, self.len)?;
                 values.get(i)?.slice_set(v, 1, self.len)?;
             }
-            Storage::Paged { pages, .. } => {
-                for (page, offset, from, count) in Self::spans(self.len, n) {
-                    let part = |t: &Tensor| t.narrow(1, from, count)?.contiguous();
-                    pages[page].keys.get(i)?.slice_set(&part(k)?, 1, offset)?;
-                    pages[page].values.get(i)?.slice_set(&part(v)?, 1, offset)?;
-                }
-            }
+            Storage::Paged { pages, .. } => scatter(pages, self.len, k, v, 1, |t| t.get(i))?,
             Storage::Contiguous { .. } if n == 0 => {}
             Storage::Contiguous { .. } => {
                 return Err(ModelError::InvalidInput(
@@ -454,18 +448,7 @@ impl KvCache {
             } => Ok((k.get(i)?.narrow(1, 0, len)?, v.get(i)?.narrow(1, 0, len)?)),
             Storage::Contiguous { .. } => empty(),
             Storage::Paged { .. } if len == 0 => empty(),
-            Storage::Paged { pages, .. } => {
-                let gather = |which: fn(&Page) -> &Tensor| -> Result<Tensor> {
-                    let parts = Self::spans(0, len)
-                        .map(|(page, _, _, count)| which(&pages[page]).get(i)?.narrow(1, 0, count))
-                        .collect::<candle_core::Result<Vec<_>>>()?;
-                    Ok(match parts.as_slice() {
-                        [one] => one.clone(),
-                        _ => Tensor::cat(&parts, 1)?,
-                    })
-                };
-                Ok((gather(|p| &p.keys)?, gather(|p| &p.values)?))
-            }
+            Storage::Paged { pages, .. } => gather(pages, len, 1, |t| t.get(i)),
         }
     }
 
@@ -483,15 +466,7 @@ impl KvCache {
                 ..
             } => Ok(Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?))),
             Storage::Contiguous { .. } => Ok(None),
-            Storage::Paged { pages, .. } => {
-                let gather = |which: fn(&Page) -> &Tensor| -> Result<Tensor> {
-                    let parts = Self::spans(0, len)
-                        .map(|(page, _, _, count)| which(&pages[page]).narrow(2, 0, count))
-                        .collect::<candle_core::Result<Vec<_>>>()?;
-                    Ok(Tensor::cat(&parts, 2)?)
-                };
-                Ok(Some((gather(|p| &p.keys)?, gather(|p| &p.values)?)))
-            }
+            Storage::Paged { pages, .. } => Ok(Some(gather(pages, len, 2, |t| Ok(t.clone()))?)),
         }
     }
 
@@ -512,13 +487,7 @@ impl KvCache {
                 kb.slice_set(keys, 2, 0)?;
                 vb.slice_set(values, 2, 0)?;
             }
-            Storage::Paged { pages, .. } => {
-                for (page, offset, from, count) in Self::spans(0, len) {
-                    let part = |t: &Tensor| t.narrow(2, from, count)?.contiguous();
-                    pages[page].keys.slice_set(&part(keys)?, 2, offset)?;
-                    pages[page].values.slice_set(&part(values)?, 2, offset)?;
-                }
-            }
+            Storage::Paged { pages, .. } => scatter(pages, 0, keys, values, 2, |t| Ok(t.clone()))?,
             Storage::Contiguous { .. } => {
                 return Err(ModelError::InvalidInput(
                     "kv cache: no buffers after reserving".into(),
@@ -549,14 +518,11 @@ impl vv_kernels::cuda::kv_table::KvBuffers for KvCache {
         Self::PAGE
     }
 
-    fn pages(&self) -> candle_core::Result<Vec<(&Tensor, &Tensor)>> {
+    /// `None` for a contiguous cache: the fused kernels read paged caches only.
+    fn page(&self, i: usize) -> Option<(&Tensor, &Tensor)> {
         match &self.storage {
-            Storage::Paged { pages, .. } => {
-                Ok(pages.iter().map(|p| (&p.keys, &p.values)).collect())
-            }
-            Storage::Contiguous { .. } => {
-                candle_core::bail!("kv cache: the fused kernels read paged caches only")
-            }
+            Storage::Paged { pages, .. } => pages.get(i).map(|p| (&p.keys, &p.values)),
+            Storage::Contiguous { .. } => None,
         }
     }
 }
@@ -585,6 +551,44 @@ impl Clone for KvCache {
             ..*self
         }
     }
+}
+
+/// Positions `0..len` of `pages`, each page's keys and values seen through `part` and taken
+/// along `dim`: a view when one page holds them, else a gathered copy.
+fn gather(
+    pages: &[Page],
+    len: usize,
+    dim: usize,
+    part: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let one = |which: fn(&Page) -> &Tensor| -> Result<Tensor> {
+        let parts = KvCache::spans(0, len)
+            .map(|(page, _, _, count)| part(which(&pages[page]))?.narrow(dim, 0, count))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(match parts.as_slice() {
+            [one] => one.clone(),
+            _ => Tensor::cat(&parts, dim)?,
+        })
+    };
+    Ok((one(|p| &p.keys)?, one(|p| &p.values)?))
+}
+
+/// Writes `k`, `v` (their positions along `dim`) at positions `start..` of `pages`, each page
+/// seen through `part`.
+fn scatter(
+    pages: &[Page],
+    start: usize,
+    k: &Tensor,
+    v: &Tensor,
+    dim: usize,
+    part: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<()> {
+    for (page, offset, from, count) in KvCache::spans(start, k.dim(dim)?) {
+        for (dst, src) in [(&pages[page].keys, k), (&pages[page].values, v)] {
+            part(dst)?.slice_set(&src.narrow(dim, from, count)?.contiguous()?, dim, offset)?;
+        }
+    }
+    Ok(())
 }
 
 /// `[1, kv, T, hd]` -> `[kv, T, hd]`; a rank-3 tensor is returned as is.

@@ -31,8 +31,8 @@ pub trait KvBuffers {
     fn num_layers(&self) -> usize;
     /// Positions per page.
     fn page_positions(&self) -> usize;
-    /// The key and value buffers of every page, in position order.
-    fn pages(&self) -> Result<Vec<(&Tensor, &Tensor)>>;
+    /// The key and value buffers of page `i` (positions `i·page..(i + 1)·page`), if it exists.
+    fn page(&self, i: usize) -> Option<(&Tensor, &Tensor)>;
 }
 
 /// One stream of a forward: its cache and how many new rows it appends.
@@ -57,7 +57,9 @@ pub struct KvTable {
 impl KvTable {
     /// The table of `streams` (in packed-row order), uploaded to `device`.
     pub fn upload(streams: &[StreamRows], device: &Device) -> Result<Self> {
-        let (entries, page) = entries(streams)?;
+        let entries = entries(streams)?;
+        // `entries` checked that there are streams and that they share one page size.
+        let page = streams.first().map_or(0, |s| s.cache.page_positions());
         let len = entries.len();
         let keys_bound = streams
             .iter()
@@ -161,9 +163,8 @@ pub fn max_table_len(rows: usize, streams: usize, page: usize) -> usize {
 }
 
 /// The table's entries for `streams` (each with room reserved for its rows, positions within
-/// the attention kernel's limit, all with the same number of layers and page size), and the
-/// page size.
-pub fn entries(streams: &[StreamRows]) -> Result<(Vec<i64>, usize)> {
+/// the attention kernel's limit, all with the same number of layers and page size).
+pub fn entries(streams: &[StreamRows]) -> Result<Vec<i64>> {
     let Some(first) = streams.first() else {
         bail!("kv table: no streams");
     };
@@ -196,15 +197,11 @@ pub fn entries(streams: &[StreamRows]) -> Result<(Vec<i64>, usize)> {
             table[rows + row] = (cache.position() + i) as i64;
             row += 1;
         }
-        let pages = cache.pages()?;
-        if pages.len() * page < end {
-            bail!(
-                "kv table: {} pages of {page} positions do not reach position {end}",
-                pages.len()
-            );
-        }
         table[2 * rows + s] = ((table.len() - base) / 2) as i64;
-        for (keys, values) in pages.iter().take(end.div_ceil(page)) {
+        for i in 0..end.div_ceil(page) {
+            let Some((keys, values)) = cache.page(i) else {
+                bail!("kv table: no page {i} of {page} positions below position {end}");
+            };
             let (kd, vd) = (keys.dims(), values.dims());
             if kd != vd || kd.len() != 4 || kd[0] != layers || kd[2] != page {
                 bail!("kv table: pages {kd:?} / {vd:?}, expected [{layers}, _, {page}, _]");
@@ -213,7 +210,7 @@ pub fn entries(streams: &[StreamRows]) -> Result<(Vec<i64>, usize)> {
             table.push(address(values)?);
         }
     }
-    Ok((table, page))
+    Ok(table)
 }
 
 /// The device address of the first element of `t` (contiguous, f32 or bf16, on CUDA).

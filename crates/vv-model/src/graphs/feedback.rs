@@ -125,7 +125,7 @@ fn table(
         .chain(padded(kv_neg, scratch, pad))
         .map(|cache| StreamRows { cache, rows: 1 })
         .collect();
-    let (entries, _) = kv_table::entries(&streams)?;
+    let entries = kv_table::entries(&streams)?;
     let len = entries.len();
     Ok(Tensor::from_vec(entries, len, device)?)
 }

@@ -139,7 +139,7 @@ fn table<'a>(
             rows: TEXT_WINDOW,
         })
         .collect();
-    let (entries, _) = kv_table::entries(&streams)?;
+    let entries = kv_table::entries(&streams)?;
     let len = entries.len();
     Ok(Tensor::from_vec(entries, len, device)?)
 }
