@@ -12,9 +12,10 @@
 #   BENCH_RUNS (5), MODEL_ARGS (how bench and serve get the model; default random weights of the
 #   real shapes, e.g. MODEL_ARGS="--model testdata/vibevoice-tiny/model --tokenizer
 #   testdata/vibevoice-tiny/tokenizer/tokenizer.json --voices-dir DIR" for the tiny fixture).
-# Output in $OUT: bench.json, lt-<mode>-<chars>-<n>.json/.err, serve.log, latency.txt (the
-#   summary: per mode and length the first audio of every context, their median, and the
-#   median minus the model's).
+# Output in $OUT: bench.json, lt-<mode>-<chars>-<n>.json/.err, stages-<mode>-<chars>-<n>.before/
+#   .after (the stage histograms around each run), serve.log, latency.txt (the summary: per
+#   mode and length the first audio of every context, their median, the median minus the
+#   model's, and the service's mean time from the text's arrival to each stage).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +41,12 @@ timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" 
     >"$out/bench.json" 2>"$out/bench.err" || { echo "bench failed"; status=1; }
 
 port=18779
+# The service's stage histograms (`vibevoice_stage_seconds`: arrival to admission, first
+# window, first frame, first byte) before and after each run, so the summary shows where
+# each cell's milliseconds go.
+scrape_stages() {
+    get /metrics 2>/dev/null | grep '^vibevoice_stage_seconds_' >"$1" || true
+}
 echo "=== serve ${model_args[*]}"
 "$bin" serve "${model_args[@]}" --device "$device" --dtype "$dtype" --diffusion-steps 5 \
     --port "$port" \
@@ -55,10 +62,12 @@ if wait_ready "$serve_pid"; then
             esac
             for n in $(seq 1 "${REPEATS:-3}"); do
                 echo "=== loadtest $mode $chars characters ($n)"
+                scrape_stages "$out/stages-$mode-$chars-$n.before"
                 timeout 120 "$client" loadtest "http://127.0.0.1:$port" --streams 1 \
                     --seconds "${SECONDS_PER_RUN:-3}" --text-chars "$chars" "${extra[@]}" --json \
                     >"$out/lt-$mode-$chars-$n.json" 2>"$out/lt-$mode-$chars-$n.err" \
                     || { echo "loadtest $mode $chars failed"; status=1; }
+                scrape_stages "$out/stages-$mode-$chars-$n.after"
             done
         done
     done
@@ -102,6 +111,37 @@ for (chars, mode), r in sorted(runs.items()):
     med = t[len(t) // 2] if t else None
     extra = f"{med - model:+.2f}" if (med is not None and model is not None) else "-"
     print(f"  {mode:<9} {chars:>6}  {[round(x, 2) for x in t]}  {med}  {extra}  errors {r['errors']}")
+
+def stages(path):
+    """{stage: (sum seconds, count)} of one scrape."""
+    out = {}
+    try:
+        for line in open(path):
+            name, value = line.rsplit(" ", 1)
+            stage = name.split('stage="', 1)[1].split('"', 1)[0]
+            sums = out.setdefault(stage, [0.0, 0.0])
+            sums[0 if name.startswith("vibevoice_stage_seconds_sum") else 1] = float(value)
+    except (OSError, IndexError, ValueError):
+        pass
+    return out
+order = ["admitted", "first_window", "first_frame", "first_byte"]
+cells = {}
+for before in glob.glob(f"{d}/stages-*.before"):
+    mode, chars, _ = os.path.basename(before)[7:-7].rsplit("-", 2)
+    a, b = stages(before), stages(before[:-7] + ".after")
+    # Named by the text's length as the run reported it (a text ends at a word).
+    lt = load(f"{d}/lt-{os.path.basename(before)[7:-7]}.json") or {"text_chars": int(chars)}
+    cell = cells.setdefault((lt["text_chars"], mode), {s: [0.0, 0.0] for s in order})
+    for s in order:
+        # A stage not yet observed has no series: zero.
+        cell[s][0] += b.get(s, [0.0, 0.0])[0] - a.get(s, [0.0, 0.0])[0]
+        cell[s][1] += b.get(s, [0.0, 0.0])[1] - a.get(s, [0.0, 0.0])[1]
+if cells:
+    print("service stages, mean ms from the text's arrival (vibevoice_stage_seconds), contexts:")
+    print(f"  {'mode':<9} {'chars':>6}  " + "  ".join(f"{s:>12}" for s in order) + "  contexts")
+    for (chars, mode), cell in sorted(cells.items()):
+        means = [f"{1000 * v[0] / v[1]:12.3f}" if v[1] else f"{'-':>12}" for v in cell.values()]
+        print(f"  {mode:<9} {chars:>6}  " + "  ".join(means) + f"  {int(cell['first_byte'][1])}")
 PY
 cat "$out/latency.txt"
 exit $status

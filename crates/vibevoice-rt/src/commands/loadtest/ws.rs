@@ -220,14 +220,21 @@ impl Stream {
     /// Sends the context's text (one message, or one per word) and its `close`, reading what
     /// is already there between messages, as a streaming client does: a frame that arrives
     /// while words are still being sent is timed when it arrives, not after the last word.
-    /// `Some` when the context ended meanwhile.
+    /// Each message is built just before it is written, as a client streaming an LLM's words
+    /// has only the next one, and the context's clock starts at the first write: building all
+    /// of a 10,000-character text's 1,700 messages first took the probe 0.5-1 ms (measured
+    /// apart), which it counted as the service's. `Some` when the context ended meanwhile.
     async fn send_text(&mut self, ws: &mut Ws, open: &mut OpenContext) -> Option<ContextEnd> {
-        let messages: Vec<Value> = (self.plan.pieces.iter())
-            .map(|piece| json!({"type": "text", "context_id": open.id, "text": piece}))
-            .chain([json!({"type": "close", "context_id": open.id})])
-            .collect();
-        for message in &messages {
-            if send(ws, message).await.is_err() {
+        let (pieces, id) = (Arc::clone(&self.plan.pieces), open.id.clone());
+        let messages = (pieces.iter())
+            .map(|piece| json!({"type": "text", "context_id": id, "text": piece}))
+            .chain([json!({"type": "close", "context_id": id})]);
+        for (n, message) in messages.enumerate() {
+            let message = Message::Text(message.to_string().into());
+            if n == 0 {
+                open.record.sent = self.clock.elapsed();
+            }
+            if ws.send(message).await.is_err() {
                 return Some(ContextEnd::Session(
                     self.lost(codes::CONNECTION_LOST.into()),
                 ));
