@@ -1,5 +1,7 @@
-//! `memory_release::release_free_memory` gives freed heap pages back to the system (glibc on
-//! Linux): the holes that `free` alone leaves resident in the middle of a heap.
+//! `memory_release::release_free_memory` gives freed heap pages back to the system (jemalloc,
+//! glibc): the holes that `free` alone leaves resident between live blocks. Which allocator
+//! runs depends on the build's features (`cargo test --workspace` turns on `jemalloc` through
+//! the binary's dependency on x86-64 Linux; `-p vv-server` alone runs on glibc's).
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 use vv_server::memory_release::release_free_memory;
@@ -15,8 +17,8 @@ fn rss_anon_kib() -> u64 {
 fn freed_holes_in_the_heap_are_returned_to_the_system() {
     const BLOCK: usize = 64 << 10;
     const BLOCKS: usize = 1024;
-    // 64 KiB blocks stay under the mmap threshold, so they come from a heap, written so that
-    // they are resident. Freeing every other one leaves 32 MiB of holes between live blocks,
+    // 64 KiB blocks stay under glibc's mmap threshold, so they come from a heap (in jemalloc,
+    // from its extents), written so that they are resident. Freeing every other one leaves 32 MiB of holes between live blocks,
     // which the allocator cannot give back by shrinking its heap from the top.
     let before_alloc = rss_anon_kib();
     let mut blocks: Vec<Vec<u8>> = (0..BLOCKS).map(|i| vec![(i as u8) | 1; BLOCK]).collect();

@@ -1,19 +1,53 @@
-//! Gives the allocator's free memory back to the operating system once the engine goes idle.
+//! Gives the allocator's free memory back to the operating system once the engine goes idle,
+//! and reads the live heap for `/metrics`.
 //!
-//! Measured on the soak (`scripts/soak.sh`, glibc): the live heap is the same before and after
-//! the load, but several MiB of free memory in the model thread's arena stay resident, in an
-//! amount that depends on the order of the last frees, so resident memory at idle wandered by
-//! up to 15%. Two glibc behaviours keep it: free space in the middle of a heap (an utterance's
-//! tensors freed around longer-lived allocations) is never returned by `free`, and the free top
-//! of a thread's arena is kept up to a trim threshold that grows with the largest block freed.
-//! `malloc_trim(0)` returns the whole free pages of every heap (and the free top of the main
-//! one), so the service trims once per idle period ([`release_when_idle`]: no utterance in
-//! flight for two checks in a row, and one admitted since the last release). Making every
-//! thread share one heap (glibc's `M_ARENA_MAX` 1) would let the trim return the model
-//! thread's free top as well, but on a 16-core GPU host it serialised the WebSocket tasks'
-//! allocations with the model thread's: rounds of 64-108 utterances took 33-163 ms instead of
-//! 13-25 (H100, `scripts/gpu-check.sh`), so it is not done. Other platforms and allocators:
-//! nothing to do.
+//! The service's allocator: on x86-64 Linux the binary links jemalloc (feature `jemalloc`,
+//! [`jemalloc`]), elsewhere the platform's (glibc's on Linux, [`glibc`]). Measured on the soak
+//! (`scripts/soak.sh`) with glibc: the live heap is the same before and after the load, but
+//! several MiB of free memory stay resident in the arenas, in an amount that depends on the
+//! order of the last frees (resident memory at idle wandered by up to 15%, and grew 11% over
+//! an hour). glibc keeps free space in the middle of a heap (an utterance's tensors freed
+//! around longer-lived allocations) until `malloc_trim(0)`, and the free top of every thread's
+//! arena but the main one even then; one heap for every thread (`M_ARENA_MAX` 1) would let the
+//! trim reach it, but on a 16-core GPU host it serialised the WebSocket tasks' allocations with
+//! the model thread's (rounds of 64-108 utterances took 33-163 ms instead of 13-25 on an H100).
+//! jemalloc returns any page it has not used for a second from a background thread, in every
+//! arena, without a shared lock. Either way the service also releases once per idle period
+//! ([`release_when_idle`]: no utterance in flight for two checks in a row, and one admitted
+//! since the last release).
+
+// jemalloc where the feature is on (Linux only), else glibc's allocator on Linux, else none.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+mod jemalloc;
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+use jemalloc as backend;
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(all(feature = "jemalloc", target_os = "linux"))
+))]
+mod glibc;
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(all(feature = "jemalloc", target_os = "linux"))
+))]
+use glibc as backend;
+#[cfg(not(any(
+    all(target_os = "linux", target_env = "gnu"),
+    all(feature = "jemalloc", target_os = "linux")
+)))]
+mod backend {
+    //! No allocator control: nothing to release, no live-heap figure.
+    pub const SUPPORTED: bool = false;
+    pub const NAME: &str = "system";
+    pub fn release_free_memory() -> bool {
+        false
+    }
+    pub fn heap_in_use_bytes() -> Option<u64> {
+        None
+    }
+}
 
 use std::time::{Duration, Instant};
 
@@ -52,38 +86,22 @@ impl IdleWatch {
     }
 }
 
-/// Whether this build can release free heap memory (glibc on Linux).
-pub const SUPPORTED: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+/// Whether this build can release free heap memory (glibc or jemalloc).
+pub const SUPPORTED: bool = backend::SUPPORTED;
 
-/// Returns the free pages of every allocator arena to the operating system; `true` if some
-/// memory was released (always `false` where unsupported).
+/// The allocator this build uses: `jemalloc`, `glibc` or `system`.
+pub const ALLOCATOR: &str = backend::NAME;
+
+/// Returns the allocator's free pages to the operating system; `true` if it did (always
+/// `false` where unsupported).
 pub fn release_free_memory() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim only takes the allocator's own locks; it is safe to call from
-        // any thread at any time.
-        unsafe { libc::malloc_trim(0) == 1 }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
-    }
+    backend::release_free_memory()
 }
 
-/// Bytes the allocator has handed out and not yet been given back (glibc's `mallinfo2`: in use
-/// in every arena plus directly mapped blocks): the live heap, whatever free memory the
-/// arenas keep resident besides. `None` where unsupported.
+/// Bytes the allocator has handed out and not yet been given back: the live heap, whatever
+/// free memory the allocator keeps resident besides. `None` where unsupported.
 pub fn heap_in_use_bytes() -> Option<u64> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's statistics under its own locks.
-        let info = unsafe { libc::mallinfo2() };
-        Some((info.uordblks + info.hblkhd) as u64)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        None
-    }
+    backend::heap_in_use_bytes()
 }
 
 /// Checks the engine every [`CHECK_EVERY`] and releases free memory once per idle period

@@ -82,7 +82,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Tasks alive on the async runtime (refreshed at scrape; a leak shows as growth).
     pub runtime_alive_tasks: IntGauge,
-    /// Live heap bytes (allocated, not yet freed; glibc only), read at scrape time.
+    /// Live heap bytes (allocated, not yet freed; jemalloc and glibc builds), read at scrape time.
     pub heap_in_use_bytes: IntGauge,
     /// Device memory and utilisation gauges.
     pub device: DeviceGauges,
@@ -201,8 +201,9 @@ impl Metrics {
                 r,
                 IntGauge::new(
                     "process_heap_in_use_bytes",
-                    "Heap bytes allocated and not freed (glibc mallinfo2; absent elsewhere): \
-                     the live heap, without the free memory the allocator keeps resident",
+                    "Heap bytes allocated and not freed (jemalloc's stats.allocated or glibc's \
+                     mallinfo2; absent elsewhere): the live heap, without the free memory the \
+                     allocator keeps resident",
                 )?,
             )?,
             device: DeviceGauges::new(r)?,

@@ -18,6 +18,7 @@ pub fn enabled_features() -> Vec<&'static str> {
         ("metal", cfg!(feature = "metal")),
         ("mkl", cfg!(feature = "mkl")),
         ("accelerate", cfg!(feature = "accelerate")),
+        ("jemalloc", cfg!(feature = "jemalloc")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
@@ -51,6 +52,7 @@ async fn info(State(state): State<AppState>) -> Json<Value> {
         "name": "vibevoice-rt",
         "version": env!("CARGO_PKG_VERSION"),
         "features": enabled_features(),
+        "allocator": crate::memory_release::ALLOCATOR,
     });
     let status = readiness(&state);
     let Some(engine) = state.loaded_engine() else {
