@@ -33,8 +33,8 @@ soak_venv
 # The allocators' per-thread caches keep freed small blocks, which the live-heap figure counts
 # as in use (glibc's mallinfo2, jemalloc's stats.allocated): with glibc's, over an hour they
 # added 154 KB (+2%) to the live heap at rest; 25 minutes with them off, 1.3 KB
-# (docs/security.md, "Soak results"). Off for the server here (glibc's for builds on it,
-# jemalloc's for the x86-64 Linux default), so the heap check sees only what is really live.
+# (docs/security.md, "Soak results"). Off for the server here (glibc's, and jemalloc's for a
+# build on it), so the heap check sees only what is really live.
 GLIBC_TUNABLES=glibc.malloc.tcache_count=0 _RJEM_MALLOC_CONF=tcache:false \
     tiny_server_start --max-slots 16
 tiny_server_wait_ready

@@ -1,8 +1,8 @@
 //! Gives the allocator's free memory back to the operating system once the engine goes idle,
 //! and reads the live heap for `/metrics`.
 //!
-//! The service's allocator: on x86-64 Linux the binary links jemalloc (feature `jemalloc`,
-//! [`jemalloc`]), elsewhere the platform's (glibc's on Linux, [`glibc`]). Measured on the soak
+//! The service's allocator: CUDA builds link jemalloc (feature `jemalloc`, `jemalloc.rs`),
+//! others run on the platform's (glibc's on Linux, `glibc.rs`). Measured on the soak
 //! (`scripts/soak.sh`) with glibc: the live heap is the same before and after the load, but
 //! several MiB of free memory stay resident in the arenas, in an amount that depends on the
 //! order of the last frees (resident memory at idle wandered by up to 15%, and grew 11% over
@@ -12,7 +12,9 @@
 //! trim reach it, but on a 16-core GPU host it serialised the WebSocket tasks' allocations with
 //! the model thread's (rounds of 64-108 utterances took 33-163 ms instead of 13-25 on an H100).
 //! jemalloc returns any page it has not used for a second from a background thread, in every
-//! arena, without a shared lock. Either way the service also releases once per idle period
+//! arena, without a shared lock (an hour's soak: resident memory -0.6%); but the CPU model's
+//! frames took 10-20% longer on it (cause not found), so only CUDA builds, whose frames run on
+//! the GPU, use it. Either way the service also releases once per idle period
 //! ([`release_when_idle`]: no utterance in flight for two checks in a row, and one admitted
 //! since the last release).
 

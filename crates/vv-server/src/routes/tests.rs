@@ -57,7 +57,10 @@ async fn info_shows_build_while_loading() {
     assert_eq!(v["build"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(v["build"]["features"].is_array());
     let allocator = v["build"]["allocator"].as_str().unwrap();
-    assert!(["jemalloc", "glibc", "system"].contains(&allocator), "{allocator}");
+    assert!(
+        ["jemalloc", "glibc", "system"].contains(&allocator),
+        "{allocator}"
+    );
     assert!(v["model"].is_null());
 }
 
