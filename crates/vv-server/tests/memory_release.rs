@@ -18,8 +18,9 @@ fn freed_holes_in_the_heap_are_returned_to_the_system_and_the_live_heap_follows(
     const BLOCK: usize = 64 << 10;
     const BLOCKS: usize = 1024;
     // 64 KiB blocks stay under glibc's mmap threshold, so they come from a heap (in jemalloc,
-    // from its extents), written so that they are resident. Freeing every other one leaves 32 MiB of holes between live blocks,
-    // which the allocator cannot give back by shrinking its heap from the top.
+    // from its extents), written so that they are resident. Freeing every other one leaves
+    // 32 MiB of holes between live blocks, which the allocator cannot give back by shrinking
+    // its heap from the top.
     let before_alloc = rss_anon_kib();
     let heap_before = heap_in_use_bytes().expect("the live heap is known on Linux");
     let mut blocks: Vec<Vec<u8>> = (0..BLOCKS).map(|i| vec![(i as u8) | 1; BLOCK]).collect();

@@ -230,7 +230,7 @@ impl Stream {
             .map(|piece| json!({"type": "text", "context_id": id, "text": piece}))
             .chain([json!({"type": "close", "context_id": id})]);
         for (n, message) in messages.enumerate() {
-            let message = Message::Text(message.to_string().into());
+            let message = text_message(&message);
             if n == 0 {
                 open.record.sent = self.clock.elapsed();
             }
@@ -411,7 +411,12 @@ impl Stream {
 
 /// Sends a JSON message.
 async fn send(ws: &mut Ws, message: &Value) -> Result<(), WsError> {
-    ws.send(Message::Text(message.to_string().into())).await
+    ws.send(text_message(message)).await
+}
+
+/// `message` as a WebSocket text message.
+fn text_message(message: &Value) -> Message {
+    Message::Text(message.to_string().into())
 }
 
 /// Cancels `open`, sends a Close frame and waits (boundedly) for the server's close.
