@@ -33,9 +33,11 @@ pub struct ConnectorTrace {
 
 impl AcousticConnector {
     /// Reads `fc1`, `norm` and `fc2` under `vb` (`model.acoustic_connector`); the norm uses the
-    /// decoder's `rms_norm_eps`; the projections are stored as `packing` says.
+    /// decoder's `rms_norm_eps`; the projections are stored as `packing.sensitive()` says (bf16
+    /// under int8).
     pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let (latent, hidden) = (cfg.acoustic_vae_dim, cfg.decoder_config.hidden_size);
+        let packing = packing.sensitive();
         Ok(Self {
             fc1: linear(&vb.pp("fc1"), latent, hidden, true, packing)?,
             norm: RmsNorm::new(hidden, cfg.decoder_config.rms_norm_eps, vb.pp("norm"))?,

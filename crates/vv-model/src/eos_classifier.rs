@@ -20,9 +20,10 @@ pub struct EosClassifier {
 
 impl EosClassifier {
     /// Reads `fc1` (`[hidden, hidden]`) and `fc2` (`[1, hidden]`), both with bias, under `vb`
-    /// (`tts_eos_classifier`), stored as `packing` says.
+    /// (`tts_eos_classifier`), stored as `packing.sensitive()` says (bf16 under int8).
     pub fn new(cfg: &VibeVoiceConfig, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let hidden = cfg.decoder_config.hidden_size;
+        let packing = packing.sensitive();
         Ok(Self {
             fc1: linear(&vb.pp("fc1"), hidden, hidden, true, packing)?,
             fc2: linear(&vb.pp("fc2"), hidden, 1, true, packing)?,

@@ -16,7 +16,10 @@
 //! for the tall AMX kernel (with `int8` too: there the arithmetic decides, not the bytes);
 //! elsewhere the later stages (40 to 3200 time steps, compute-bound GEMMs) stay f32 for
 //! candle's GEMM. [`Packing::every_matrix`] packs every matrix whatever its size or height,
-//! the worst case, for accuracy checks on small fixtures.
+//! the worst case, for accuracy checks on small fixtures. Under `int8`, the matrices whose
+//! rounding errors the free-running loop amplifies most ([`Packing::sensitive`]: the Qwen2
+//! attention projections, the connector and the EOS classifier, ~12% of the LM's bytes) are
+//! stored in bf16, which keeps every component within the CUDA bf16 path's errors.
 
 use std::sync::Arc;
 
@@ -107,6 +110,17 @@ impl Packing {
     /// The format packed weights use (`None`: nothing is packed).
     pub fn format(&self) -> Option<WeightFormat> {
         self.format
+    }
+
+    /// The packing for a matrix whose rounding errors the model amplifies most (the Qwen2
+    /// attention projections, the connector and the EOS classifier): `int8` stores it in bf16
+    /// instead, any other packing is unchanged (see `docs/quantization.md`).
+    pub fn sensitive(self) -> Self {
+        let format = match self.format {
+            Some(WeightFormat::Int8) => Some(WeightFormat::Bf16),
+            f => f,
+        };
+        Self { format, ..self }
     }
 
     /// `none`, `bf16` or `int8`.
@@ -218,6 +232,19 @@ mod tests {
             .table(matrix(4, 8))
             .unwrap();
         assert_eq!(kept.dtype(), DType::F32);
+    }
+
+    #[test]
+    fn sensitive_matrices_take_bf16_under_int8_only() {
+        let int8 = Packing::large(WeightFormat::Int8).sensitive();
+        assert_eq!(int8, Packing::large(WeightFormat::Bf16));
+        let every = Packing::every_matrix(WeightFormat::Int8).sensitive();
+        assert_eq!(every, Packing::every_matrix(WeightFormat::Bf16));
+        for p in [Packing::NONE, Packing::large(WeightFormat::Bf16)] {
+            assert_eq!(p.sensitive(), p);
+        }
+        let w = int8.weight(matrix(512, 512), 1).unwrap();
+        assert_eq!(w.format(), Some(WeightFormat::Bf16));
     }
 
     #[test]

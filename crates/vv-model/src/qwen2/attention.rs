@@ -97,7 +97,8 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    /// Reads `q_proj`, `k_proj`, `v_proj` (weight and bias) and `o_proj` (weight) under `vb`.
+    /// Reads `q_proj`, `k_proj`, `v_proj` (weight and bias) and `o_proj` (weight) under `vb`,
+    /// stored as `packing.sensitive()` says (bf16 under int8).
     pub(crate) fn new(cfg: &Qwen2Config, vb: VarBuilder, packing: Packing) -> Result<Self> {
         let hidden = cfg.hidden_size;
         let head_dim = cfg.head_dim();
@@ -123,6 +124,7 @@ impl Attention {
             ],
             0,
         )?;
+        let packing = packing.sensitive();
         Ok(Self {
             qkv: Linear::new(packing.weight(weight, 1)?, Some(bias)),
             o_proj: linear(&vb.pp("o_proj"), q_dim, hidden, false, packing)?,

@@ -34,6 +34,18 @@ const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vibevoic
 /// The tolerance scale the CUDA bf16 path passes `check-fixture` at (docs/cuda.md).
 const CUDA_BF16_SCALE: f64 = 500.0;
 
+/// The CUDA bf16 path's worst relative error per component on the tiny fixture (docs/cuda.md,
+/// measured on an H100): packed weights must stay within each. The free-running generation
+/// (`end_to_end`, CUDA 9.5e-2) is held to the tolerance only: its error is chaotic, moving
+/// from 9.2e-2 to 1.6e-1 with which int8 matrices are kept in bf16 (docs/quantization.md).
+const CUDA_BF16_MEASURED: [(&str, f64); 5] = [
+    ("lm", 1.28e-2),
+    ("connector_eos", 7.1e-3),
+    ("acoustic_decoder", 2.53e-2),
+    ("diffusion_head", 1.2e-6),
+    ("sampling", 9.0e-7),
+];
+
 /// Largest accepted relative error of the small random model's audio against f32.
 const END_TO_END_BOUND: f64 = 5e-2;
 
@@ -45,7 +57,8 @@ fn fixture_reports(format: WeightFormat) -> Vec<TensorReport> {
 }
 
 /// Prints the worst error of each component; asserts each report within the CUDA bf16
-/// tolerance, exact checks exact, batching bit for bit; returns the worst error per component.
+/// tolerance, each component within the CUDA bf16 path's measured error, exact checks exact,
+/// batching bit for bit; returns the worst error per component.
 fn assert_within_cuda_bf16(format: WeightFormat) -> BTreeMap<String, f64> {
     let reports = fixture_reports(format);
     let mut worst: BTreeMap<String, f64> = BTreeMap::new();
@@ -68,6 +81,13 @@ fn assert_within_cuda_bf16(format: WeightFormat) -> BTreeMap<String, f64> {
         if r.component == "batching" {
             assert_eq!(r.rel, 0.0, "{format:?} batching {}", r.name);
         }
+    }
+    for (component, cuda) in CUDA_BF16_MEASURED {
+        let rel = worst[component];
+        assert!(
+            rel <= cuda,
+            "{format:?} {component}: worst rel {rel:.3e} above the CUDA bf16 path's {cuda:.2e}"
+        );
     }
     worst
 }
