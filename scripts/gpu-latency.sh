@@ -9,13 +9,15 @@
 # Environment: OUT (output directory, default a new temporary one), DEVICE (cuda), DTYPE (bf16),
 #   CHARS (text lengths, "60 384 3000 10000"), SECONDS_PER_RUN (3), REPEATS (3: a context with
 #   random weights runs to the deadline, so each run of a long text gives one first audio),
-#   BENCH_RUNS (5), MODEL_ARGS (how bench and serve get the model; default random weights of the
-#   real shapes, e.g. MODEL_ARGS="--model testdata/vibevoice-tiny/model --tokenizer
+#   BENCH_RUNS (5), IDLE_MS (300: rest before each run of the second bench), MODEL_ARGS (how
+#   bench and serve get the model; default random weights of the real shapes, e.g.
+#   MODEL_ARGS="--model testdata/vibevoice-tiny/model --tokenizer
 #   testdata/vibevoice-tiny/tokenizer/tokenizer.json --voices-dir DIR" for the tiny fixture).
-# Output in $OUT: bench.json, lt-<mode>-<chars>-<n>.json/.err, stages-<mode>-<chars>-<n>.before/
-#   .after (the stage histograms around each run), serve.log, latency.txt (the summary: per
-#   mode and length the first audio of every context, their median, the median minus the
-#   model's, and the service's mean time from the text's arrival to each stage).
+# Output in $OUT: bench.json, bench-idle.json (the same with IDLE_MS of rest before each run),
+#   lt-<mode>-<chars>-<n>.json/.err, stages-<mode>-<chars>-<n>.before/.after (the stage
+#   histograms around each run), serve.log, latency.txt (the summary: per mode and length the
+#   first audio of every context, their median, the median minus the model's, and the
+#   service's mean time from the text's arrival to each stage).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +41,14 @@ echo "=== bench --streams 1"
 timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
     --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 --json \
     >"$out/bench.json" 2>"$out/bench.err" || { echo "bench failed"; status=1; }
+
+# The same after a rest before each run (IDLE_MS, default 300: about the gap between two of
+# this script's contexts), as the service finds the device at each context.
+echo "=== bench --streams 1 --idle-ms ${IDLE_MS:-300}"
+timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
+    --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 \
+    --idle-ms "${IDLE_MS:-300}" --json >"$out/bench-idle.json" 2>"$out/bench-idle.err" \
+    || { echo "bench --idle-ms failed"; status=1; }
 
 port=18779
 # The service's stage histograms (`vibevoice_stage_seconds`: arrival to admission, first
@@ -92,6 +102,10 @@ model = b["ttfa_ms"] if b else None
 if b:
     print(f"model (bench --streams 1): first audio {model:.2f} ms, per frame {b['per_frame_ms']:.2f} ms "
           f"({b.get('device_name')}, {b.get('dtype')})")
+bi = load(f"{d}/bench-idle.json")
+if bi:
+    print(f"model after {bi.get('idle_ms')} ms of rest before each run: first audio {bi['ttfa_ms']:.2f} ms "
+          f"(runs {[round(x, 2) for x in bi['ttfa_runs_ms']]})")
 print("service, one stream: mode, characters, first audio of each context ms, median, median - model ms")
 runs = {}
 for path in glob.glob(f"{d}/lt-*.json"):

@@ -55,6 +55,14 @@ fn without_a_baseline_the_report_has_no_baseline_key() {
     assert_eq!(r["streams"], 1);
     assert!(r["per_frame_ms"].as_f64().unwrap() > 0.0);
     assert!(r.get("baseline").is_none(), "{r}");
+    assert_eq!(r["idle_ms"], 0);
+}
+
+#[test]
+fn a_rest_before_each_run_is_reported() {
+    let r = report(&["--idle-ms", "20"]);
+    assert_eq!(r["idle_ms"], 20);
+    assert!(r["ttfa_ms"].as_f64().unwrap() > 0.0, "{r}");
 }
 
 #[test]

@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// own rounds. Not with --stagger-ms.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub baseline_streams: Option<u32>,
+    /// Milliseconds of rest before each measured run (the device and this thread idle, as a
+    /// service finds them at a request after a pause); not counted in any time.
+    #[arg(long, default_value_t = 0)]
+    pub idle_ms: u64,
     /// Voice preset file (default: the default voice of the voices directory; with
     /// --random-weights, voices/en-Davis_man.pt).
     #[arg(long, value_name = "FILE")]
@@ -81,6 +85,8 @@ struct BenchReport {
     streams: usize,
     /// Milliseconds between stream starts.
     stagger_ms: u64,
+    /// Milliseconds of rest before each measured run.
+    idle_ms: u64,
     /// Median over runs of the median over streams of the time from a stream's start to its
     /// first decoded frame.
     ttfa_ms: f64,
@@ -224,6 +230,7 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
     let (mut kv_bytes, mut peak) = (0, None);
     let (mut base_ttfa, mut base_per_frame) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
+        std::thread::sleep(Duration::from_millis(args.idle_ms));
         let (r, base) = timed((run as u64 + 1) * 1_000_003)?;
         if let Some(base) = base {
             base_ttfa.push(median(&base.ttfa_ms));
@@ -262,6 +269,7 @@ pub fn run(args: &BenchArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode>
         text_tokens: ids.len(),
         streams: args.streams as usize,
         stagger_ms: args.stagger_ms,
+        idle_ms: args.idle_ms,
         ttfa_ms: median(&ttfa),
         ttfa_p95_ms: percentile(&all_ttfa, 95.0),
         per_frame_ms,
