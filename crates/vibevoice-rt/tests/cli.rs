@@ -84,7 +84,7 @@ fn devices_names_the_cpu_kernels_and_the_weight_format() {
     let simd = auto["isa"] != "portable";
     assert_eq!(
         auto["quantize"],
-        if simd { "bf16" } else { "none" },
+        if simd { "int8" } else { "none" },
         "{auto}"
     );
     let bf16 = report(&[], &["--quantize", "bf16"]);

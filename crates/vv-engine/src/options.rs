@@ -31,7 +31,7 @@ pub struct EngineOptions {
     pub device: DeviceRequest,
     /// Dtype request.
     pub dtype: DTypeRequest,
-    /// Weight quantization request (CPU with f32 compute only; `auto`: bf16 where the CPU
+    /// Weight quantization request (CPU with f32 compute only; `auto`: int8 where the CPU
     /// kernels are SIMD kernels, none elsewhere).
     pub quantize: Quantize,
     /// Concurrent utterances: fixed, or as many as run in real time.

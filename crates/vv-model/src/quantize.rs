@@ -3,12 +3,13 @@
 //! how `auto` decides.
 //!
 //! Quantization is weight-only and CPU-only: it applies with f32 compute on the CPU, where a
-//! frame's time is spent reading weights from memory. `auto` (the default) packs to bf16 where
+//! frame's time is spent reading weights from memory. `auto` (the default) packs to int8 where
 //! the CPU kernels in use are SIMD kernels (x86-64 with AVX-512F or AVX2+FMA, arm64 with NEON)
-//! and packs nothing elsewhere (GPUs, other dtypes, the portable kernels): bf16 is the fastest
-//! format whose errors on the golden fixture stay within the CUDA bf16 path's in every
-//! component; int8 is faster but not within them (LM and connector), so it is opt-in. An explicit `int8`
-//! or `bf16` off the CPU or with another dtype is a `quantize_unsupported` error.
+//! and packs nothing elsewhere (GPUs, other dtypes, the portable kernels): int8 (16-value block
+//! scales, the attention projections, connector and classifier in bf16) is the fastest format
+//! whose errors on the golden fixture stay within the CUDA bf16 path's in every component and
+//! end to end; bf16 is closer to f32 and slower. An explicit `int8` or `bf16` off the CPU or
+//! with another dtype is a `quantize_unsupported` error.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,14 +30,15 @@ pub const VALID_QUANTIZE_FORMS: &str = "auto, none, bf16, int8";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantize {
-    /// bf16 on a CPU with SIMD kernels for packed weights (f32 compute), none elsewhere.
+    /// int8 on a CPU with SIMD kernels for packed weights (f32 compute), none elsewhere.
     #[default]
     Auto,
     /// Every weight in the compute dtype.
     None,
     /// Large matrices in bf16 (CPU, f32 compute only).
     Bf16,
-    /// Large matrices in int8 with one scale per 32 weights of a row (CPU, f32 compute only).
+    /// Large matrices in int8 with one scale per 16 weights of a row, the attention projections,
+    /// connector and EOS classifier in bf16 (CPU, f32 compute only).
     Int8,
 }
 
@@ -96,8 +98,8 @@ impl Quantize {
                 return Ok(choice(Packing::NONE, reason));
             }
             _ => {
-                let reason = "auto: bf16, the fastest format within the CUDA bf16 path's errors, on a CPU with SIMD kernels";
-                return Ok(choice(Packing::large(WeightFormat::Bf16), reason));
+                let reason = "auto: int8, the fastest format within the CUDA bf16 path's errors, on a CPU with SIMD kernels";
+                return Ok(choice(Packing::large(WeightFormat::Int8), reason));
             }
         };
         let packing = Packing::large(format);
@@ -203,10 +205,10 @@ mod tests {
     }
 
     #[test]
-    fn auto_is_bf16_on_a_cpu_with_simd_kernels_and_none_elsewhere() {
+    fn auto_is_int8_on_a_cpu_with_simd_kernels_and_none_elsewhere() {
         let f32 = Quantize::Auto.resolve(Backend::Cpu, DType::F32).unwrap();
         let want = if fast_cpu_kernels() {
-            Packing::large(WeightFormat::Bf16)
+            Packing::large(WeightFormat::Int8)
         } else {
             Packing::NONE
         };

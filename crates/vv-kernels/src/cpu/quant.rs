@@ -10,7 +10,7 @@ use super::matmul::{matmul_on, Rows};
 /// is shorter when `k` is not a multiple. A multiple of every kernel body's vector width, so a
 /// vector of weights (which starts at a multiple of its width within the row) never straddles
 /// two blocks.
-pub(super) const SCALE_BLOCK: usize = 32;
+pub(super) const SCALE_BLOCK: usize = 16;
 
 /// How a weight matrix is stored for the CPU kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct PackedWeight {
 enum Data {
     /// The bits of each value's bf16.
     Bf16(Vec<u16>),
-    /// `w[j][p] ≈ q[j][p] · scales[j · blocks + p / SCALE_BLOCK]`, `blocks = k.div_ceil(32)`.
+    /// `w[j][p] ≈ q[j][p] · scales[j · blocks + p / SCALE_BLOCK]`, `blocks = k.div_ceil(SCALE_BLOCK)`.
     Int8 { q: Vec<i8>, scales: Vec<f32> },
 }
 
@@ -284,7 +284,7 @@ mod tests {
     /// is shorter, zero blocks give zeros, and a block's largest value comes back exactly.
     #[test]
     fn int8_round_trips_within_half_a_step_per_block() {
-        let (n, k) = (9, 77);
+        let (n, k) = (9, 2 * SCALE_BLOCK + 13);
         let mut w = values(n * k, 9);
         // Rows of different magnitudes, and blocks of different magnitudes within a row.
         for (j, row) in w.chunks_exact_mut(k).enumerate() {

@@ -2,7 +2,7 @@
 //! are packed (see `docs/quantization.md`).
 //!
 //! **Format.** Packed weights are bf16 (round to nearest even) or int8, symmetric, with one f32
-//! scale per block of 32 consecutive inputs of an output row (the block's `absmax / 127`);
+//! scale per block of 16 consecutive inputs of an output row (the block's `absmax / 127`);
 //! activations stay f32 and the CPU kernels widen (and scale) the weights in registers.
 //!
 //! **Which matrices.** With [`Packing::large`] (what `--quantize` loads), a matrix is packed

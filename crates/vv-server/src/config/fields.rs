@@ -187,7 +187,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "TTS_QUANTIZE",
         "QUANTIZE",
         "Weights of the large matrices on the CPU (f32 compute): auto, none, bf16, int8 (auto: \
-         bf16 where the CPU kernels are SIMD kernels, none elsewhere; int8/bf16 on a GPU is an \
+         int8 where the CPU kernels are SIMD kernels, none elsewhere; int8/bf16 on a GPU is an \
          error)",
         |s, v| set(&mut s.quantize, v.choice()),
     ),

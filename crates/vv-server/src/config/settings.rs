@@ -23,7 +23,7 @@ pub struct Settings {
     pub device: DeviceRequest,
     /// Requested compute dtype; the device layer's policy decides what is used.
     pub dtype: DTypeRequest,
-    /// Weight quantization of the large matrices on the CPU (f32 compute only): `auto` is bf16
+    /// Weight quantization of the large matrices on the CPU (f32 compute only): `auto` is int8
     /// where the CPU kernels are SIMD kernels and none elsewhere.
     pub quantize: Quantize,
     /// Hugging Face model id or local model directory.
