@@ -26,6 +26,9 @@ use crate::source::CheckpointFiles;
 use vv_device::backend::Backend;
 use vv_device::fallback::FallbackNotice;
 
+/// The seed of [`VibeVoiceModel::random`]'s weights.
+pub const RANDOM_WEIGHTS_SEED: u64 = 0x5eed_0005;
+
 /// Builds a CPU var builder in the given dtype (for components that fall back to the CPU).
 type CpuWeights<'a> = &'a dyn Fn(DType) -> Result<VarBuilder<'static>>;
 
@@ -128,14 +131,16 @@ impl VibeVoiceModel {
     }
 
     /// Builds the real architecture of `cfg` with random weights (for benchmarks: speed does not
-    /// depend on the weight values), packed as `packing` says.
+    /// depend on the weight values), packed as `packing` says. The values are seeded
+    /// ([`RANDOM_WEIGHTS_SEED`]): every run, device and dtype starts from the same f32 weights,
+    /// so the formats' outputs can be compared on the real shapes.
     pub fn random(
         cfg: VibeVoiceConfig,
         device: &Device,
         dtype: DType,
         packing: Packing,
     ) -> Result<Self> {
-        let random = || Box::new(RandomInit::default());
+        let random = || Box::new(RandomInit::seeded(RANDOM_WEIGHTS_SEED));
         let vb = VarBuilder::from_backend(random(), dtype, device.clone());
         let head_vb = VarBuilder::from_backend(random(), DType::F32, device.clone());
         let mut model = Self::new(cfg, vb, head_vb, packing)?;

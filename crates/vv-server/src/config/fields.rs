@@ -346,7 +346,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "random-weights",
         "TTS_RANDOM_WEIGHTS",
         "BOOL",
-        "Serve the real 0.5B architecture with random weights instead of loading the model (capacity measurements; the audio is noise)",
+        "Serve the real 0.5B architecture with random weights instead of loading the model (capacity measurements; the audio is noise; the weights are seeded, the same on every run and device)",
         |s, v| set(&mut s.random_weights, v.boolean()),
     )
     .switch(),
