@@ -37,18 +37,19 @@ dtype=${DTYPE:-bf16}
 read -r -a model_args <<<"${MODEL_ARGS:---random-weights --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir voices}"
 
 status=0
-echo "=== bench --streams 1"
-timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
-    --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 --json \
-    >"$out/bench.json" 2>"$out/bench.err" || { echo "bench failed"; status=1; }
-
+# bench_one NAME [FLAGS...]: the model's first audio, one stream, into $out/NAME.json.
+bench_one() {
+    local name=$1
+    shift
+    echo "=== bench --streams 1 $*"
+    timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" \
+        --cfg-scale 1.5 --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 \
+        "$@" --json >"$out/$name.json" 2>"$out/$name.err" || { echo "bench $* failed"; status=1; }
+}
+bench_one bench
 # The same after a rest before each run (IDLE_MS, default 300: about the gap between two of
 # this script's contexts), as the service finds the device at each context.
-echo "=== bench --streams 1 --idle-ms ${IDLE_MS:-300}"
-timeout 300 "$bin" bench "${model_args[@]}" --device "$device" --dtype "$dtype" --cfg-scale 1.5 \
-    --diffusion-steps 5 --frames 24 --runs "${BENCH_RUNS:-5}" --streams 1 \
-    --idle-ms "${IDLE_MS:-300}" --json >"$out/bench-idle.json" 2>"$out/bench-idle.err" \
-    || { echo "bench --idle-ms failed"; status=1; }
+bench_one bench-idle --idle-ms "${IDLE_MS:-300}"
 
 port=18779
 # The service's stage histograms (`vibevoice_stage_seconds`: arrival to admission, first
