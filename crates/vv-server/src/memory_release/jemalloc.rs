@@ -7,6 +7,7 @@
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr::null_mut;
+use std::time::Duration;
 
 use tikv_jemalloc_sys::mallctl;
 
@@ -33,28 +34,61 @@ fn write(name: &CStr, new: *mut c_void, len: usize) -> bool {
     unsafe { mallctl(name.as_ptr(), null_mut(), null_mut(), new, len) == 0 }
 }
 
+/// How many times a purge is retried while freed pages stay resident.
+const PURGE_ATTEMPTS: u32 = 50;
+/// The wait between attempts.
+const PURGE_RETRY_WAIT: Duration = Duration::from_millis(2);
+
+/// Purges every arena until no freed page is left resident (or the attempts run out). One
+/// purge is not always enough: while the background thread is itself purging an arena (it
+/// wakes when many pages are freed at once), jemalloc makes any other purge of that arena
+/// return at once, and the background thread returns only its decay curve's share.
 pub fn release_free_memory() -> bool {
-    // 4096: MALLCTL_ARENAS_ALL, every arena.
-    write(c"arena.4096.purge", null_mut(), 0)
+    for _ in 0..PURGE_ATTEMPTS {
+        // 4096: MALLCTL_ARENAS_ALL, every arena.
+        if !write(c"arena.4096.purge", null_mut(), 0) {
+            return false;
+        }
+        match freed_resident_pages() {
+            Some(0) | None => return true,
+            Some(_) => std::thread::sleep(PURGE_RETRY_WAIT),
+        }
+    }
+    true
 }
 
-/// `stats.allocated` after refreshing the statistics (`epoch`).
-pub fn heap_in_use_bytes() -> Option<u64> {
+/// Pages freed but still resident in every arena (`pdirty` + `pmuzzy`), after refreshing the
+/// statistics.
+fn freed_resident_pages() -> Option<usize> {
+    refresh_stats()?;
+    Some(read_size(c"stats.arenas.4096.pdirty")? + read_size(c"stats.arenas.4096.pmuzzy")?)
+}
+
+/// Refreshes jemalloc's statistics (`epoch`).
+fn refresh_stats() -> Option<()> {
     let mut epoch: u64 = 1;
-    if !write(c"epoch", (&raw mut epoch).cast(), size_of::<u64>()) {
-        return None;
-    }
-    let mut allocated: usize = 0;
+    write(c"epoch", (&raw mut epoch).cast(), size_of::<u64>()).then_some(())
+}
+
+/// Reads a `size_t` control.
+fn read_size(name: &CStr) -> Option<usize> {
+    let mut value: usize = 0;
     let mut len = size_of::<usize>();
-    // SAFETY: `stats.allocated` is a size_t, read into `allocated` of `len` bytes.
+    // SAFETY: the named control is a size_t, read into `value` of `len` bytes.
     let read = unsafe {
         mallctl(
-            c"stats.allocated".as_ptr(),
-            (&raw mut allocated).cast(),
+            name.as_ptr(),
+            (&raw mut value).cast(),
             &mut len,
             null_mut(),
             0,
         )
     };
-    (read == 0).then_some(allocated as u64)
+    (read == 0).then_some(value)
+}
+
+/// `stats.allocated` after refreshing the statistics.
+pub fn heap_in_use_bytes() -> Option<u64> {
+    refresh_stats()?;
+    read_size(c"stats.allocated").map(|allocated| allocated as u64)
 }
