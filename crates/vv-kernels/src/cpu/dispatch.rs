@@ -16,7 +16,7 @@ pub enum KernelChoice {
     Auto,
     /// AVX-512F, with AMX-BF16 tiles for the tall bf16 matmul (x86-64).
     Amx,
-    /// AVX-512F (x86-64).
+    /// AVX-512F, with f32 FMAs on bf16 weights for the tall matmul (x86-64).
     Avx512,
     /// AVX2 and FMA (x86-64).
     Avx2,
@@ -258,7 +258,7 @@ pub fn kernel_names() -> KernelReport {
         ],
         Isa::Avx512 => [
             "f32: avx512f fma",
-            "bf16: avx512f widen+fma",
+            "bf16: avx512f widen+fma, tall: avx512f fma (activations f32)",
             "int8: avx512f widen+fma",
         ],
         Isa::Avx2Fma => [

@@ -1,4 +1,5 @@
-//! The σ-VAE decoder's Block1D feed-forward for many rows in one fused pass on AMX: RMSNorm,
+//! The σ-VAE decoder's Block1D feed-forward for many rows in one fused pass on AMX (this file;
+//! without AMX, on the AVX-512F body: `feed_forward_fma.rs`): RMSNorm,
 //! the up-projection with its bias and GELU, the down-projection with its bias and the
 //! residual, a few dozen rows at a time, so the four-times-wider hidden activations stay in
 //! the core's cache as bf16 instead of making six trips through memory as f32 (normed rows,
@@ -8,7 +9,7 @@
 //! a row gives the same bits whatever rows share the call and however they are split over
 //! threads: a batch of streams equals each stream alone.
 
-use super::tall::TallWeight;
+use super::tall::{TallBody, TallWeight};
 
 /// One feed-forward: `x + down · GELU(up · (x / rms(x) ⊙ norm) + up_bias) + down_bias`, with
 /// `up` `[h, c]` and `down` `[c, h]` packed for the tall kernel.
@@ -30,9 +31,11 @@ pub struct FeedForward<'a> {
 /// The feed-forward of `x` (`[m, c]` rows) as `[m, c]` rows, or `None` where this process
 /// lacks the tall kernel ([`super::tall_kernel_available`]). Panics if the shapes disagree.
 pub fn tall_feed_forward(x: &[f32], m: usize, f: &FeedForward) -> Option<Vec<f32>> {
-    if !super::tall_kernel_available() {
-        return None;
-    }
+    TallBody::detect().map(|body| feed_forward_on(body, x, m, f))
+}
+
+/// [`tall_feed_forward`] on `body`, which this CPU runs.
+pub(super) fn feed_forward_on(body: TallBody, x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
     let c = f.norm.len();
     let (h, up_k) = f.up.dims();
     assert_eq!(x.len(), m * c, "tall_feed_forward: {m}x{c} inputs");
@@ -41,10 +44,13 @@ pub fn tall_feed_forward(x: &[f32], m: usize, f: &FeedForward) -> Option<Vec<f32
     assert_eq!(f.up_bias.len(), h, "tall_feed_forward: up bias");
     assert_eq!(f.down_bias.len(), c, "tall_feed_forward: down bias");
     #[cfg(target_arch = "x86_64")]
-    return Some(amx::feed_forward(x, m, f));
-    // No AMX body outside x86-64 (`tall_kernel_available` is false there).
+    return match body {
+        TallBody::Amx => amx::feed_forward(x, m, f),
+        TallBody::Avx512 => super::feed_forward_fma::feed_forward(x, m, f),
+    };
+    // No body outside x86-64 (`TallBody::detect` is `None` there).
     #[cfg(not(target_arch = "x86_64"))]
-    None
+    unreachable!("no tall body {body:?} outside x86-64")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -196,14 +202,20 @@ mod tests {
     use super::super::test_values as values;
     use super::*;
 
-    /// One bf16 rounding's largest relative error, doubled: the kernel rounds values computed
-    /// in f32, which may land on the other side of a rounding boundary than the exact ones.
-    const BF16_ERR: f64 = 1.0 / 128.0;
+    /// One bf16 rounding's largest relative error, doubled: the AMX body rounds values
+    /// computed in f32, which may land on the other side of a rounding boundary than the exact
+    /// ones. The AVX-512F body rounds nothing.
+    fn rounding(body: TallBody) -> f64 {
+        match body {
+            TallBody::Amx => 1.0 / 128.0,
+            TallBody::Avx512 => 0.0,
+        }
+    }
 
     /// The feed-forward in f64 from the same bf16 weights, and a bound on how far the kernel
-    /// may be from it: the two bf16 roundings (normed rows, hidden activations, carried through
-    /// GELU's slope, at most 1.13) and f32 accumulation.
-    fn reference(x: &[f32], m: usize, f: &FeedForward) -> Vec<(f64, f64)> {
+    /// may be from it: the body's roundings (`rounding`: normed rows, hidden activations,
+    /// carried through GELU's slope, at most 1.13) and f32 accumulation.
+    fn reference(x: &[f32], m: usize, f: &FeedForward, rounding: f64) -> Vec<(f64, f64)> {
         let c = f.norm.len();
         let (h, _) = f.up.dims();
         let (up, down) = (f.up.unpack(), f.down.unpack());
@@ -222,7 +234,7 @@ mod tests {
                     let v = f64::from(gelu_erf(pre as f32));
                     (
                         v,
-                        BF16_ERR * v.abs() + 1.2 * (BF16_ERR * mag + 1e-6 * (mag + 4.0)),
+                        rounding * v.abs() + 1.2 * (rounding * mag + 1e-6 * (mag + 4.0)),
                     )
                 })
                 .unzip();
@@ -259,14 +271,16 @@ mod tests {
         )
     }
 
-    /// Rows that fill no tile, one tile, many chunks over threads; channel counts not a
+    /// Every body this CPU runs; rows that fill no tile, one tile, many chunks over threads; channel counts not a
     /// multiple of 32: every value equals the f64 feed-forward within f32 accumulation error.
     #[test]
-    fn matches_an_f64_feed_forward_within_the_bf16_roundings() {
-        if !super::super::tall_kernel_available() {
-            eprintln!("no AMX kernel on this CPU: nothing to check");
-            return;
+    fn every_body_matches_an_f64_feed_forward_within_its_roundings() {
+        for body in TallBody::all_supported() {
+            matches_the_reference(body);
         }
+    }
+
+    fn matches_the_reference(body: TallBody) {
         for (m, c, h) in [
             (1, 32, 128),
             (5, 40, 72),
@@ -284,12 +298,13 @@ mod tests {
                 down_bias: &down_bias,
             };
             let x = values(m * c, 9);
-            let got = tall_feed_forward(&x, m, &f).unwrap();
-            for (i, (g, (want, bound))) in got.iter().zip(reference(&x, m, &f)).enumerate() {
+            let got = feed_forward_on(body, &x, m, &f);
+            let want = reference(&x, m, &f, rounding(body));
+            for (i, (g, (want, bound))) in got.iter().zip(want).enumerate() {
                 let g = f64::from(*g);
                 assert!(
                     (g - want).abs() <= bound,
-                    "m {m} c {c} h {h} value {i}: {g} vs {want}"
+                    "{body:?} m {m} c {c} h {h} value {i}: {g} vs {want}"
                 );
             }
         }
@@ -298,9 +313,12 @@ mod tests {
     /// A row's outputs are the same bits alone as among any number of rows.
     #[test]
     fn a_rows_result_does_not_depend_on_the_other_rows() {
-        if !super::super::tall_kernel_available() {
-            return;
+        for body in TallBody::all_supported() {
+            rows_are_independent(body);
         }
+    }
+
+    fn rows_are_independent(body: TallBody) {
         let (c, h, rows) = (64, 256, 300);
         let (norm, up, up_bias, down, down_bias) = layer(c, h, 3);
         let f = FeedForward {
@@ -312,14 +330,14 @@ mod tests {
             down_bias: &down_bias,
         };
         let x = values(rows * c, 4);
-        let all = tall_feed_forward(&x, rows, &f).unwrap();
+        let all = feed_forward_on(body, &x, rows, &f);
         for (start, m) in [(0, 1), (7, 1), (3, 17), (10, 40), (64, 65), (1, 299)] {
-            let some = tall_feed_forward(&x[start * c..(start + m) * c], m, &f).unwrap();
+            let some = feed_forward_on(body, &x[start * c..(start + m) * c], m, &f);
             let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&some),
                 bits(&all[start * c..(start + m) * c]),
-                "rows {start}..{}",
+                "{body:?} rows {start}..{}",
                 start + m
             );
         }

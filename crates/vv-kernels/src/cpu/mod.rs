@@ -10,6 +10,8 @@ mod amx;
 mod conv;
 mod dispatch;
 mod feed_forward;
+#[cfg(target_arch = "x86_64")]
+mod feed_forward_fma;
 mod gelu;
 mod matmul;
 #[cfg(target_arch = "aarch64")]
@@ -20,6 +22,8 @@ mod mixer;
 mod pointwise;
 mod quant;
 mod tall;
+#[cfg(target_arch = "x86_64")]
+mod tall_fma;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod tile;
 #[cfg(test)]

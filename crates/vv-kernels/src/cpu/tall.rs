@@ -1,10 +1,12 @@
 //! Tall matmul `x [m, k] · w [n, k]ᵀ` for many rows per stream (the decoder's later stages: 40
-//! to 3200 time steps per frame, compute-bound) with bf16 weights, on CPUs with AMX-BF16 (Intel
-//! Sapphire Rapids and later): the activations are rounded to bf16 once per call, and each
-//! `tdpbf16ps` multiplies a 16×32 tile of them by a 32×16 tile of weights into 16×16 f32
-//! accumulators (8192 multiply-adds per instruction; about eight times the f32 FMA units'
-//! rate on the 2-vCPU Xeon measured in docs/benchmarks.md, where AVX-512-BF16's `vdpbf16ps`
-//! is slower than f32 FMAs).
+//! to 3200 time steps per frame, compute-bound) with bf16 weights, on x86-64 CPUs with AVX-512F.
+//! Two bodies ([`TallBody`]): with AMX-BF16 (Intel Sapphire Rapids and later) the activations
+//! are rounded to bf16 once per call, and each `tdpbf16ps` multiplies a 16×32 tile of them by
+//! a 32×16 tile of weights into 16×16 f32 accumulators (8192 multiply-adds per instruction;
+//! about eight times the f32 FMA units' rate on the 2-vCPU Xeon measured in
+//! docs/benchmarks.md, where AVX-512-BF16's `vdpbf16ps` is slower than f32 FMAs); without it
+//! (`super::tall_fma`) the weights are widened to f32 in registers and multiplied with FMAs,
+//! the activations kept f32.
 //!
 //! Layout: the weight is packed at load into panels of [`PANEL`] output columns, each holding,
 //! for every pair of inputs `(2q, 2q + 1)`, the 32 columns' bf16 pairs (`[n/32][k'/2][32]` of
@@ -13,9 +15,8 @@
 //! "VNNI" B tiles for its two halves of 16 columns.
 //!
 //! Each output value is its own row of activations times its own column of weights,
-//! accumulated tile by tile along `k` in order, so it is the same bits whatever `m` is, where
-//! its row lies and how the rows are split over threads: a batch of streams equals each
-//! stream alone.
+//! accumulated along `k` in order, so it is the same bits whatever `m` is, where its row lies
+//! and how the rows are split over threads: a batch of streams equals each stream alone.
 
 use super::pointwise::Epilogue;
 use super::quant::{bf16_bits, bf16_to_f32};
@@ -86,20 +87,62 @@ pub(super) fn padded_k(k: usize) -> usize {
     k.div_ceil(K_STEP) * K_STEP
 }
 
-/// Whether this process runs the tall kernel: the AMX body in use (AMX-BF16 and AVX-512-BF16
-/// present and the AMX tile state granted by the operating system; `VV_CPU_KERNELS=avx512`,
-/// `avx2` or `portable` turns it off, to measure CPUs without it).
+/// A body of the tall kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TallBody {
+    /// AMX-BF16 tiles, the activations rounded to bf16.
+    Amx,
+    /// AVX-512F FMAs, the activations f32.
+    Avx512,
+}
+
+impl TallBody {
+    /// The body this process runs: the kernels' body in use (`VV_CPU_KERNELS`) decides; none
+    /// on AVX2, NEON or the portable body.
+    pub(super) fn detect() -> Option<Self> {
+        match super::dispatch::Isa::detect() {
+            super::dispatch::Isa::Amx => Some(Self::Amx),
+            super::dispatch::Isa::Avx512 => Some(Self::Avx512),
+            _ => None,
+        }
+    }
+
+    /// Every body this CPU runs.
+    #[cfg(test)]
+    pub(super) fn all_supported() -> Vec<Self> {
+        use super::dispatch::Isa;
+        let mut bodies = Vec::new();
+        if Isa::Amx.supported() {
+            bodies.push(Self::Amx);
+        }
+        if Isa::Avx512.supported() {
+            bodies.push(Self::Avx512);
+        }
+        bodies
+    }
+}
+
+/// Whether this process runs the tall kernel: the AMX or AVX-512F kernel body in use
+/// (`VV_CPU_KERNELS=avx2` or `portable` turns it off, to measure CPUs without it).
 pub fn tall_kernel_available() -> bool {
-    super::dispatch::Isa::detect() == super::dispatch::Isa::Amx
+    TallBody::detect().is_some()
 }
 
 /// `act(x · wᵀ + bias) + residual` as `[m, n]` rows for `x [m, k]`, or `None` where this
 /// process lacks the kernel ([`tall_kernel_available`]). Panics if `x.len() != m * k` or the
 /// epilogue's slices have the wrong lengths.
 pub fn tall_matmul(x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Option<Vec<f32>> {
-    if !tall_kernel_available() {
-        return None;
-    }
+    TallBody::detect().map(|body| matmul_on(body, x, w, m, e))
+}
+
+/// [`tall_matmul`] on `body`, which this CPU runs.
+pub(super) fn matmul_on(
+    body: TallBody,
+    x: &[f32],
+    w: &TallWeight,
+    m: usize,
+    e: &Epilogue,
+) -> Vec<f32> {
     let (n, k) = (w.n, w.k);
     assert_eq!(x.len(), m * k, "tall_matmul: {m}x{k} inputs");
     assert!(e.bias.is_none_or(|b| b.len() == n), "tall_matmul: bias");
@@ -108,18 +151,20 @@ pub fn tall_matmul(x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Option<
         "tall_matmul: residual"
     );
     #[cfg(target_arch = "x86_64")]
-    return Some(amx_matmul(x, w, m, e));
-    // No AMX body outside x86-64 (`tall_kernel_available` is false there).
+    return body_matmul(body, x, w, m, e);
+    // No body outside x86-64 (`TallBody::detect` is `None` there).
     #[cfg(not(target_arch = "x86_64"))]
-    None
+    unreachable!("no tall body {body:?} outside x86-64")
 }
 
-/// [`tall_matmul`]'s work, on a CPU with the kernel.
+/// [`tall_matmul`]'s work on `body`: the rows (or, for few rows, the panels) split over the
+/// worker threads, each part filled by the body, then the epilogue.
 #[cfg(target_arch = "x86_64")]
-fn amx_matmul(x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Vec<f32> {
+fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Vec<f32> {
     use super::amx::{self, TILE_ROWS};
     use super::for_row_blocks;
     use super::pointwise::finish_rows;
+    use super::tall_fma;
     /// Below this many multiply-adds the call stays on the calling thread.
     const MIN_PARALLEL_MACS: usize = 1 << 20;
 
@@ -129,26 +174,55 @@ fn amx_matmul(x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Vec<f32> {
         return out;
     }
     let kp = padded_k(k);
-    // Whole A tiles: rows past `m` are zero (their results are dropped).
-    let mut xb = vec![0u16; m.div_ceil(TILE_ROWS) * TILE_ROWS * kp];
-    // SAFETY: AVX-512F/BW/VL and AVX-512-BF16 are present (`amx::usable`); `xb` holds at
-    // least `m` zeroed rows of `kp >= k` values.
-    unsafe { amx::to_bf16(x, &mut xb, m, k, kp) };
+    // AMX reads bf16 rows in whole A tiles: rows past `m` are zero (their results dropped).
+    let (xb, block_rows) = match body {
+        TallBody::Amx => {
+            let mut xb = vec![0u16; m.div_ceil(TILE_ROWS) * TILE_ROWS * kp];
+            // SAFETY: AVX-512F/BW/VL and AVX-512-BF16 are present (`amx::usable`, checked by
+            // `TallBody::detect`); `xb` holds at least `m` zeroed rows of `kp >= k` values.
+            unsafe { amx::to_bf16(x, &mut xb, m, k, kp) };
+            (xb, TILE_ROWS)
+        }
+        TallBody::Avx512 => (Vec::new(), tall_fma::BLOCK_ROWS),
+    };
+    // Fills `rows` (`count` rows of `n` from row `first`) with those rows times `panels`
+    // (`cols` columns).
+    let fill = |rows: &mut [f32], first: usize, count: usize, panels: &[u32], cols: usize| {
+        match body {
+            TallBody::Amx => {
+                let tiles = count.div_ceil(TILE_ROWS) * TILE_ROWS;
+                let xb = &xb[first * kp..(first + tiles) * kp];
+                // SAFETY: AMX granted (`amx::usable`); `xb` holds `count` rows rounded up to
+                // whole tiles of `kp` values, `rows` `count` rows of `cols`, the panels `cols`
+                // columns of `kp`.
+                unsafe { amx::fill_tall(rows, xb, panels, count, kp, cols) }
+            }
+            // SAFETY: AVX-512F is present (the body in use); shapes as above.
+            TallBody::Avx512 => unsafe {
+                tall_fma::fill_tall(
+                    rows,
+                    &x[first * k..(first + count) * k],
+                    panels,
+                    count,
+                    k,
+                    cols,
+                )
+            },
+        }
+    };
     let threads = super::worker_threads();
     let parallel = m * k * n >= MIN_PARALLEL_MACS && threads > 1;
     let panels = n.div_ceil(PANEL);
     let panel_len = kp / 2 * PANEL;
-    if parallel && m <= 2 * TILE_ROWS && panels > 1 {
-        // Few rows (one block of 32): split the columns over the threads instead, each panel's
-        // [m, 32] result into its own slot, then into place.
+    if parallel && m <= 2 * block_rows && panels > 1 {
+        // Few rows (two blocks or fewer): split the columns over the threads instead, each
+        // panel's [m, 32] result into its own slot, then into place.
         let mut slots = vec![0f32; panels * m * PANEL];
         let per_block = panels.div_ceil(threads);
         for_row_blocks(&mut slots, m * PANEL, per_block, true, |first, block| {
             for (i, slot) in block.chunks_exact_mut(m * PANEL).enumerate() {
                 let w = &w.panels[(first + i) * panel_len..(first + i + 1) * panel_len];
-                // SAFETY: AMX granted (`amx::usable`); `xb` holds `m` rows rounded up to whole
-                // tiles of `kp` values, `slot` `m` rows of one panel's 32 columns.
-                unsafe { amx::fill_tall(slot, &xb, w, m, kp, PANEL) };
+                fill(slot, 0, m, w, PANEL);
             }
         });
         for (p, slot) in slots.chunks_exact(m * PANEL).enumerate() {
@@ -160,18 +234,14 @@ fn amx_matmul(x: &[f32], w: &TallWeight, m: usize, e: &Epilogue) -> Vec<f32> {
         finish_rows(&mut out, 0, n, e.bias, e.gelu, e.residual);
         return out;
     }
-    let parallel = parallel && m > TILE_ROWS;
+    let parallel = parallel && m > block_rows;
     let rows_per_block = match parallel {
-        true => m.div_ceil(threads).div_ceil(TILE_ROWS) * TILE_ROWS,
+        true => m.div_ceil(threads).div_ceil(block_rows) * block_rows,
         false => m,
     };
     for_row_blocks(&mut out, n, rows_per_block, parallel, |first, rows| {
         let count = rows.len() / n;
-        let tiles = count.div_ceil(TILE_ROWS) * TILE_ROWS;
-        let xb = &xb[first * kp..(first + tiles) * kp];
-        // SAFETY: AMX granted (`amx::usable`); `xb` holds `count` rows rounded up to whole
-        // tiles of `kp` values, `rows` `count` rows of `n`, the panels `n` columns of `kp`.
-        unsafe { amx::fill_tall(rows, xb, &w.panels, count, kp, n) };
+        fill(rows, first, count, &w.panels, n);
         finish_rows(rows, first, n, e.bias, e.gelu, e.residual);
     });
     out
@@ -204,16 +274,22 @@ mod tests {
         }
     }
 
-    /// Every tile height, columns not a multiple of 16 or 32, odd k, one call split over
-    /// threads: each value equals an f64 matmul of the bf16-rounded inputs and weights within
-    /// f32 accumulation error; the epilogue (bias, GELU, residual) is applied.
+    /// Every body this CPU runs, every tile and block height, columns not a multiple of 16 or
+    /// 32, odd k, one call split over threads: each value equals an f64 matmul of the weights
+    /// and the inputs (rounded to bf16 on AMX, as that body rounds them) within f32
+    /// accumulation error; the epilogue (bias, GELU, residual) is applied.
     #[test]
-    fn matches_an_f64_matmul_of_bf16_inputs() {
+    fn every_body_matches_an_f64_matmul_of_its_inputs() {
         if !tall_kernel_available() {
-            eprintln!("no AVX-512-BF16 kernel on this CPU: nothing to check");
+            eprintln!("no tall kernel in use on this CPU");
             assert!(tall_matmul(&[0.0], &TallWeight::pack(&[1.0], 1, 1), 1, &NONE).is_none());
-            return;
         }
+        for body in TallBody::all_supported() {
+            every_value_matches(body);
+        }
+    }
+
+    fn every_value_matches(body: TallBody) {
         for (m, k, n) in [
             (1, 2, 1),
             (5, 7, 17),
@@ -225,7 +301,11 @@ mod tests {
         ] {
             let x = values(m * k, 1);
             let w = TallWeight::pack(&values(n * k, 2), n, k);
-            let (xr, wr) = (round_bf16(&x), w.unpack());
+            let xr = match body {
+                TallBody::Amx => round_bf16(&x),
+                TallBody::Avx512 => x.clone(),
+            };
+            let wr = w.unpack();
             let bias = values(n, 3);
             let residual = values(m * n, 4);
             for gelu in [false, true] {
@@ -234,7 +314,7 @@ mod tests {
                     gelu,
                     residual: Some(&residual),
                 };
-                let got = tall_matmul(&x, &w, m, &e).unwrap();
+                let got = matmul_on(body, &x, &w, m, &e);
                 assert_eq!(got.len(), m * n);
                 for i in 0..m {
                     for j in 0..n {
@@ -254,7 +334,7 @@ mod tests {
                         let bound = 1e-6 * (mag + 4.0) + 1e-5;
                         assert!(
                             (g - want).abs() <= bound,
-                            "m {m} k {k} n {n} [{i},{j}]: {g} vs {want}"
+                            "{body:?} m {m} k {k} n {n} [{i},{j}]: {g} vs {want}"
                         );
                     }
                 }
@@ -267,36 +347,38 @@ mod tests {
     /// threads.
     #[test]
     fn a_rows_result_does_not_depend_on_the_other_rows() {
-        if !tall_kernel_available() {
-            return;
+        for body in TallBody::all_supported() {
+            rows_are_independent(body);
         }
+    }
+
+    fn rows_are_independent(body: TallBody) {
         for (k, n, rows, counts) in [
             (130, 45, 61, &[1, 2, 11, 12, 13, 25, 60][..]),
             (1024, 150, 41, &[1, 8, 17, 32, 40][..]),
         ] {
             let x = values(rows * k, 7);
             let w = TallWeight::pack(&values(n * k, 8), n, k);
-            let all = tall_matmul(&x, &w, rows, &NONE).unwrap();
+            let all = matmul_on(body, &x, &w, rows, &NONE);
             for &m in counts {
-                let some = tall_matmul(&x[k..(m + 1) * k], &w, m, &NONE).unwrap();
+                let some = matmul_on(body, &x[k..(m + 1) * k], &w, m, &NONE);
                 let (a, b): (Vec<u32>, Vec<u32>) = (
                     some.iter().map(|v| v.to_bits()).collect(),
                     all[n..(m + 1) * n].iter().map(|v| v.to_bits()).collect(),
                 );
-                assert_eq!(a, b, "k {k} n {n}: rows 1..{}", m + 1);
+                assert_eq!(a, b, "{body:?} k {k} n {n}: rows 1..{}", m + 1);
             }
         }
     }
 
     #[test]
     fn empty_dimensions_give_empty_or_zero_outputs() {
-        if !tall_kernel_available() {
-            return;
-        }
-        for (m, k, n) in [(0, 5, 3), (2, 0, 3), (2, 5, 0)] {
-            let w = TallWeight::pack(&values(n * k, 1), n, k);
-            let y = tall_matmul(&values(m * k, 2), &w, m, &NONE).unwrap();
-            assert_eq!(y, vec![0.0; m * n], "m {m} k {k} n {n}");
+        for body in TallBody::all_supported() {
+            for (m, k, n) in [(0, 5, 3), (2, 0, 3), (2, 5, 0)] {
+                let w = TallWeight::pack(&values(n * k, 1), n, k);
+                let y = matmul_on(body, &values(m * k, 2), &w, m, &NONE);
+                assert_eq!(y, vec![0.0; m * n], "{body:?} m {m} k {k} n {n}");
+            }
         }
     }
 }

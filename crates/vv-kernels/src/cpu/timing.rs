@@ -75,12 +75,8 @@ fn timing() {
 #[test]
 #[ignore = "timing probe, run by hand in release"]
 fn tall_timing() {
-    use super::tall::{tall_kernel_available, tall_matmul, TallWeight};
+    use super::tall::{matmul_on, TallBody, TallWeight};
     use candle_core::{Device, Tensor};
-    if !tall_kernel_available() {
-        println!("no AVX-512-BF16 tall kernel on this CPU");
-        return;
-    }
     let none = super::Epilogue {
         bias: None,
         gelu: false,
@@ -116,14 +112,19 @@ fn tall_timing() {
             let y = xt.matmul(&wt).unwrap();
             y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         });
-        let ours = seconds_per_call(1, |_| tall_matmul(&x, &tall, m, &none).unwrap());
         let macs = (m * k * n) as f64;
+        let bodies: Vec<String> = TallBody::all_supported()
+            .into_iter()
+            .map(|body| {
+                let s = seconds_per_call(1, |_| matmul_on(body, &x, &tall, m, &none));
+                format!("{body:?} {:7.3} ms {:5.1} GMAC/s", s * 1e3, macs / s / 1e9)
+            })
+            .collect();
         println!(
-            "m {m:4} k {k:4} n {n:4}: candle f32 {:7.3} ms {:5.1} GMAC/s | tall bf16 {:7.3} ms {:5.1} GMAC/s",
+            "m {m:4} k {k:4} n {n:4}: candle f32 {:7.3} ms {:5.1} GMAC/s | {}",
             gemm * 1e3,
             macs / gemm / 1e9,
-            ours * 1e3,
-            macs / ours / 1e9
+            bodies.join(" | ")
         );
     }
 }
@@ -131,12 +132,8 @@ fn tall_timing() {
 #[test]
 #[ignore = "timing probe, run by hand in release"]
 fn feed_forward_timing() {
-    use super::feed_forward::{tall_feed_forward, FeedForward};
-    use super::tall::{tall_kernel_available, TallWeight};
-    if !tall_kernel_available() {
-        println!("no AMX tall kernel on this CPU");
-        return;
-    }
+    use super::feed_forward::{feed_forward_on, FeedForward};
+    use super::tall::{TallBody, TallWeight};
     // The decoder's stages 2-6 (channels, rows per stream), one and two streams.
     for (c, rows) in [(512, 40), (256, 200), (128, 800), (64, 1600), (32, 3200)] {
         let h = 4 * c;
@@ -152,15 +149,16 @@ fn feed_forward_timing() {
             down: &down,
             down_bias: &down_bias,
         };
-        let line: Vec<String> = [1, 2, 4]
+        let line: Vec<String> = TallBody::all_supported()
             .into_iter()
-            .map(|streams| {
+            .flat_map(|body| [1, 2, 4].map(|streams| (body, streams)))
+            .map(|(body, streams)| {
                 let m = rows * streams;
                 let x: Vec<f32> = (0..m * c).map(|i| (i % 13) as f32 / 13.0 - 0.4).collect();
-                let s = seconds_per_call(1, |_| tall_feed_forward(&x, m, &f).unwrap());
+                let s = seconds_per_call(1, |_| feed_forward_on(body, &x, m, &f));
                 let macs = (2 * m * c * h) as f64;
                 format!(
-                    "x{streams} {:6.3} ms {:5.1} GMAC/s",
+                    "{body:?} x{streams} {:6.3} ms {:5.1} GMAC/s",
                     s * 1e3,
                     macs / s / 1e9
                 )

@@ -10,10 +10,11 @@
 //! (one frame per step), sees at most `SKINNY_MAX_ROWS` rows per stream: every Qwen2, diffusion
 //! head, connector and classifier matrix of that size (token rows), and the decoder's stem and
 //! the matrices of its early stages (1 and 8 time steps per frame). Smaller matrices stay f32:
-//! they live in the caches. Where the CPU has AMX-BF16 (`vv_kernels::cpu::tall_kernel_available`)
-//! every matrix that sees at least [`TALL_MIN_ROWS`] rows per stream (the decoder's stages 1-6
-//! and their upsamplers, 8 to 3200 time steps per frame), whatever its size, is stored in bf16
-//! for the tall AMX kernel (with `int8` too: there the arithmetic decides, not the bytes);
+//! they live in the caches. Where the CPU runs the tall kernel (AMX-BF16 tiles, or AVX-512F
+//! FMAs: `vv_kernels::cpu::tall_kernel_available`) every matrix that sees at least
+//! [`TALL_MIN_ROWS`] rows per stream (the decoder's stages 1-6 and their upsamplers, 8 to 3200
+//! time steps per frame), whatever its size, is stored in bf16 for the tall kernel (with
+//! `int8` too: there the arithmetic decides, not the bytes);
 //! elsewhere the later stages (40 to 3200 time steps, compute-bound GEMMs) stay f32 for
 //! candle's GEMM. [`Packing::every_matrix`] packs every matrix whatever its size or height,
 //! the worst case, for accuracy checks on small fixtures. Under `int8`, the matrices whose
@@ -33,8 +34,8 @@ use vv_kernels::cpu::{
 pub const PACK_MIN_ELEMENTS: usize = 1 << 18;
 
 /// Matrices that see at least this many rows per stream while streaming are stored for the
-/// tall AMX kernel where it runs (the decoder's stage 1 and later): from 8 rows the skinny
-/// kernels are bound by their arithmetic, while the AMX kernel still reads the bf16 weights at
+/// tall kernel where it runs (the decoder's stage 1 and later): from 8 rows the skinny
+/// kernels are bound by their arithmetic, while the tall kernel still reads the bf16 weights at
 /// about memory speed (measured: 4096 × 1024 at 8 rows, 0.44 ms against 1.6 ms per block pair).
 pub const TALL_MIN_ROWS: usize = 8;
 
@@ -45,7 +46,7 @@ pub enum LinearWeight {
     Dense(Tensor),
     /// Packed for the CPU's skinny kernels (f32 activations on the CPU only).
     Packed(Arc<PackedWeight>),
-    /// bf16 laid out for the CPU's tall AMX kernel (f32 activations on the CPU only).
+    /// bf16 laid out for the CPU's tall kernel (f32 activations on the CPU only).
     Tall(Arc<TallWeight>),
 }
 

@@ -1,0 +1,127 @@
+//! The σ-VAE decoder's fused feed-forward ([`super::tall_feed_forward`]) on the tall kernel's
+//! AVX-512F body (`super::tall_fma`), for CPUs without AMX: RMSNorm, the up-projection with
+//! its bias and GELU, the down-projection with its bias and the residual, a few dozen rows at a
+//! time, the normed and hidden rows kept f32 in the core's cache between the two projections.
+//!
+//! Each output value depends only on its own row, so a row gives the same bits whatever rows
+//! share the call and however they are split over threads.
+
+use std::cell::RefCell;
+
+use super::feed_forward::FeedForward;
+use super::gelu::gelu_erf;
+use super::mixer::rms;
+use super::tall::PANEL;
+use super::tall_fma::{for_each_block_row, BLOCK_ROWS};
+use super::{for_row_blocks, worker_threads};
+
+/// Most rows one call works through at once: their normed and hidden f32 rows (48 × 2048 × 4
+/// bytes for the widest stage after the first, 0.4 MiB) stay in the core's L2 while every
+/// weight panel passes over them.
+const CHUNK_ROWS: usize = 4 * BLOCK_ROWS;
+
+thread_local! {
+    /// Each thread's normed and hidden rows, reused across calls.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The feed-forward of `x` (`[m, c]` rows): the rows are cut into chunks (at most
+/// [`CHUNK_ROWS`], whole blocks), spread over the worker threads. The caller checked the
+/// shapes and that this CPU has AVX-512F.
+pub(super) fn feed_forward(x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
+    let c = f.norm.len();
+    let mut out = vec![0f32; m * c];
+    if m == 0 || c == 0 {
+        return out;
+    }
+    let threads = worker_threads();
+    let per_thread = m.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
+    let chunk = per_thread.min(CHUNK_ROWS);
+    let parallel = threads > 1 && m > chunk;
+    for_row_blocks(&mut out, c, chunk, parallel, |first, rows| {
+        // Without threads the whole call arrives here: still `chunk` rows at a time.
+        for (i, rows) in rows.chunks_mut(chunk * c).enumerate() {
+            let (start, count) = (first + i * chunk, rows.len() / c);
+            let x = &x[start * c..(start + count) * c];
+            SCRATCH.with(|s| {
+                let (normed, hidden) = &mut *s.borrow_mut();
+                // SAFETY: AVX-512F is present (checked by the caller); shapes checked.
+                unsafe { chunk_rows(rows, x, count, f, normed, hidden) }
+            });
+        }
+    });
+    out
+}
+
+/// The feed-forward of `count` rows `x` into `out`, through the scratch rows `normed` and
+/// `hidden` (resized here). Safety: AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn chunk_rows(
+    out: &mut [f32],
+    x: &[f32],
+    count: usize,
+    f: &FeedForward,
+    normed: &mut Vec<f32>,
+    hidden: &mut Vec<f32>,
+) {
+    let c = f.norm.len();
+    let (h, _) = f.up.dims();
+    normed.clear();
+    normed.resize(count * c, 0.0);
+    hidden.clear();
+    hidden.resize(count * h, 0.0);
+    for (row, dst) in x.chunks_exact(c).zip(normed.chunks_exact_mut(c)) {
+        let rms = rms(row, f.eps);
+        for ((d, x), w) in dst.iter_mut().zip(row).zip(f.norm) {
+            *d = x / rms * w;
+        }
+    }
+    // Up-projection, bias, GELU: each panel's 32 hidden columns for every row.
+    for_each_block_row(normed, c, count, c, f.up.panels(), h, |row, col, values| {
+        let at = row * h + col;
+        gelu_row(
+            values,
+            &f.up_bias[col..],
+            &mut hidden[at..at + values.len()],
+        );
+    });
+    // Down-projection, bias, residual.
+    for_each_block_row(
+        hidden,
+        h,
+        count,
+        h,
+        f.down.panels(),
+        c,
+        |row, col, values| {
+            let at = row * c + col;
+            let dst = &mut out[at..at + values.len()];
+            let (bias, residual) = (&f.down_bias[col..], &x[at..]);
+            for (((d, v), b), x) in dst.iter_mut().zip(values).zip(bias).zip(residual) {
+                *d = v + b + x;
+            }
+        },
+    );
+}
+
+/// `GELU(acc + bias)` of one block row (at most 32 columns) into `dst`.
+#[inline(always)]
+fn gelu_row(acc: &[f32], bias: &[f32], dst: &mut [f32]) {
+    match (
+        <&[f32; PANEL]>::try_from(acc),
+        <&mut [f32; PANEL]>::try_from(&mut *dst),
+    ) {
+        // A whole panel (every stage's width is a multiple of 32): a fixed-length loop.
+        (Ok(acc), Ok(dst)) => {
+            let bias: &[f32; PANEL] = bias[..PANEL].try_into().unwrap();
+            for j in 0..PANEL {
+                dst[j] = gelu_erf(acc[j] + bias[j]);
+            }
+        }
+        _ => {
+            for ((d, a), b) in dst.iter_mut().zip(acc).zip(bias) {
+                *d = gelu_erf(a + b);
+            }
+        }
+    }
+}
