@@ -18,7 +18,7 @@ pub enum KernelChoice {
     Amx,
     /// AVX-512F, with f32 FMAs on bf16 weights for the tall matmul (x86-64).
     Avx512,
-    /// AVX2 and FMA (x86-64).
+    /// AVX2 and FMA, with f32 FMAs on bf16 weights for the tall matmul (x86-64).
     Avx2,
     /// NEON (arm64).
     Neon,
@@ -263,7 +263,7 @@ pub fn kernel_names() -> KernelReport {
         ],
         Isa::Avx2Fma => [
             "f32: avx2 fma",
-            "bf16: avx2 widen+fma",
+            "bf16: avx2 widen+fma, tall: avx2 fma (activations f32)",
             "int8: avx2 widen+fma",
         ],
         Isa::Neon => [

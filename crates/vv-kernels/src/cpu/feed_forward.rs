@@ -1,5 +1,5 @@
 //! The σ-VAE decoder's Block1D feed-forward for many rows in one fused pass on AMX (this file;
-//! without AMX, on the AVX-512F body: `feed_forward_fma.rs`): RMSNorm,
+//! without AMX, on the FMA bodies: `feed_forward_fma.rs`): RMSNorm,
 //! the up-projection with its bias and GELU, the down-projection with its bias and the
 //! residual, a few dozen rows at a time, so the four-times-wider hidden activations stay in
 //! the core's cache as bf16 instead of making six trips through memory as f32 (normed rows,
@@ -46,7 +46,7 @@ pub(super) fn feed_forward_on(body: TallBody, x: &[f32], m: usize, f: &FeedForwa
     #[cfg(target_arch = "x86_64")]
     return match body {
         TallBody::Amx => amx::feed_forward(x, m, f),
-        TallBody::Avx512 => super::feed_forward_fma::feed_forward(x, m, f),
+        TallBody::Avx512 | TallBody::Avx2 => super::feed_forward_fma::feed_forward(body, x, m, f),
     };
     // No body outside x86-64 (`TallBody::detect` is `None` there).
     #[cfg(not(target_arch = "x86_64"))]
@@ -208,7 +208,7 @@ mod tests {
     fn rounding(body: TallBody) -> f64 {
         match body {
             TallBody::Amx => 1.0 / 128.0,
-            TallBody::Avx512 => 0.0,
+            TallBody::Avx512 | TallBody::Avx2 => 0.0,
         }
     }
 
@@ -271,8 +271,9 @@ mod tests {
         )
     }
 
-    /// Every body this CPU runs; rows that fill no tile, one tile, many chunks over threads; channel counts not a
-    /// multiple of 32: every value equals the f64 feed-forward within f32 accumulation error.
+    /// Every body this CPU runs; rows that fill no tile, one tile, many chunks over threads;
+    /// channel counts not a multiple of 32: every value equals the f64 feed-forward within the
+    /// body's roundings and f32 accumulation error.
     #[test]
     fn every_body_matches_an_f64_feed_forward_within_its_roundings() {
         for body in TallBody::all_supported() {

@@ -1,42 +1,48 @@
 //! The σ-VAE decoder's fused feed-forward ([`super::tall_feed_forward`]) on the tall kernel's
-//! AVX-512F body (`super::tall_fma`), for CPUs without AMX: RMSNorm, the up-projection with
-//! its bias and GELU, the down-projection with its bias and the residual, a few dozen rows at a
-//! time, the normed and hidden rows kept f32 in the core's cache between the two projections.
+//! FMA bodies (`super::tall_fma`: AVX-512F, AVX2), for CPUs without AMX: RMSNorm, the
+//! up-projection with its bias and GELU, the down-projection with its bias and the residual, a
+//! few dozen rows at a time, the normed and hidden rows kept f32 in the core's cache between
+//! the two projections.
 //!
 //! Each output value depends only on its own row, so a row gives the same bits whatever rows
 //! share the call and however they are split over threads.
 
+use std::arch::x86_64::{__m256, __m512};
 use std::cell::RefCell;
 
 use super::feed_forward::FeedForward;
 use super::gelu::gelu_erf;
 use super::mixer::rms;
-use super::tall::PANEL;
-use super::tall_fma::{for_each_block_row, BLOCK_ROWS};
+use super::tall::{TallBody, PANEL};
+use super::tall_fma::{for_each_block_row, FmaVector, MAX_BLOCK_ROWS};
 use super::{for_row_blocks, worker_threads};
 
-/// Most rows one call works through at once: their normed and hidden f32 rows (48 × 2048 × 4
-/// bytes for the widest stage after the first, 0.4 MiB) stay in the core's L2 while every
-/// weight panel passes over them.
-const CHUNK_ROWS: usize = 4 * BLOCK_ROWS;
+/// Most rows one call works through at once (rounded down to whole blocks): their normed and
+/// hidden f32 rows (48 × 2048 × 4 bytes for the widest stage after the first, 0.4 MiB) stay in
+/// the core's L2 while every weight panel passes over them.
+const CHUNK_ROWS: usize = 4 * MAX_BLOCK_ROWS;
 
 thread_local! {
     /// Each thread's normed and hidden rows, reused across calls.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// The feed-forward of `x` (`[m, c]` rows): the rows are cut into chunks (at most
-/// [`CHUNK_ROWS`], whole blocks), spread over the worker threads. The caller checked the
-/// shapes and that this CPU has AVX-512F.
-pub(super) fn feed_forward(x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
+/// The feed-forward of `x` (`[m, c]` rows) on `body` (an FMA body): the rows are cut into
+/// chunks (at most [`CHUNK_ROWS`], whole blocks), spread over the worker threads. The caller
+/// checked the shapes and that this CPU runs `body`.
+pub(super) fn feed_forward(body: TallBody, x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
+    let block_rows = match body {
+        TallBody::Avx2 => <__m256 as FmaVector>::BLOCK_ROWS,
+        _ => <__m512 as FmaVector>::BLOCK_ROWS,
+    };
     let c = f.norm.len();
     let mut out = vec![0f32; m * c];
     if m == 0 || c == 0 {
         return out;
     }
     let threads = worker_threads();
-    let per_thread = m.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
-    let chunk = per_thread.min(CHUNK_ROWS);
+    let per_thread = m.div_ceil(threads).div_ceil(block_rows) * block_rows;
+    let chunk = per_thread.min(CHUNK_ROWS / block_rows * block_rows);
     let parallel = threads > 1 && m > chunk;
     for_row_blocks(&mut out, c, chunk, parallel, |first, rows| {
         // Without threads the whole call arrives here: still `chunk` rows at a time.
@@ -45,18 +51,49 @@ pub(super) fn feed_forward(x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
             let x = &x[start * c..(start + count) * c];
             SCRATCH.with(|s| {
                 let (normed, hidden) = &mut *s.borrow_mut();
-                // SAFETY: AVX-512F is present (checked by the caller); shapes checked.
-                unsafe { chunk_rows(rows, x, count, f, normed, hidden) }
+                // SAFETY: the CPU runs `body` (checked by the caller); shapes checked.
+                unsafe {
+                    match body {
+                        TallBody::Avx2 => chunk_rows_avx2(rows, x, count, f, normed, hidden),
+                        _ => chunk_rows_avx512(rows, x, count, f, normed, hidden),
+                    }
+                }
             });
         }
     });
     out
 }
 
-/// The feed-forward of `count` rows `x` into `out`, through the scratch rows `normed` and
-/// `hidden` (resized here). Safety: AVX-512F.
+/// [`chunk_rows`] on AVX-512F. Safety: the CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn chunk_rows(
+unsafe fn chunk_rows_avx512(
+    out: &mut [f32],
+    x: &[f32],
+    count: usize,
+    f: &FeedForward,
+    normed: &mut Vec<f32>,
+    hidden: &mut Vec<f32>,
+) {
+    chunk_rows::<__m512>(out, x, count, f, normed, hidden)
+}
+
+/// [`chunk_rows`] on AVX2+FMA. Safety: the CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chunk_rows_avx2(
+    out: &mut [f32],
+    x: &[f32],
+    count: usize,
+    f: &FeedForward,
+    normed: &mut Vec<f32>,
+    hidden: &mut Vec<f32>,
+) {
+    chunk_rows::<__m256>(out, x, count, f, normed, hidden)
+}
+
+/// The feed-forward of `count` rows `x` into `out`, through the scratch rows `normed` and
+/// `hidden` (resized here). Safety: the CPU has `V`'s instructions.
+#[inline(always)]
+unsafe fn chunk_rows<V: FmaVector>(
     out: &mut [f32],
     x: &[f32],
     count: usize,
@@ -77,7 +114,7 @@ unsafe fn chunk_rows(
         }
     }
     // Up-projection, bias, GELU: each panel's 32 hidden columns for every row.
-    for_each_block_row(normed, c, count, c, f.up.panels(), h, |row, col, values| {
+    for_each_block_row::<V>(normed, c, count, c, f.up.panels(), h, |row, col, values| {
         let at = row * h + col;
         gelu_row(
             values,
@@ -86,7 +123,7 @@ unsafe fn chunk_rows(
         );
     });
     // Down-projection, bias, residual.
-    for_each_block_row(
+    for_each_block_row::<V>(
         hidden,
         h,
         count,

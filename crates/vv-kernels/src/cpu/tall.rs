@@ -1,12 +1,12 @@
 //! Tall matmul `x [m, k] · w [n, k]ᵀ` for many rows per stream (the decoder's later stages: 40
-//! to 3200 time steps per frame, compute-bound) with bf16 weights, on x86-64 CPUs with AVX-512F.
-//! Two bodies ([`TallBody`]): with AMX-BF16 (Intel Sapphire Rapids and later) the activations
-//! are rounded to bf16 once per call, and each `tdpbf16ps` multiplies a 16×32 tile of them by
-//! a 32×16 tile of weights into 16×16 f32 accumulators (8192 multiply-adds per instruction;
-//! about eight times the f32 FMA units' rate on the 2-vCPU Xeon measured in
+//! to 3200 time steps per frame, compute-bound) with bf16 weights, on x86-64 CPUs with AVX2 or
+//! AVX-512F. Three bodies ([`TallBody`]): with AMX-BF16 (Intel Sapphire Rapids and later) the
+//! activations are rounded to bf16 once per call, and each `tdpbf16ps` multiplies a 16×32 tile
+//! of them by a 32×16 tile of weights into 16×16 f32 accumulators (8192 multiply-adds per
+//! instruction; about eight times the f32 FMA units' rate on the 2-vCPU Xeon measured in
 //! docs/benchmarks.md, where AVX-512-BF16's `vdpbf16ps` is slower than f32 FMAs); without it
-//! (`super::tall_fma`) the weights are widened to f32 in registers and multiplied with FMAs,
-//! the activations kept f32.
+//! (`super::tall_fma`, AVX-512F or AVX2+FMA) the weights are widened to f32 in registers and
+//! multiplied with FMAs, the activations kept f32.
 //!
 //! Layout: the weight is packed at load into panels of [`PANEL`] output columns, each holding,
 //! for every pair of inputs `(2q, 2q + 1)`, the 32 columns' bf16 pairs (`[n/32][k'/2][32]` of
@@ -94,15 +94,18 @@ pub(super) enum TallBody {
     Amx,
     /// AVX-512F FMAs, the activations f32.
     Avx512,
+    /// AVX2 FMAs, the activations f32.
+    Avx2,
 }
 
 impl TallBody {
     /// The body this process runs: the kernels' body in use (`VV_CPU_KERNELS`) decides; none
-    /// on AVX2, NEON or the portable body.
+    /// on NEON or the portable body.
     pub(super) fn detect() -> Option<Self> {
         match super::dispatch::Isa::detect() {
             super::dispatch::Isa::Amx => Some(Self::Amx),
             super::dispatch::Isa::Avx512 => Some(Self::Avx512),
+            super::dispatch::Isa::Avx2Fma => Some(Self::Avx2),
             _ => None,
         }
     }
@@ -118,12 +121,15 @@ impl TallBody {
         if Isa::Avx512.supported() {
             bodies.push(Self::Avx512);
         }
+        if Isa::Avx2Fma.supported() {
+            bodies.push(Self::Avx2);
+        }
         bodies
     }
 }
 
-/// Whether this process runs the tall kernel: the AMX or AVX-512F kernel body in use
-/// (`VV_CPU_KERNELS=avx2` or `portable` turns it off, to measure CPUs without it).
+/// Whether this process runs the tall kernel: an x86-64 kernel body in use (AMX, AVX-512F or
+/// AVX2+FMA; `VV_CPU_KERNELS=portable` turns it off).
 pub fn tall_kernel_available() -> bool {
     TallBody::detect().is_some()
 }
@@ -164,7 +170,8 @@ fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue
     use super::amx::{self, TILE_ROWS};
     use super::for_row_blocks;
     use super::pointwise::finish_rows;
-    use super::tall_fma;
+    use super::tall_fma::{self, FmaVector};
+    use std::arch::x86_64::{__m256, __m512};
     /// Below this many multiply-adds the call stays on the calling thread.
     const MIN_PARALLEL_MACS: usize = 1 << 20;
 
@@ -183,7 +190,8 @@ fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue
             unsafe { amx::to_bf16(x, &mut xb, m, k, kp) };
             (xb, TILE_ROWS)
         }
-        TallBody::Avx512 => (Vec::new(), tall_fma::BLOCK_ROWS),
+        TallBody::Avx512 => (Vec::new(), <__m512 as FmaVector>::BLOCK_ROWS),
+        TallBody::Avx2 => (Vec::new(), <__m256 as FmaVector>::BLOCK_ROWS),
     };
     // Fills `rows` (`count` rows of `n` from row `first`) with those rows times `panels`
     // (`cols` columns).
@@ -197,16 +205,15 @@ fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue
                 // columns of `kp`.
                 unsafe { amx::fill_tall(rows, xb, panels, count, kp, cols) }
             }
-            // SAFETY: AVX-512F is present (the body in use); shapes as above.
+            // SAFETY (both): the CPU has the body's instructions (the body in use, or one
+            // found supported); shapes as above.
             TallBody::Avx512 => unsafe {
-                tall_fma::fill_tall(
-                    rows,
-                    &x[first * k..(first + count) * k],
-                    panels,
-                    count,
-                    k,
-                    cols,
-                )
+                let x = &x[first * k..(first + count) * k];
+                tall_fma::fill_avx512(rows, x, panels, count, k, cols)
+            },
+            TallBody::Avx2 => unsafe {
+                let x = &x[first * k..(first + count) * k];
+                tall_fma::fill_avx2(rows, x, panels, count, k, cols)
             },
         }
     };
@@ -303,7 +310,7 @@ mod tests {
             let w = TallWeight::pack(&values(n * k, 2), n, k);
             let xr = match body {
                 TallBody::Amx => round_bf16(&x),
-                TallBody::Avx512 => x.clone(),
+                TallBody::Avx512 | TallBody::Avx2 => x.clone(),
             };
             let wr = w.unpack();
             let bias = values(n, 3);

@@ -10,8 +10,8 @@
 //! (one frame per step), sees at most `SKINNY_MAX_ROWS` rows per stream: every Qwen2, diffusion
 //! head, connector and classifier matrix of that size (token rows), and the decoder's stem and
 //! the matrices of its early stages (1 and 8 time steps per frame). Smaller matrices stay f32:
-//! they live in the caches. Where the CPU runs the tall kernel (AMX-BF16 tiles, or AVX-512F
-//! FMAs: `vv_kernels::cpu::tall_kernel_available`) every matrix that sees at least
+//! they live in the caches. Where the CPU runs the tall kernel (x86-64: AMX-BF16 tiles, or FMAs
+//! on AVX-512F or AVX2: `vv_kernels::cpu::tall_kernel_available`) every matrix that sees at least
 //! [`TALL_MIN_ROWS`] rows per stream (the decoder's stages 1-6 and their upsamplers, 8 to 3200
 //! time steps per frame), whatever its size, is stored in bf16 for the tall kernel (with
 //! `int8` too: there the arithmetic decides, not the bytes);
