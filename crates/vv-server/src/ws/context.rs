@@ -150,12 +150,15 @@ impl Context {
     }
 
     /// Appends text; at most `max_chars` characters per context are accepted. Text alone
-    /// does not restart the idle clock (see the module documentation).
+    /// does not restart the idle clock (see the module documentation). With `push` false the
+    /// text only joins the backlog (merged with text queued before it) until
+    /// [`Context::push_queued`] or the next operation that pushes.
     pub fn text(
         &mut self,
         engine: &EngineHandle,
         text: &str,
         max_chars: usize,
+        push: bool,
     ) -> Result<Vec<Emit>, WsError> {
         self.check_open()?;
         let chars = self.chars + text.chars().count();
@@ -164,7 +167,20 @@ impl Context {
         }
         self.chars = chars;
         self.backlog.push_text(text);
-        Ok(self.pump(engine))
+        Ok(match push {
+            true => self.pump(engine),
+            false => Vec::new(),
+        })
+    }
+
+    /// Whether operations wait in the backlog.
+    pub fn has_queued(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Applies what waits in the backlog, as far as the current segment allows.
+    pub fn push_queued(&mut self, engine: &EngineHandle) -> Vec<Emit> {
+        self.pump(engine)
     }
 
     /// Synthesises everything buffered now; `flushed` follows the segment's last frame.

@@ -571,6 +571,55 @@ proptest! {
     }
 }
 
+/// Words queued before the session reads them (the channel holds 16 messages, so they arrive
+/// in batches, their text merged into one push per batch) give the audio of the whole text,
+/// and a flush among them still splits the text where it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn words_that_arrive_together_give_the_audio_of_the_whole_text() {
+    let words: Vec<String> = PROPERTY_TEXT
+        .split_inclusive(' ')
+        .map(str::to_string)
+        .collect();
+    assert!(words.len() > 8);
+    let whole = speak_pieces(&[PROPERTY_TEXT.to_string()]).await;
+    assert_eq!(speak_pieces(&words).await, whole);
+    // A flush after the fourth word: the same audio as the two halves sent with a flush one
+    // message at a time (the session waits for each `flushed` in the reference).
+    let (service, words) = (shared_service(), &words);
+    let speak = |wait: bool| async move {
+        let mut config = service.defaults();
+        config.seed = Some(11);
+        let mut peer = service.session(config, 256);
+        let (head, tail) = words.split_at(4);
+        for word in head {
+            peer.text("p", word).await;
+        }
+        peer.send(json!({"type": "flush", "context_id": "p"})).await;
+        let mut seen = match wait {
+            true => peer.until_count("flushed", 1).await,
+            false => Vec::new(),
+        };
+        for word in tail {
+            peer.text("p", word).await;
+        }
+        peer.send(json!({"type": "close", "context_id": "p"})).await;
+        seen.extend(peer.until_count("context.done", 1).await);
+        let labels = labels(&seen, "p", context_num(&seen, "p"));
+        let audio: Vec<u8> = (seen.into_iter())
+            .flat_map(|s| match s {
+                Seen::Frame(_, p) => p,
+                _ => Vec::new(),
+            })
+            .collect();
+        (audio, labels)
+    };
+    let (queued, labels) = speak(false).await;
+    let (stepwise, _) = speak(true).await;
+    assert_eq!(queued, stepwise);
+    assert_ne!(queued, whole, "the flush splits the text");
+    assert!(labels.iter().any(|l| l == "flushed"), "{labels:?}");
+}
+
 /// One client operation of the state-machine property.
 #[derive(Debug, Clone)]
 enum Op {

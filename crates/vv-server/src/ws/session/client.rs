@@ -79,6 +79,21 @@ where
         }
     }
 
+    /// Pushes the text queued during a batch (see `Session::on_arrived`), context by context.
+    pub(super) async fn push_batched(&mut self) -> Flow {
+        let queued: Vec<String> = (self.contexts.iter())
+            .filter(|(_, c)| c.has_queued())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in queued {
+            if let Some(context) = self.contexts.get_mut(&id) {
+                let emits = context.push_queued(&self.engine);
+                self.apply(&id, emits).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn on_configure(&mut self, request: &Configure) -> Flow {
         match self.config.configure(request, self.engine.info()) {
             Ok((next, clamped)) => {
@@ -128,8 +143,11 @@ where
             }
         };
         let max = self.limits.max_text_chars;
+        // In a batch of arrived messages, later text waits for the batch's end (not a new
+        // context's first: first audio starts from it).
+        let push = created.is_some() || !self.batching;
         let result = match self.contexts.get_mut(id) {
-            Some(context) => context.text(&self.engine, text, max),
+            Some(context) => context.text(&self.engine, text, max, push),
             None => return Ok(()),
         };
         // The text is with the engine before `context.created` is written.
