@@ -53,6 +53,35 @@ pub(super) fn feed_forward_on(body: TallBody, x: &[f32], m: usize, f: &FeedForwa
     unreachable!("no tall body {body:?} outside x86-64")
 }
 
+/// Runs `chunk(out rows, input rows, count)` over the `m` rows of `x` (`[m, c]`) cut into
+/// chunks of at most `max_rows` rows (whole blocks of `block_rows`), spread over the worker
+/// threads; returns the `[m, c]` output. Shared by the bodies' feed-forwards.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn by_chunks(
+    x: &[f32],
+    m: usize,
+    c: usize,
+    (block_rows, max_rows): (usize, usize),
+    chunk: impl Fn(&mut [f32], &[f32], usize) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; m * c];
+    if m == 0 || c == 0 {
+        return out;
+    }
+    let threads = super::worker_threads();
+    let per_thread = m.div_ceil(threads).div_ceil(block_rows) * block_rows;
+    let rows_per_chunk = per_thread.min(max_rows / block_rows * block_rows);
+    let parallel = threads > 1 && m > rows_per_chunk;
+    super::for_row_blocks(&mut out, c, rows_per_chunk, parallel, |first, rows| {
+        // Without threads the whole call arrives here: still one chunk at a time.
+        for (i, rows) in rows.chunks_mut(rows_per_chunk * c).enumerate() {
+            let (start, count) = (first + i * rows_per_chunk, rows.len() / c);
+            chunk(rows, &x[start * c..(start + count) * c], count);
+        }
+    });
+    out
+}
+
 #[cfg(target_arch = "x86_64")]
 mod amx {
     use std::arch::x86_64::{__m256i, _mm256_storeu_si256, _mm512_cvtneps_pbh, _mm512_loadu_ps};
@@ -63,7 +92,6 @@ mod amx {
     use crate::cpu::gelu::gelu_erf;
     use crate::cpu::mixer::rms;
     use crate::cpu::tall::{padded_k, PANEL};
-    use crate::cpu::{for_row_blocks, worker_threads};
 
     /// Most rows one call works through at once: their normed and hidden bf16 rows (64 ×
     /// 2048 × 2 bytes for the widest stage after the first, 0.25 MiB) stay in the core's L2
@@ -78,29 +106,15 @@ mod amx {
     /// [`super::tall_feed_forward`]'s work, on a CPU with the kernel: the rows are cut into
     /// chunks (at most [`CHUNK_ROWS`], whole tiles), spread over the worker threads.
     pub(super) fn feed_forward(x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
-        let c = f.norm.len();
-        let mut out = vec![0f32; m * c];
-        if m == 0 || c == 0 {
-            return out;
-        }
-        let threads = worker_threads();
-        let per_thread = m.div_ceil(threads).div_ceil(TILE_ROWS) * TILE_ROWS;
-        let chunk = per_thread.min(CHUNK_ROWS);
-        let parallel = threads > 1 && m > chunk;
-        for_row_blocks(&mut out, c, chunk, parallel, |first, rows| {
-            // Without threads the whole call arrives here: still `chunk` rows at a time.
-            for (i, rows) in rows.chunks_mut(chunk * c).enumerate() {
-                let (start, count) = (first + i * chunk, rows.len() / c);
-                let x = &x[start * c..(start + count) * c];
-                SCRATCH.with(|s| {
-                    let (normed, hidden) = &mut *s.borrow_mut();
-                    // SAFETY: the tall kernel is available (checked by the caller), so AMX is
-                    // granted and AVX-512F/BW/VL and AVX-512-BF16 are present; shapes checked.
-                    unsafe { chunk_rows(rows, x, count, f, normed, hidden) }
-                });
-            }
-        });
-        out
+        let chunk = |out: &mut [f32], x: &[f32], count: usize| {
+            SCRATCH.with(|s| {
+                let (normed, hidden) = &mut *s.borrow_mut();
+                // SAFETY: the tall kernel is available (checked by the caller), so AMX is
+                // granted and AVX-512F/BW/VL and AVX-512-BF16 are present; shapes checked.
+                unsafe { chunk_rows(out, x, count, f, normed, hidden) }
+            })
+        };
+        super::by_chunks(x, m, f.norm.len(), (TILE_ROWS, CHUNK_ROWS), chunk)
     }
 
     /// The feed-forward of `count` rows `x` into `out`, through the scratch rows `normed` and

@@ -10,12 +10,11 @@
 use std::arch::x86_64::{__m256, __m512};
 use std::cell::RefCell;
 
-use super::feed_forward::FeedForward;
+use super::feed_forward::{by_chunks, FeedForward};
 use super::gelu::gelu_erf;
 use super::mixer::rms;
 use super::tall::{TallBody, PANEL};
 use super::tall_fma::{for_each_block_row, FmaVector, MAX_BLOCK_ROWS};
-use super::{for_row_blocks, worker_threads};
 
 /// Most rows one call works through at once (rounded down to whole blocks): their normed and
 /// hidden f32 rows (48 × 2048 × 4 bytes for the widest stage after the first, 0.4 MiB) stay in
@@ -24,7 +23,7 @@ const CHUNK_ROWS: usize = 4 * MAX_BLOCK_ROWS;
 
 thread_local! {
     /// Each thread's normed and hidden rows, reused across calls.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The feed-forward of `x` (`[m, c]` rows) on `body` (an FMA body): the rows are cut into
@@ -35,72 +34,50 @@ pub(super) fn feed_forward(body: TallBody, x: &[f32], m: usize, f: &FeedForward)
         TallBody::Avx2 => <__m256 as FmaVector>::BLOCK_ROWS,
         _ => <__m512 as FmaVector>::BLOCK_ROWS,
     };
-    let c = f.norm.len();
-    let mut out = vec![0f32; m * c];
-    if m == 0 || c == 0 {
-        return out;
-    }
-    let threads = worker_threads();
-    let per_thread = m.div_ceil(threads).div_ceil(block_rows) * block_rows;
-    let chunk = per_thread.min(CHUNK_ROWS / block_rows * block_rows);
-    let parallel = threads > 1 && m > chunk;
-    for_row_blocks(&mut out, c, chunk, parallel, |first, rows| {
-        // Without threads the whole call arrives here: still `chunk` rows at a time.
-        for (i, rows) in rows.chunks_mut(chunk * c).enumerate() {
-            let (start, count) = (first + i * chunk, rows.len() / c);
-            let x = &x[start * c..(start + count) * c];
-            SCRATCH.with(|s| {
-                let (normed, hidden) = &mut *s.borrow_mut();
-                // SAFETY: the CPU runs `body` (checked by the caller); shapes checked.
-                unsafe {
-                    match body {
-                        TallBody::Avx2 => chunk_rows_avx2(rows, x, count, f, normed, hidden),
-                        _ => chunk_rows_avx512(rows, x, count, f, normed, hidden),
-                    }
+    let chunk = |out: &mut [f32], x: &[f32], count: usize| {
+        SCRATCH.with(|s| {
+            let scratch = &mut *s.borrow_mut();
+            let rows = Chunk { out, x, count, f };
+            // SAFETY: the CPU runs `body` (checked by the caller); shapes checked.
+            unsafe {
+                match body {
+                    TallBody::Avx2 => chunk_rows_avx2(rows, scratch),
+                    _ => chunk_rows_avx512(rows, scratch),
                 }
-            });
-        }
-    });
-    out
+            }
+        })
+    };
+    by_chunks(x, m, f.norm.len(), (block_rows, CHUNK_ROWS), chunk)
 }
+
+/// One chunk's rows: the output rows, the input rows, how many, the layer.
+struct Chunk<'a, 'f> {
+    out: &'a mut [f32],
+    x: &'a [f32],
+    count: usize,
+    f: &'a FeedForward<'f>,
+}
+
+/// Each thread's normed and hidden rows.
+type Scratch = (Vec<f32>, Vec<f32>);
 
 /// [`chunk_rows`] on AVX-512F. Safety: the CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn chunk_rows_avx512(
-    out: &mut [f32],
-    x: &[f32],
-    count: usize,
-    f: &FeedForward,
-    normed: &mut Vec<f32>,
-    hidden: &mut Vec<f32>,
-) {
-    chunk_rows::<__m512>(out, x, count, f, normed, hidden)
+unsafe fn chunk_rows_avx512(rows: Chunk, scratch: &mut Scratch) {
+    chunk_rows::<__m512>(rows, scratch)
 }
 
 /// [`chunk_rows`] on AVX2+FMA. Safety: the CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_rows_avx2(
-    out: &mut [f32],
-    x: &[f32],
-    count: usize,
-    f: &FeedForward,
-    normed: &mut Vec<f32>,
-    hidden: &mut Vec<f32>,
-) {
-    chunk_rows::<__m256>(out, x, count, f, normed, hidden)
+unsafe fn chunk_rows_avx2(rows: Chunk, scratch: &mut Scratch) {
+    chunk_rows::<__m256>(rows, scratch)
 }
 
-/// The feed-forward of `count` rows `x` into `out`, through the scratch rows `normed` and
-/// `hidden` (resized here). Safety: the CPU has `V`'s instructions.
+/// The feed-forward of a chunk's rows, through the scratch rows (resized here). Safety: the CPU
+/// has `V`'s instructions.
 #[inline(always)]
-unsafe fn chunk_rows<V: FmaVector>(
-    out: &mut [f32],
-    x: &[f32],
-    count: usize,
-    f: &FeedForward,
-    normed: &mut Vec<f32>,
-    hidden: &mut Vec<f32>,
-) {
+unsafe fn chunk_rows<V: FmaVector>(rows: Chunk, (normed, hidden): &mut Scratch) {
+    let Chunk { out, x, count, f } = rows;
     let c = f.norm.len();
     let (h, _) = f.up.dims();
     normed.clear();

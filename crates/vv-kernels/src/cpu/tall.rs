@@ -209,11 +209,11 @@ fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue
             // found supported); shapes as above.
             TallBody::Avx512 => unsafe {
                 let x = &x[first * k..(first + count) * k];
-                tall_fma::fill_avx512(rows, x, panels, count, k, cols)
+                tall_fma::fill_avx512(rows, x, panels, (count, k, cols))
             },
             TallBody::Avx2 => unsafe {
                 let x = &x[first * k..(first + count) * k];
-                tall_fma::fill_avx2(rows, x, panels, count, k, cols)
+                tall_fma::fill_avx2(rows, x, panels, (count, k, cols))
             },
         }
     };

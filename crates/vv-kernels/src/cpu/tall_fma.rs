@@ -45,65 +45,46 @@ pub(super) trait FmaVector: Copy {
     unsafe fn store(self, p: *mut f32);
 }
 
-impl FmaVector for __m512 {
-    const LANES: usize = 16;
-    const BLOCK_ROWS: usize = 12;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        _mm512_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn splat(v: f32) -> Self {
-        _mm512_set1_ps(v)
-    }
-    #[inline(always)]
-    unsafe fn widen_pairs(p: *const u32) -> (Self, Self) {
-        let pairs = _mm512_loadu_si512(p.cast());
-        let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
-        (
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(pairs)),
-            _mm512_castsi512_ps(_mm512_and_si512(pairs, high)),
-        )
-    }
-    #[inline(always)]
-    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
-        _mm512_fmadd_ps(a, b, c)
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        _mm512_storeu_ps(p, self)
-    }
+/// Implements [`FmaVector`] for a vector type from its intrinsics (the two bodies differ only
+/// in them).
+macro_rules! fma_vector {
+    ($t:ty, lanes $lanes:expr, rows $rows:expr, $setzero:ident, $set1:ident, $loadu:ident,
+     $set1_epi32:ident, $slli:ident, $cast:ident, $and:ident, $fmadd:ident, $storeu:ident) => {
+        impl FmaVector for $t {
+            const LANES: usize = $lanes;
+            const BLOCK_ROWS: usize = $rows;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                $setzero()
+            }
+            #[inline(always)]
+            unsafe fn splat(v: f32) -> Self {
+                $set1(v)
+            }
+            #[inline(always)]
+            unsafe fn widen_pairs(p: *const u32) -> (Self, Self) {
+                let pairs = $loadu(p.cast());
+                let high = $set1_epi32(0xffff_0000_u32 as i32);
+                ($cast($slli::<16>(pairs)), $cast($and(pairs, high)))
+            }
+            #[inline(always)]
+            unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+                $fmadd(a, b, c)
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                $storeu(p, self)
+            }
+        }
+    };
 }
 
-impl FmaVector for __m256 {
-    const LANES: usize = 8;
-    const BLOCK_ROWS: usize = 5;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        _mm256_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn splat(v: f32) -> Self {
-        _mm256_set1_ps(v)
-    }
-    #[inline(always)]
-    unsafe fn widen_pairs(p: *const u32) -> (Self, Self) {
-        let pairs = _mm256_loadu_si256(p.cast());
-        let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
-        (
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(pairs)),
-            _mm256_castsi256_ps(_mm256_and_si256(pairs, high)),
-        )
-    }
-    #[inline(always)]
-    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
-        _mm256_fmadd_ps(a, b, c)
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        _mm256_storeu_ps(p, self)
-    }
-}
+fma_vector!(__m512, lanes 16, rows 12, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_si512,
+    _mm512_set1_epi32, _mm512_slli_epi32, _mm512_castsi512_ps, _mm512_and_si512,
+    _mm512_fmadd_ps, _mm512_storeu_ps);
+fma_vector!(__m256, lanes 8, rows 5, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_si256,
+    _mm256_set1_epi32, _mm256_slli_epi32, _mm256_castsi256_ps, _mm256_and_si256,
+    _mm256_fmadd_ps, _mm256_storeu_ps);
 
 /// Multiplies the f32 rows of `x` (`m` rows of `k` values, row stride `ldx`) by every panel of
 /// `panels` (`n` columns, `[⌈n/32⌉][padded_k(k)/2][32]` pairs), `V::BLOCK_ROWS` rows × 32
@@ -206,16 +187,12 @@ unsafe fn block<V: FmaVector, const R: usize>(
     }
 }
 
+/// Rows, inputs and columns of a product: `(m, k, n)`.
+pub(super) type Dims = (usize, usize, usize);
+
 /// Fills `out` (`[m, n]`) with `x · wᵀ` for the f32 rows `x` (`[m, k]`) and the weight panels.
 #[inline(always)]
-unsafe fn fill<V: FmaVector>(
-    out: &mut [f32],
-    x: &[f32],
-    panels: &[u32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
+unsafe fn fill<V: FmaVector>(out: &mut [f32], x: &[f32], panels: &[u32], (m, k, n): Dims) {
     assert!(out.len() == m * n);
     for_each_block_row::<V>(x, k, m, k, panels, n, |row, col, values| {
         out[row * n + col..][..values.len()].copy_from_slice(values)
@@ -224,26 +201,12 @@ unsafe fn fill<V: FmaVector>(
 
 /// [`fill`] on AVX-512F. Safety: the CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn fill_avx512(
-    out: &mut [f32],
-    x: &[f32],
-    panels: &[u32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    fill::<__m512>(out, x, panels, m, k, n)
+pub(super) unsafe fn fill_avx512(out: &mut [f32], x: &[f32], panels: &[u32], dims: Dims) {
+    fill::<__m512>(out, x, panels, dims)
 }
 
 /// [`fill`] on AVX2+FMA. Safety: the CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn fill_avx2(
-    out: &mut [f32],
-    x: &[f32],
-    panels: &[u32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    fill::<__m256>(out, x, panels, m, k, n)
+pub(super) unsafe fn fill_avx2(out: &mut [f32], x: &[f32], panels: &[u32], dims: Dims) {
+    fill::<__m256>(out, x, panels, dims)
 }
