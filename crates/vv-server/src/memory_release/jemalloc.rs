@@ -1,5 +1,6 @@
-//! jemalloc as the process's allocator (feature `jemalloc`): every Rust allocation of a binary
-//! that links the service goes to it. Freed pages unused for a second are returned by a
+//! jemalloc as the process's allocator (feature `jemalloc`: every Rust allocation of a binary
+//! that links the service goes to it; feature `small-jemalloc` without it: the allocations
+//! under 16 KiB, the rest to glibc, see `split.rs`). Freed pages unused for a second are returned by a
 //! background thread (`dirty_decay_ms:1000`, `muzzy_decay_ms:0`), so resident memory follows
 //! the live heap in every arena; `arena.<all>.purge` returns the rest at once when idle. The
 //! settings can be overridden at run time with `_RJEM_MALLOC_CONF` (jemalloc's `MALLOC_CONF`
@@ -11,8 +12,16 @@ use std::time::Duration;
 
 use tikv_jemalloc_sys::mallctl;
 
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(not(feature = "jemalloc"))]
+#[global_allocator]
+static GLOBAL: super::split::Split = super::split::Split;
+
+/// Whether large allocations go to glibc (the split allocator).
+const SPLIT: bool = cfg!(not(feature = "jemalloc"));
 
 /// jemalloc's compiled-in options: a C string pointer under the prefixed symbol name.
 #[repr(transparent)]
@@ -25,7 +34,10 @@ pub static OPTIONS: Options =
     Options(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
 
 pub const SUPPORTED: bool = true;
-pub const NAME: &str = "jemalloc";
+pub const NAME: &str = match SPLIT {
+    true => "jemalloc+glibc",
+    false => "jemalloc",
+};
 
 /// `mallctl` with no old value and `new` as the new one; `true` on success.
 fn write(name: &CStr, new: *mut c_void, len: usize) -> bool {
@@ -44,6 +56,10 @@ const PURGE_RETRY_WAIT: Duration = Duration::from_millis(2);
 /// wakes when many pages are freed at once), jemalloc makes any other purge of that arena
 /// return at once, and the background thread returns only its decay curve's share.
 pub fn release_free_memory() -> bool {
+    if SPLIT {
+        // SAFETY: malloc_trim only takes glibc's own locks; safe from any thread at any time.
+        unsafe { libc::malloc_trim(0) };
+    }
     for _ in 0..PURGE_ATTEMPTS {
         // 4096: MALLCTL_ARENAS_ALL, every arena.
         if !write(c"arena.4096.purge", null_mut(), 0) {
@@ -87,8 +103,18 @@ fn read_size(name: &CStr) -> Option<usize> {
     (read == 0).then_some(value)
 }
 
-/// `stats.allocated` after refreshing the statistics.
+/// `stats.allocated` after refreshing the statistics, plus glibc's bytes in use (its arenas
+/// and mapped blocks) under the split allocator.
 pub fn heap_in_use_bytes() -> Option<u64> {
     refresh_stats()?;
-    read_size(c"stats.allocated").map(|allocated| allocated as u64)
+    let jemalloc = read_size(c"stats.allocated")? as u64;
+    let glibc = match SPLIT {
+        // SAFETY: mallinfo2 only reads glibc's statistics under its own locks.
+        true => {
+            let info = unsafe { libc::mallinfo2() };
+            (info.uordblks + info.hblkhd) as u64
+        }
+        false => 0,
+    };
+    Some(jemalloc + glibc)
 }

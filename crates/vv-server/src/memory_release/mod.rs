@@ -19,18 +19,34 @@
 //! ([`release_when_idle`]: no utterance in flight for two checks in a row, and one admitted
 //! since the last release).
 
-// The backend: jemalloc where the feature is on (Linux only), else glibc's allocator on Linux,
-// else none. Each file gives `SUPPORTED`, `NAME`, `release_free_memory`, `heap_in_use_bytes`.
-#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+// The backend: jemalloc where the feature `jemalloc` (all of it) or `small-jemalloc` (jemalloc
+// for small blocks, glibc for the rest: `split.rs`) is on (Linux only), else glibc's allocator
+// on Linux, else none. Each file gives `SUPPORTED`, `NAME`, `release_free_memory`,
+// `heap_in_use_bytes`.
+#[cfg(all(
+    any(
+        feature = "jemalloc",
+        all(feature = "small-jemalloc", target_env = "gnu")
+    ),
+    target_os = "linux"
+))]
 #[path = "jemalloc.rs"]
 mod backend;
 #[cfg(all(
     target_os = "linux",
     target_env = "gnu",
-    not(all(feature = "jemalloc", target_os = "linux"))
+    not(feature = "jemalloc"),
+    not(feature = "small-jemalloc")
 ))]
 #[path = "glibc.rs"]
 mod backend;
+#[cfg(all(
+    feature = "small-jemalloc",
+    not(feature = "jemalloc"),
+    target_os = "linux",
+    target_env = "gnu"
+))]
+mod split;
 #[cfg(not(any(
     all(target_os = "linux", target_env = "gnu"),
     all(feature = "jemalloc", target_os = "linux")

@@ -58,7 +58,7 @@ async fn info_shows_build_while_loading() {
     assert!(v["build"]["features"].is_array());
     let allocator = v["build"]["allocator"].as_str().unwrap();
     assert!(
-        ["jemalloc", "glibc", "system"].contains(&allocator),
+        ["jemalloc", "jemalloc+glibc", "glibc", "system"].contains(&allocator),
         "{allocator}"
     );
     assert!(v["model"].is_null());
