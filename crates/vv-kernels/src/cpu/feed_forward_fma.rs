@@ -30,10 +30,7 @@ thread_local! {
 /// chunks (at most [`CHUNK_ROWS`], whole blocks), spread over the worker threads. The caller
 /// checked the shapes and that this CPU runs `body`.
 pub(super) fn feed_forward(body: TallBody, x: &[f32], m: usize, f: &FeedForward) -> Vec<f32> {
-    let block_rows = match body {
-        TallBody::Avx2 => <__m256 as FmaVector>::BLOCK_ROWS,
-        _ => <__m512 as FmaVector>::BLOCK_ROWS,
-    };
+    let block_rows = body.block_rows();
     let chunk = |out: &mut [f32], x: &[f32], count: usize| {
         SCRATCH.with(|s| {
             let scratch = &mut *s.borrow_mut();

@@ -18,6 +18,7 @@
 //! accumulated along `k` in order, so it is the same bits whatever `m` is, where its row lies
 //! and how the rows are split over threads: a batch of streams equals each stream alone.
 
+use super::dispatch::Isa;
 use super::pointwise::Epilogue;
 use super::quant::{bf16_bits, bf16_to_f32};
 
@@ -99,32 +100,43 @@ pub(super) enum TallBody {
 }
 
 impl TallBody {
+    const ALL: [Self; 3] = [Self::Amx, Self::Avx512, Self::Avx2];
+
+    /// The kernels' body this tall body goes with.
+    fn isa(self) -> Isa {
+        match self {
+            Self::Amx => Isa::Amx,
+            Self::Avx512 => Isa::Avx512,
+            Self::Avx2 => Isa::Avx2Fma,
+        }
+    }
+
     /// The body this process runs: the kernels' body in use (`VV_CPU_KERNELS`) decides; none
     /// on NEON or the portable body.
     pub(super) fn detect() -> Option<Self> {
-        match super::dispatch::Isa::detect() {
-            super::dispatch::Isa::Amx => Some(Self::Amx),
-            super::dispatch::Isa::Avx512 => Some(Self::Avx512),
-            super::dispatch::Isa::Avx2Fma => Some(Self::Avx2),
-            _ => None,
-        }
+        let isa = Isa::detect();
+        Self::ALL.into_iter().find(|b| b.isa() == isa)
     }
 
     /// Every body this CPU runs.
     #[cfg(test)]
     pub(super) fn all_supported() -> Vec<Self> {
-        use super::dispatch::Isa;
-        let mut bodies = Vec::new();
-        if Isa::Amx.supported() {
-            bodies.push(Self::Amx);
+        Self::ALL
+            .into_iter()
+            .filter(|b| b.isa().supported())
+            .collect()
+    }
+
+    /// Rows this body computes at once (a row split over threads keeps whole blocks).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn block_rows(self) -> usize {
+        use super::tall_fma::FmaVector;
+        use std::arch::x86_64::{__m256, __m512};
+        match self {
+            Self::Amx => super::amx::TILE_ROWS,
+            Self::Avx512 => <__m512 as FmaVector>::BLOCK_ROWS,
+            Self::Avx2 => <__m256 as FmaVector>::BLOCK_ROWS,
         }
-        if Isa::Avx512.supported() {
-            bodies.push(Self::Avx512);
-        }
-        if Isa::Avx2Fma.supported() {
-            bodies.push(Self::Avx2);
-        }
-        bodies
     }
 }
 
@@ -170,8 +182,7 @@ fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue
     use super::amx::{self, TILE_ROWS};
     use super::for_row_blocks;
     use super::pointwise::finish_rows;
-    use super::tall_fma::{self, FmaVector};
-    use std::arch::x86_64::{__m256, __m512};
+    use super::tall_fma;
     /// Below this many multiply-adds the call stays on the calling thread.
     const MIN_PARALLEL_MACS: usize = 1 << 20;
 
@@ -182,16 +193,16 @@ fn body_matmul(body: TallBody, x: &[f32], w: &TallWeight, m: usize, e: &Epilogue
     }
     let kp = padded_k(k);
     // AMX reads bf16 rows in whole A tiles: rows past `m` are zero (their results dropped).
-    let (xb, block_rows) = match body {
+    let block_rows = body.block_rows();
+    let xb = match body {
         TallBody::Amx => {
             let mut xb = vec![0u16; m.div_ceil(TILE_ROWS) * TILE_ROWS * kp];
             // SAFETY: AVX-512F/BW/VL and AVX-512-BF16 are present (`amx::usable`, checked by
             // `TallBody::detect`); `xb` holds at least `m` zeroed rows of `kp >= k` values.
             unsafe { amx::to_bf16(x, &mut xb, m, k, kp) };
-            (xb, TILE_ROWS)
+            xb
         }
-        TallBody::Avx512 => (Vec::new(), <__m512 as FmaVector>::BLOCK_ROWS),
-        TallBody::Avx2 => (Vec::new(), <__m256 as FmaVector>::BLOCK_ROWS),
+        TallBody::Avx512 | TallBody::Avx2 => Vec::new(),
     };
     // Fills `rows` (`count` rows of `n` from row `first`) with those rows times `panels`
     // (`cols` columns).

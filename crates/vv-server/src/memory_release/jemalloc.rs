@@ -1,6 +1,7 @@
 //! jemalloc as the process's allocator (feature `jemalloc`: every Rust allocation of a binary
 //! that links the service goes to it; feature `small-jemalloc` without it: the allocations
-//! under 16 KiB, the rest to glibc, see `split.rs`). Freed pages unused for a second are returned by a
+//! under 16 KiB, the rest to glibc, see `split.rs`). Freed pages unused for a second are
+//! returned by a
 //! background thread (`dirty_decay_ms:1000`, `muzzy_decay_ms:0`), so resident memory follows
 //! the live heap in every arena; `arena.<all>.purge` returns the rest at once when idle. The
 //! settings can be overridden at run time with `_RJEM_MALLOC_CONF` (jemalloc's `MALLOC_CONF`
@@ -56,10 +57,8 @@ const PURGE_RETRY_WAIT: Duration = Duration::from_millis(2);
 /// wakes when many pages are freed at once), jemalloc makes any other purge of that arena
 /// return at once, and the background thread returns only its decay curve's share.
 pub fn release_free_memory() -> bool {
-    if SPLIT {
-        // SAFETY: malloc_trim only takes glibc's own locks; safe from any thread at any time.
-        unsafe { libc::malloc_trim(0) };
-    }
+    #[cfg(not(feature = "jemalloc"))]
+    super::glibc::release_free_memory();
     for _ in 0..PURGE_ATTEMPTS {
         // 4096: MALLCTL_ARENAS_ALL, every arena.
         if !write(c"arena.4096.purge", null_mut(), 0) {
@@ -108,13 +107,8 @@ fn read_size(name: &CStr) -> Option<usize> {
 pub fn heap_in_use_bytes() -> Option<u64> {
     refresh_stats()?;
     let jemalloc = read_size(c"stats.allocated")? as u64;
-    let glibc = match SPLIT {
-        // SAFETY: mallinfo2 only reads glibc's statistics under its own locks.
-        true => {
-            let info = unsafe { libc::mallinfo2() };
-            (info.uordblks + info.hblkhd) as u64
-        }
-        false => 0,
-    };
-    Some(jemalloc + glibc)
+    #[cfg(not(feature = "jemalloc"))]
+    return Some(jemalloc + super::glibc::heap_in_use_bytes()?);
+    #[cfg(feature = "jemalloc")]
+    Some(jemalloc)
 }

@@ -34,14 +34,21 @@
 ))]
 #[path = "jemalloc.rs"]
 mod backend;
+// glibc's side, the backend itself or (split allocator) its large-block half; unused under
+// whole jemalloc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg_attr(
+    any(feature = "jemalloc", feature = "small-jemalloc"),
+    allow(dead_code)
+)]
+mod glibc;
 #[cfg(all(
     target_os = "linux",
     target_env = "gnu",
     not(feature = "jemalloc"),
     not(feature = "small-jemalloc")
 ))]
-#[path = "glibc.rs"]
-mod backend;
+use glibc as backend;
 #[cfg(all(
     feature = "small-jemalloc",
     not(feature = "jemalloc"),

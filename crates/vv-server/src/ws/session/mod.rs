@@ -43,7 +43,8 @@ const CONTEXT_IDLE: &str = "context_idle_timeout";
 /// Warning code: the server started draining.
 const SHUTTING_DOWN: &str = "shutting_down";
 /// Most client messages handled in one batch after the one that woke the session: those that
-/// had already arrived, their text for a context merged into one push (see [`Session::run`]).
+/// had already arrived, their text for a context merged into one push (see
+/// [`Session::on_arrived`]).
 const CLIENT_BATCH: usize = 64;
 /// Longest idle timeout honoured (keeps deadline arithmetic far from overflow).
 const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
