@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import sys
 import time
 
@@ -43,6 +44,41 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+def rss_parts(pid):
+    """Resident memory by kind (bytes): anonymous (the heap, stacks: what the process allocated)
+    and file-backed (the binary's code and data pages, faulted in as code paths first run)."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            for key in ("RssAnon", "RssFile", "RssShmem"):
+                if line.startswith(key + ":"):
+                    parts[key] = int(line.split()[1]) * 1024
+    return parts
+
+
+def mappings(pid):
+    """Resident bytes per mapping, keyed by "start-end name" (/proc/PID/smaps)."""
+    found, key = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+$", head[0]):
+                key = head[0] + (" " + head[5] if len(head) > 5 else " [anon]")
+            elif head[0] == "Rss:" and key is not None:
+                found[key] = int(head[1]) * 1024
+    return found
+
+
+def grown_mappings(before, after, limit=12):
+    """The mappings whose resident size changed most between two `mappings` (new ones count
+    from 0, gone ones to 0): [[mapping, kib before, kib after], ...], largest change first."""
+    keys = set(before) | set(after)
+    changed = [[k, before.get(k, 0) // 1024, after.get(k, 0) // 1024] for k in keys
+               if before.get(k, 0) != after.get(k, 0)]
+    changed.sort(key=lambda row: -abs(row[2] - row[1]))
+    return changed[:limit]
 
 
 def open_fds(pid):
@@ -189,6 +225,7 @@ async def snapshot(base, pid):
             text = await r.text()
     return {
         "rss_bytes": rss,
+        "rss_parts": rss_parts(pid),
         "open_fds": fds,
         "tasks": metrics_value(text, "vibevoice_runtime_alive_tasks"),
         "slots_used": metrics_value(text, "vibevoice_slots_used"),
@@ -264,11 +301,13 @@ async def main():
     idle = {k: float("inf") for k in ("open_fds", "tasks")} | {
         "slots_used": 0, "contexts_active": 0, "ws_sessions_active": 0}
     baseline = await settle(base, a.pid, idle)
+    maps_before = mappings(a.pid)
     started = time.monotonic()
     trace = {"rss": [], "heap": []}
     await phase(base, a.seconds, a.workers, stats, a.pid, trace)
     ran = time.monotonic() - started
     final = await settle(base, a.pid, baseline)
+    maps_after = mappings(a.pid)
     growth = (final["rss_bytes"] - baseline["rss_bytes"]) / baseline["rss_bytes"]
     failures = []
     for key in ("slots_used", "contexts_active", "ws_sessions_active"):
@@ -288,6 +327,9 @@ async def main():
     report = {"seconds": round(ran, 1), "workers": a.workers, "actions": stats.counts,
               "baseline": baseline, "final": final, "rss_growth": round(growth, 5),
               "heap_growth": None if heap_growth is None else round(heap_growth, 5),
+              "rss_growth_by_kind": {k: final["rss_parts"].get(k, 0) - v
+                                     for k, v in baseline["rss_parts"].items()},
+              "mappings_changed_kib": grown_mappings(maps_before, maps_after),
               "rss_trace_s_bytes": trace["rss"], "heap_trace_s_bytes": trace["heap"],
               "failures": failures}
     text = json.dumps(report, indent=2)

@@ -58,19 +58,33 @@ impl IncrementalTokenizer {
         if !self.emitted {
             self.pending = self.pending.trim_start().to_string();
         }
-        let starts = tok.pre_token_starts(&self.pending)?;
-        let solid_end = self.pending.len() - tok.partial_special_suffix(&self.pending);
+        let pre_tokens = tok.pre_tokens(&self.pending)?;
+        let starts: Vec<usize> = pre_tokens.iter().map(|p| p.start).collect();
+        let mut solid_end = self.pending.len() - tok.partial_added_suffix(&self.pending);
         let pieces = long_pre_token_cuts(&self.pending, &starts, solid_end);
-        let cut = safe_cut(&self.pending, &starts, solid_end).max(pieces.last().map_or(0, |&p| p));
+        let mut cut =
+            safe_cut(&self.pending, &starts, solid_end).max(pieces.last().map_or(0, |&p| p));
+        // A cut must not split an added token's string (whole, it is one id).
+        while let Some(start) = tok.added_token_across(&self.pending, cut) {
+            solid_end = start;
+            cut = safe_cut(&self.pending, &starts, solid_end);
+        }
         if cut == 0 {
             return Ok(Vec::new());
         }
-        let mut ids = Vec::new();
-        let mut from = 0;
-        for to in pieces.into_iter().filter(|&p| p < cut).chain([cut]) {
-            ids.extend(tok.encode(&self.pending[from..to])?);
-            from = to;
-        }
+        let ids = if pieces.is_empty() && !tok.has_added_token(&self.pending[..cut]) {
+            // The common case: the pre-tokens before the cut through the model alone.
+            let done = pre_tokens.partition_point(|p| p.start < cut);
+            tok.encode_pre_tokens(&pre_tokens[..done])?
+        } else {
+            let mut ids = Vec::new();
+            let mut from = 0;
+            for to in pieces.into_iter().filter(|&p| p < cut).chain([cut]) {
+                ids.extend(tok.encode(&self.pending[from..to])?);
+                from = to;
+            }
+            ids
+        };
         self.pending.drain(..cut);
         self.emitted = true;
         Ok(ids)
@@ -281,6 +295,45 @@ mod tests {
             let chunks = chunk(&text, &cuts);
             prop_assert_eq!(streamed(&tok, &chunks), whole(&tok, &text));
         }
+
+        /// With a non-special added token (as Qwen2.5's `<tool_call>`): user text keeps it, and
+        /// any chunking gives the whole text's ids, the added token's own id included.
+        #[test]
+        fn added_tokens_keep_their_id_in_any_chunking(
+            parts in prop::collection::vec(
+                prop_oneof![3 => text_strategy(), 1 => Just(TOOL_CALL.to_string()),
+                    1 => Just("<tool".to_string()), 1 => Just("_call>".to_string())],
+                0..6,
+            ),
+            cuts in prop::collection::vec(0usize..1000, 0..12),
+        ) {
+            let tok = with_added_token();
+            let text = parts.concat();
+            let chunks = chunk(&text, &cuts);
+            let expected = whole(tok, &text);
+            if text.contains(TOOL_CALL) {
+                prop_assert!(expected.contains(&tok.token_id(TOOL_CALL).unwrap()));
+            }
+            prop_assert_eq!(streamed(tok, &chunks), expected);
+        }
+    }
+
+    const TOOL_CALL: &str = "<tool_call>";
+
+    /// The tiny tokenizer with [`TOOL_CALL`] added as a non-special token.
+    fn with_added_token() -> &'static TextTokenizer {
+        static TOK: std::sync::OnceLock<TextTokenizer> = std::sync::OnceLock::new();
+        TOK.get_or_init(|| {
+            let p = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../testdata/vibevoice-tiny/tokenizer/tokenizer.json"
+            );
+            let mut inner = tokenizers::Tokenizer::from_file(p).unwrap();
+            inner
+                .add_tokens([tokenizers::AddedToken::from(TOOL_CALL, false)])
+                .unwrap();
+            TextTokenizer::new(inner)
+        })
     }
 
     proptest! {
