@@ -20,6 +20,7 @@ mod matmul_neon;
 mod matmul_x86;
 mod mixer;
 mod pointwise;
+mod pool;
 mod quant;
 mod tall;
 #[cfg(target_arch = "x86_64")]
@@ -83,7 +84,6 @@ impl<'a> CpuSlice<'a> {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 /// Threads of candle's CPU worker pool (asked once: candle reads the environment and the
 /// cgroup limits on every call, tens of microseconds).
 pub(crate) fn worker_threads() -> usize {
@@ -119,8 +119,8 @@ fn test_values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Runs `f(first_row, rows)` over `out` (rows of `row_len` values) cut into blocks of
-/// `rows_per_block` rows: on candle's CPU worker pool (warm threads, no spawning) when
-/// `parallel`, else in one call on the current thread.
+/// `rows_per_block` rows: on the kernels' worker pool (`pool.rs`: warm threads, and no wait for
+/// one that has not started) when `parallel`, else in one call on the current thread.
 pub fn for_row_blocks(
     out: &mut [f32],
     row_len: usize,
@@ -133,11 +133,13 @@ pub fn for_row_blocks(
         f(0, out);
         return;
     }
-    // One lock per block: uncontended, it only hands each block's `&mut` to one worker.
+    // One lock per block: uncontended, it only hands each block's `&mut` to one thread.
     let blocks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(block_len).map(Mutex::new).collect();
-    candle_core::utils::barrier_pool().execute_chunked(blocks.len(), |range| {
-        for b in range {
-            let mut rows = blocks[b].lock().unwrap_or_else(PoisonError::into_inner);
+    // Claimed about eight at a time per thread: few claims, and a small tail.
+    let claim = blocks.len().div_ceil(worker_threads() * 8).max(1);
+    pool::pool().run(blocks.len().div_ceil(claim), |group| {
+        for (b, block) in blocks.iter().enumerate().skip(group * claim).take(claim) {
+            let mut rows = block.lock().unwrap_or_else(PoisonError::into_inner);
             f(b * rows_per_block.max(1), &mut rows);
         }
     });
