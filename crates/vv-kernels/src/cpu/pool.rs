@@ -21,11 +21,17 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError, TryLockError};
 use std::thread::Thread;
+use std::time::{Duration, Instant};
 
-/// Spins a worker makes for the next job before it parks (a few tens of microseconds: the
-/// operations of a frame follow each other closer than that; longer only burns a core that
-/// the service's other threads could use, and a parked worker no longer delays anyone).
-const WORKER_SPINS: u32 = 2_000;
+/// How long a worker spins for the next job before it starts yielding its core between checks
+/// (the operations of a frame mostly follow each other closer than that).
+const WORKER_SPIN: Duration = Duration::from_micros(50);
+
+/// How long a worker waits for the next job before it parks: spinning, then yielding, so that
+/// it stays ready through a frame's serial stretches without holding a core another thread
+/// wants. Measured (docs/benchmarks.md, session 16): parking after about 50 us of spinning made
+/// frames 5-18% slower than candle's pool, quiet; spinning then yielding up to 1 ms, 3-6%.
+const WORKER_WAIT: Duration = Duration::from_millis(1);
 
 /// Spins of a caller waiting for a claimed block before it yields its core.
 const CALLER_SPINS: u32 = 200;
@@ -202,21 +208,25 @@ fn work(s: &'static Shared) {
     }
 }
 
-/// The state of an open job of an epoch other than `seen`: spins [`WORKER_SPINS`] times, then
-/// parks until the caller's next `unpark`.
+/// The state of an open job of an epoch other than `seen`: spins for [`WORKER_SPIN`], yields
+/// between checks until [`WORKER_WAIT`], then parks until the caller's next `unpark`.
 fn wait_for_job(s: &Shared, seen: usize) -> usize {
-    let mut spins = 0;
+    let mut since = Instant::now();
     loop {
         let state = s.state.load(Ordering::Acquire);
         if state & 1 == 1 && state >> 1 != seen {
             return state;
         }
-        spins += 1;
-        if spins < WORKER_SPINS {
-            std::hint::spin_loop();
+        let waited = since.elapsed();
+        if waited < WORKER_SPIN {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        } else if waited < WORKER_WAIT {
+            std::thread::yield_now();
         } else {
             std::thread::park();
-            spins = 0;
+            since = Instant::now();
         }
     }
 }

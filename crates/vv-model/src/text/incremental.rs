@@ -4,8 +4,11 @@
 //! boundary matches exactly as it does in the whole text. So the text is cut at a pre-token
 //! boundary that appending text cannot move: the last two pre-tokens (a partial word and the
 //! whitespace or punctuation run that may still merge with it) are held back, as is any suffix
-//! that could still grow into a special-token string. On `finish` the held-back text gets the
+//! that could still grow into an added token's string (special or not), and a cut never splits a
+//! non-special added token (whole, it is one id). On `finish` the held-back text gets the
 //! reference's end normalisation (`strip()` + `"\n"`), so the ids equal those of the whole text.
+//! The pre-tokens found for the cut go to the tokenizer's model directly (the encoder would
+//! split and pre-tokenize them again), unless the text cut off holds an added token's string.
 //!
 //! The held-back text is bounded, so a push costs in proportion to its chunk, not to the text
 //! received so far: a pre-token longer than [`MAX_HELD_BYTES`] (a long unbroken word, run of
