@@ -38,23 +38,18 @@ def metrics_value(text, name, default=None):
     raise KeyError(name)
 
 
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
 def rss_parts(pid):
-    """Resident memory by kind (bytes): anonymous (the heap, stacks: what the process allocated)
-    and file-backed (the binary's code and data pages, faulted in as code paths first run)."""
+    """Resident memory (bytes), read once from /proc/PID/status: in all (`VmRSS`) and by kind,
+    anonymous (`RssAnon`: the heap, stacks: what the process allocated) and file-backed
+    (`RssFile`: the binary's code and data pages, faulted in as code paths first run)."""
     parts = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            for key in ("RssAnon", "RssFile", "RssShmem"):
+            for key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
                 if line.startswith(key + ":"):
                     parts[key] = int(line.split()[1]) * 1024
+    if "VmRSS" not in parts:
+        raise RuntimeError("no VmRSS")
     return parts
 
 
@@ -219,13 +214,14 @@ async def snapshot(base, pid):
     # Descriptors and memory first: counted after the /metrics request, the request's own
     # connection could still be open on the server's side (closed by the client a moment
     # before), one descriptor more than the server holds.
-    rss, fds = rss_bytes(pid), open_fds(pid)
+    parts, fds = rss_parts(pid), open_fds(pid)
+    rss = parts.pop("VmRSS")
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base}/metrics") as r:
             text = await r.text()
     return {
         "rss_bytes": rss,
-        "rss_parts": rss_parts(pid),
+        "rss_parts": parts,
         "open_fds": fds,
         "tasks": metrics_value(text, "vibevoice_runtime_alive_tasks"),
         "slots_used": metrics_value(text, "vibevoice_slots_used"),

@@ -63,14 +63,13 @@ impl IncrementalTokenizer {
         }
         let pre_tokens = tok.pre_tokens(&self.pending)?;
         let starts: Vec<usize> = pre_tokens.iter().map(|p| p.start).collect();
-        let mut solid_end = self.pending.len() - tok.partial_added_suffix(&self.pending);
+        let solid_end = self.pending.len() - tok.partial_added_suffix(&self.pending);
         let pieces = long_pre_token_cuts(&self.pending, &starts, solid_end);
         let mut cut =
             safe_cut(&self.pending, &starts, solid_end).max(pieces.last().map_or(0, |&p| p));
-        // A cut must not split an added token's string (whole, it is one id).
+        // A cut must not split an added token's string (whole, it is one id): cut before it.
         while let Some(start) = tok.added_token_across(&self.pending, cut) {
-            solid_end = start;
-            cut = safe_cut(&self.pending, &starts, solid_end);
+            cut = safe_cut(&self.pending, &starts, start);
         }
         if cut == 0 {
             return Ok(Vec::new());
@@ -168,12 +167,14 @@ mod tests {
     use crate::text::fuzz_entry::{incremental_matches_whole, spelling, streamed, whole};
     use proptest::prelude::*;
 
+    /// The tiny fixture's `tokenizer.json`.
+    const TINY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/vibevoice-tiny/tokenizer/tokenizer.json"
+    );
+
     fn tiny() -> TextTokenizer {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testdata/vibevoice-tiny/tokenizer/tokenizer.json"
-        );
-        TextTokenizer::from_file(std::path::Path::new(p)).unwrap()
+        TextTokenizer::from_file(std::path::Path::new(TINY)).unwrap()
     }
 
     #[test]
@@ -327,11 +328,7 @@ mod tests {
     fn with_added_token() -> &'static TextTokenizer {
         static TOK: std::sync::OnceLock<TextTokenizer> = std::sync::OnceLock::new();
         TOK.get_or_init(|| {
-            let p = concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../testdata/vibevoice-tiny/tokenizer/tokenizer.json"
-            );
-            let mut inner = tokenizers::Tokenizer::from_file(p).unwrap();
+            let mut inner = tokenizers::Tokenizer::from_file(TINY).unwrap();
             inner
                 .add_tokens([tokenizers::AddedToken::from(TOOL_CALL, false)])
                 .unwrap();

@@ -1,11 +1,10 @@
 //! jemalloc as the process's allocator (feature `jemalloc`: every Rust allocation of a binary
 //! that links the service goes to it; feature `small-jemalloc` without it: the allocations
 //! under 16 KiB, the rest to glibc, see `split.rs`). Freed pages unused for a second are
-//! returned by a
-//! background thread (`dirty_decay_ms:1000`, `muzzy_decay_ms:0`), so resident memory follows
-//! the live heap in every arena; `arena.<all>.purge` returns the rest at once when idle. The
-//! settings can be overridden at run time with `_RJEM_MALLOC_CONF` (jemalloc's `MALLOC_CONF`
-//! under this build's symbol prefix).
+//! returned by a background thread (`dirty_decay_ms:1000`, `muzzy_decay_ms:0`), so resident
+//! memory follows the live heap in every arena; `arena.<all>.purge` returns the rest at once
+//! when idle. The settings can be overridden at run time with `_RJEM_MALLOC_CONF` (jemalloc's
+//! `MALLOC_CONF` under this build's symbol prefix).
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr::null_mut;

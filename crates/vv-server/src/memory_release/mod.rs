@@ -18,9 +18,9 @@
 //! CUDA builds, whose frames run on the GPU, use all of it; CPU builds use it for allocations
 //! under 16 KiB (feature `small-jemalloc`, `split.rs`: as fast as glibc) and put glibc's share,
 //! the large blocks only, on one arena, which the trim reaches whole (a 4-minute soak: +9.4%
-//! resident on thread arenas, +0.18% on one arena). Either way the service also releases once per idle period
-//! ([`release_when_idle`]: no utterance in flight for two checks in a row, and one admitted
-//! since the last release).
+//! resident on thread arenas, +0.18% on one arena). Either way the service also releases once
+//! per idle period ([`release_when_idle`]: no utterance in flight for two checks in a row, and
+//! one admitted since the last release).
 
 // The backend: jemalloc where the feature `jemalloc` (all of it) or `small-jemalloc` (jemalloc
 // for small blocks, glibc for the rest: `split.rs`) is on (Linux only), else glibc's allocator
