@@ -38,7 +38,7 @@ for n in ${STREAMS:-1 8 32 64 128 192 256}; do
         || { echo "bench --streams $n failed"; tail -n 5 "$out/bench-$n.err"; status=1; }
 done
 
-port=18778
+port=$(free_port)
 echo "=== serve --random-weights (max_slots ${MAX_SLOTS:-auto})"
 "$bin" serve --random-weights --device cuda --dtype bf16 --diffusion-steps "$steps" \
     --tokenizer testdata/vibevoice-tiny/tokenizer --voices-dir voices --port "$port" \

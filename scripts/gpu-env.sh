@@ -36,6 +36,12 @@ get() {
         "http://127.0.0.1:$port$1"
 }
 
+# free_port: a local TCP port nothing listens on now (the scripts' servers each take their own,
+# so a server left running by an earlier run cannot answer for the one under test).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # wait_ready PID: polls /ready on $port until it answers 200 (success), or until the process
 # PID exits or 300 s pass (failure).
 wait_ready() {

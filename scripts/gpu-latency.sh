@@ -51,7 +51,7 @@ bench_one bench
 # this script's contexts), as the service finds the device at each context.
 bench_one bench-idle --idle-ms "${IDLE_MS:-300}"
 
-port=18779
+port=$(free_port)
 # The service's stage histograms (`vibevoice_stage_seconds`: arrival to admission, first
 # window, first frame, first byte) before and after each run, so the summary shows where
 # each cell's milliseconds go.

@@ -31,7 +31,7 @@ PY
 )
 body=$(python3 -c 'import json, sys; print(json.dumps({"model": "tts-1", "voice": "alloy", "input": sys.argv[1], "response_format": "pcm", "seed": int(sys.argv[2])}))' "$text" "${SEED:-7}")
 
-port=18781
+port=$(free_port)
 status=0
 : >"$out/same-audio.txt"
 for spec in "$@"; do

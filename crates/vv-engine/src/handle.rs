@@ -269,6 +269,13 @@ impl UtteranceHandle {
         closed
     }
 
+    /// Whether the engine has the text its first window needs, or gets it without more input
+    /// (the input is closed): from then on, text still to come cannot bring the first audio
+    /// sooner.
+    pub fn first_window_fed(&self) -> bool {
+        self.text.first_window_fed()
+    }
+
     /// Stops at the next frame boundary; `Cancelled` follows. Never blocks: should the
     /// command queue be full, the model thread still notices the dropped inbox at the next frame.
     pub fn cancel(&mut self) {

@@ -4,11 +4,14 @@
 //! after it, go to a helper thread of the utterance that tokenizes them in order. So a caller
 //! that also forwards the utterance's audio (a WebSocket session, an HTTP body) returns at
 //! once: the first window starts from the first piece, and first audio never waits for the
-//! tokenizer to get through a long text.
+//! tokenizer to get through a long text. The feed counts the ids sent, so its caller knows
+//! when the model thread has its first window's text.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use vv_model::generation::TEXT_WINDOW;
 use vv_model::text::{IncrementalTokenizer, TextTokenizer};
 
 use crate::command::{Command, UtteranceId};
@@ -46,6 +49,8 @@ struct Tokenizing {
     commands: SyncSender<Command>,
     tokenizer: Arc<TextTokenizer>,
     state: IncrementalTokenizer,
+    /// Ids sent to the model thread so far (shared with the feed, whichever thread sends).
+    sent: Arc<AtomicUsize>,
 }
 
 impl Tokenizing {
@@ -58,7 +63,9 @@ impl Tokenizing {
         for piece in pieces(text, TOKENIZE_PIECE) {
             let ids = self.state.push(&self.tokenizer, piece)?;
             if !ids.is_empty() {
+                let count = ids.len();
                 send(Command::Tokens { id: self.id, ids })?;
+                self.sent.fetch_add(count, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -108,6 +115,8 @@ pub(crate) struct TextFeed {
     helper: Option<Sender<Op>>,
     /// The helper thread's first failure.
     failed: Arc<Mutex<Option<EngineError>>>,
+    /// Ids sent to the model thread so far.
+    sent: Arc<AtomicUsize>,
     closed: bool,
 }
 
@@ -117,17 +126,26 @@ impl TextFeed {
         commands: SyncSender<Command>,
         tokenizer: Arc<TextTokenizer>,
     ) -> Self {
+        let sent = Arc::new(AtomicUsize::new(0));
         Self {
             local: Some(Tokenizing {
                 id,
                 commands,
                 tokenizer,
                 state: IncrementalTokenizer::new(),
+                sent: Arc::clone(&sent),
             }),
             helper: None,
             failed: Arc::new(Mutex::new(None)),
+            sent,
             closed: false,
         }
+    }
+
+    /// Whether the model thread has the text of the utterance's first window, or gets it
+    /// without more input: a window's ids were sent, or the input is closed.
+    pub(crate) fn first_window_fed(&self) -> bool {
+        self.closed || self.sent.load(Ordering::Relaxed) >= TEXT_WINDOW
     }
 
     /// The helper thread's failure, if it had one.

@@ -124,6 +124,7 @@ impl Worker {
             let first = if runnable {
                 self.commands.try_recv().ok()
             } else {
+                self.runtime.model.rest();
                 match self.commands.recv_timeout(IDLE_POLL) {
                     Ok(cmd) => Some(cmd),
                     Err(RecvTimeoutError::Timeout) => None,

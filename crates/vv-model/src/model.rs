@@ -385,6 +385,13 @@ impl VibeVoiceModel {
         let _ = enabled;
     }
 
+    /// Called when the caller is about to wait for work: the CPU kernels' workers sleep now
+    /// instead of staying ready for a next operation that is not coming (on the CPU they would
+    /// keep a core looking busy to the scheduler). Harmless on other devices.
+    pub fn rest(&self) {
+        vv_kernels::cpu::rest_workers();
+    }
+
     /// Runs the text windows of several utterances in one pass of each LM (their caches at
     /// different positions), committing each window's tokens to its caches; returns each
     /// window's last positive hidden row, `[W, hidden]`. On CUDA the batch replays the graph

@@ -91,6 +91,12 @@ pub(crate) fn worker_threads() -> usize {
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
+/// Tells the kernels' workers that the caller expects no work for a while (it is about to
+/// wait for input), so they sleep now instead of staying ready for the next operation.
+pub fn rest_workers() {
+    pool::rest();
+}
+
 /// Sum of `a[i]·b[i]` in 16 lanes, then across them: vectorises where it is inlined, and gives
 /// a row the same bits wherever it is computed (the decoder's norms and head).
 #[inline(always)]

@@ -18,7 +18,7 @@
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -57,6 +57,9 @@ struct Shared {
     active: AtomicUsize,
     /// The first panic of a block a worker ran, for the caller to resume.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Set by [`Pool::rest`] (the caller expects no job for a while), cleared by the next job:
+    /// waiting workers park at once instead of spinning and yielding.
+    resting: AtomicBool,
 }
 
 // SAFETY: `job` is accessed under the protocol above (the caller writes it only while no worker
@@ -72,10 +75,19 @@ pub(crate) struct Pool {
     caller: Mutex<()>,
 }
 
+static POOL: OnceLock<Pool> = OnceLock::new();
+
 /// The process's pool: one worker fewer than candle's thread count (the caller is the other).
 pub(crate) fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool::new(super::worker_threads().saturating_sub(1)))
+}
+
+/// Lets the process's pool (if it was started) park its waiting workers now: see
+/// [`Pool::rest`].
+pub(crate) fn rest() {
+    if let Some(pool) = POOL.get() {
+        pool.rest();
+    }
 }
 
 impl Pool {
@@ -90,6 +102,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             panic: Mutex::new(None),
+            resting: AtomicBool::new(false),
         }));
         let workers = (0..workers)
             .filter_map(|i| {
@@ -105,6 +118,15 @@ impl Pool {
             workers,
             caller: Mutex::new(()),
         }
+    }
+
+    /// Tells the waiting workers that no job follows soon: they park now rather than spin and
+    /// yield for [`WORKER_WAIT`]. A caller about to sleep (the model thread out of work) calls
+    /// this, so a core it leaves looks idle to the scheduler at once: a worker still yielding
+    /// there made the scheduler queue a woken socket reader behind a busy thread on the other
+    /// core for milliseconds (docs/benchmarks.md, session 17). The next job wakes them.
+    pub(crate) fn rest(&self) {
+        self.shared.resting.store(true, Ordering::Relaxed);
     }
 
     /// Runs `f(block)` for every block in `0..blocks`, on this thread and on whichever workers
@@ -135,6 +157,7 @@ impl Pool {
             };
         }
         s.next.store(0, Ordering::Relaxed);
+        s.resting.store(false, Ordering::Relaxed);
         s.state.store(epoch << 1 | 1, Ordering::SeqCst);
         for w in &self.workers {
             w.unpark();
@@ -209,7 +232,8 @@ fn work(s: &'static Shared) {
 }
 
 /// The state of an open job of an epoch other than `seen`: spins for [`WORKER_SPIN`], yields
-/// between checks until [`WORKER_WAIT`], then parks until the caller's next `unpark`.
+/// between checks until [`WORKER_WAIT`], then parks until the caller's next `unpark`; parks at
+/// once while the pool rests.
 fn wait_for_job(s: &Shared, seen: usize) -> usize {
     let mut since = Instant::now();
     loop {
@@ -218,7 +242,10 @@ fn wait_for_job(s: &Shared, seen: usize) -> usize {
             return state;
         }
         let waited = since.elapsed();
-        if waited < WORKER_SPIN {
+        if s.resting.load(Ordering::Relaxed) {
+            std::thread::park();
+            since = Instant::now();
+        } else if waited < WORKER_SPIN {
             for _ in 0..32 {
                 std::hint::spin_loop();
             }

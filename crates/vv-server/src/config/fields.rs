@@ -5,7 +5,7 @@ use super::api_keys::ApiKeys;
 use super::error::ValueProblem;
 use super::origins::AllowedOrigins;
 use super::paths;
-use super::settings::{MaxSlots, Settings};
+use super::settings::{FirstAudioHold, MaxSlots, Settings};
 use super::value::RawValue;
 use std::net::IpAddr;
 
@@ -120,6 +120,14 @@ fn max_slots(raw: RawValue<'_>) -> Result<MaxSlots, ValueProblem> {
     }
     raw.integer_in(1..=1024, "auto, or between 1 and 1024")
         .map(MaxSlots::Fixed)
+}
+
+fn first_audio_hold(raw: RawValue<'_>) -> Result<FirstAudioHold, ValueProblem> {
+    if raw.text()?.trim().eq_ignore_ascii_case("auto") {
+        return Ok(FirstAudioHold::Auto);
+    }
+    raw.integer_in(0..=FirstAudioHold::MAX_MS, "auto, or between 0 and 1000")
+        .map(FirstAudioHold::Millis)
 }
 
 fn headroom(raw: RawValue<'_>) -> Result<f64, ValueProblem> {
@@ -555,6 +563,14 @@ pub static FIELDS: &[FieldSpec] = &[
             let n = v.integer_in(1..=65_536, "between 1 and 65536");
             set(&mut s.limits.engine_commands_per_round, n)
         },
+    ),
+    FieldSpec::new(
+        "first_audio_hold_ms",
+        "first-audio-hold-ms",
+        "TTS_FIRST_AUDIO_HOLD_MS",
+        "MS",
+        "Milliseconds a WebSocket session may leave client messages unread while a context's first audio is made from text the engine has (auto: 250 on the CPU, 0 on GPUs; or 0-1000)",
+        |s, v| set(&mut s.limits.first_audio_hold_ms, first_audio_hold(v)),
     ),
     FieldSpec::new(
         "api_keys",

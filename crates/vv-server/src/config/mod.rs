@@ -21,6 +21,7 @@ pub use loader::{CommandLine, EnvLookup, FlagValue, LoadedSettings, SettingEntry
 pub use location::ResourceLocation;
 pub use origins::{AllowedOrigins, ANY_ORIGIN};
 pub use settings::{
-    Choice, Limits, LogFormat, MaxSlots, Settings, Solver, DEFAULT_MODEL, DEFAULT_TOKENIZER,
+    Choice, FirstAudioHold, Limits, LogFormat, MaxSlots, Settings, Solver, DEFAULT_MODEL,
+    DEFAULT_TOKENIZER,
 };
 pub use source::{Origin, Source};

@@ -166,6 +166,9 @@ pub struct Limits {
     pub text_wait_timeout_secs: u64,
     /// Commands the model thread handles at most between two rounds (>= 1).
     pub engine_commands_per_round: usize,
+    /// How long a WebSocket session may leave client messages unread while a context's first
+    /// audio is being made from text the engine already has.
+    pub first_audio_hold_ms: FirstAudioHold,
 }
 
 impl Default for Limits {
@@ -191,6 +194,54 @@ impl Default for Limits {
             text_wait_timeout_secs: 30,
             // The whole queue: a burst of new streams all start in the next round.
             engine_commands_per_round: vv_engine::COMMAND_QUEUE,
+            first_audio_hold_ms: FirstAudioHold::Auto,
+        }
+    }
+}
+
+/// How long a WebSocket session may hold back reading client messages while a context's
+/// first audio is on its way (see `ws::session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstAudioHold {
+    /// [`FirstAudioHold::CPU_MS`] when the model runs on the CPU, where reading and
+    /// tokenizing text compete with it for the same cores; off on GPUs.
+    Auto,
+    /// At most this many milliseconds (0: never hold).
+    Millis(u64),
+}
+
+impl FirstAudioHold {
+    /// The hold `auto` gives on the CPU: above the real model's first audio there (about
+    /// 100-200 ms on two cores), below the smallest session idle timeout (1 s).
+    pub const CPU_MS: u64 = 250;
+    /// The largest hold a setting may ask for.
+    pub const MAX_MS: u64 = 1000;
+
+    /// The hold for a model on the CPU (`on_cpu`) or on a GPU.
+    pub fn resolve(self, on_cpu: bool) -> std::time::Duration {
+        let ms = match self {
+            Self::Auto if on_cpu => Self::CPU_MS,
+            Self::Auto => 0,
+            Self::Millis(ms) => ms.min(Self::MAX_MS),
+        };
+        std::time::Duration::from_millis(ms)
+    }
+}
+
+impl fmt::Display for FirstAudioHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Millis(ms) => write!(f, "{ms}"),
+        }
+    }
+}
+
+impl Serialize for FirstAudioHold {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => serializer.serialize_str("auto"),
+            Self::Millis(ms) => serializer.serialize_u64(*ms),
         }
     }
 }

@@ -276,6 +276,15 @@ impl Context {
         self.segment.is_some()
     }
 
+    /// Until when the session may leave client messages unread for this context (`hold`
+    /// after its first text arrived): while its first audio is on its way from text the
+    /// engine already has, so nothing still to come can bring that audio sooner.
+    pub fn first_audio_hold(&self, hold: Duration) -> Option<Instant> {
+        let segment = self.segment.as_ref()?;
+        (self.first_audio.is_none() && segment.utterance.first_window_fed())
+            .then(|| self.started + hold)
+    }
+
     /// The next event of the current segment; never resolves when there is none.
     pub async fn next_event(&mut self) -> Option<UtteranceEvent> {
         match self.segment.as_mut() {

@@ -30,6 +30,9 @@
 //! - A session has at most `max_contexts_per_session` contexts (`too_many_contexts`) and its
 //!   segments hold at most `max_session_slot_percent` of the engine's slots
 //!   (`session_slot_share`); both errors are non-fatal.
+//! - While a context's first audio is made from text the engine already has, the session
+//!   leaves later client messages unread for at most `first_audio_hold_ms` (see
+//!   [`session`]): they are handled, in order, once that audio went out.
 //! - When the server drains, open contexts are closed (warning `shutting_down`), new ones are
 //!   refused, and the session closes with 1001 once the last context is done.
 

@@ -1,10 +1,12 @@
 //! Loading the configuration: precedence of the layers, collected errors, paths and secrets.
 
+use std::time::Duration;
+
 use crate::support::{env_of, lookup, scratch_dir, write_file};
 use vv_device::{DTypeRequest, DeviceRequest};
 use vv_server::config::{
-    field_spec, CommandLine, ConfigError, LoadedSettings, LogFormat, MaxSlots, Settings, Solver,
-    Source, REDACTED,
+    field_spec, CommandLine, ConfigError, FirstAudioHold, LoadedSettings, LogFormat, MaxSlots,
+    Settings, Solver, Source, REDACTED,
 };
 
 fn flags(pairs: &[(&str, &str)]) -> CommandLine {
@@ -98,6 +100,37 @@ fn the_config_flag_overrides_tts_config() {
     let loaded = LoadedSettings::load(&cli, &lookup(&env)).unwrap();
     assert_eq!(loaded.settings.port, 2);
     assert_eq!(loaded.config_file, Some(from_flag));
+}
+
+#[test]
+fn the_first_audio_hold_is_auto_or_milliseconds_up_to_a_second() {
+    for (value, want) in [
+        ("auto", Some(FirstAudioHold::Auto)),
+        ("AUTO", Some(FirstAudioHold::Auto)),
+        ("0", Some(FirstAudioHold::Millis(0))),
+        ("1000", Some(FirstAudioHold::Millis(1000))),
+        ("1001", None),
+        ("-1", None),
+        ("soon", None),
+    ] {
+        let env = env_of(&[("TTS_FIRST_AUDIO_HOLD_MS", value)]);
+        let loaded = Settings::load(&CommandLine::default(), &lookup(&env));
+        assert_eq!(
+            loaded.ok().map(|s| s.limits.first_audio_hold_ms),
+            want,
+            "{value}"
+        );
+    }
+    let auto = FirstAudioHold::Auto;
+    assert_eq!(
+        auto.resolve(true),
+        Duration::from_millis(FirstAudioHold::CPU_MS)
+    );
+    assert_eq!(auto.resolve(false), Duration::ZERO);
+    assert_eq!(
+        FirstAudioHold::Millis(40).resolve(false),
+        Duration::from_millis(40)
+    );
 }
 
 #[test]

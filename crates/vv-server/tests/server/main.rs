@@ -23,6 +23,7 @@ mod http_speech;
 mod properties_config;
 mod supervision;
 mod ws_bad_input;
+mod ws_first_audio_hold;
 mod ws_protocol;
 mod ws_session_channels;
 mod ws_speed;

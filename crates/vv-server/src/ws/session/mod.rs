@@ -10,6 +10,16 @@
 //! `slow_consumer`); a send blocked for longer than the session idle timeout ends the session.
 //! Dropping the session (client gone, fatal error) cancels every utterance it runs.
 //!
+//! First audio first: while a context's first audio is being made from text the engine
+//! already has (its first window's tokens were sent, or its input closed), the session leaves
+//! client messages unread in the socket, for at most `first_audio_hold_ms` from the context's
+//! first text (`auto`: 250 ms when the model runs on the CPU, off on GPUs). Text arriving
+//! then cannot bring that audio sooner, but reading and tokenizing it took the cores the
+//! model needed: a 10,000-character text sent word by word to the tiny model on two cores
+//! got its first audio 1.8 ms later (docs/benchmarks.md, session 17). The cost: a `cancel`,
+//! or another context's text, sent meanwhile is read when the first audio has gone out (or
+//! the hold ran out). Engine events, timers and draining are handled throughout.
+//!
 //! [`client`] handles client messages, [`engine`] engine events, [`timers`] idle timeouts
 //! and draining, [`sending`] everything that goes out.
 
@@ -85,6 +95,7 @@ pub async fn run_session<Tx, Rx>(
     Rx: Stream<Item = Incoming> + Unpin,
 {
     let limits = state.settings().limits;
+    let first_audio_hold = limits.first_audio_hold_ms.resolve(engine.device().is_cpu());
     let mut session = Session {
         _open: WsSessionGuard::new(state.metrics().clone()),
         state,
@@ -97,6 +108,7 @@ pub async fn run_session<Tx, Rx>(
         next_num: 1,
         last_activity: Instant::now(),
         draining: false,
+        first_audio_hold,
         batching: false,
     };
     if let Err(Ended::Closed) = session.run(&mut incoming).await {
@@ -118,6 +130,8 @@ struct Session<Tx> {
     next_num: u32,
     last_activity: Instant,
     draining: bool,
+    /// The longest a context's first audio may hold back reading (see the module docs).
+    first_audio_hold: Duration,
     /// While true, text for a context that already has one is queued in its backlog, not
     /// pushed to the engine; [`Session::push_batched`] pushes it when the batch ends.
     batching: bool,
@@ -161,9 +175,11 @@ where
                 self.close(CloseCode::ShuttingDown).await;
                 return Err(Ended::Closed);
             }
-            let deadline = tokio::time::Instant::from_std(self.next_deadline());
+            let hold = self.first_audio_hold_until();
+            let deadline = hold.map_or(self.next_deadline(), |h| h.min(self.next_deadline()));
+            let deadline = tokio::time::Instant::from_std(deadline);
             let wake = tokio::select! {
-                item = incoming.next() => Wake::Client(item),
+                item = incoming.next(), if hold.is_none() => Wake::Client(item),
                 (id, event) = next_engine_event(&mut self.contexts) => Wake::Engine(id, event),
                 () = tokio::time::sleep_until(deadline) => Wake::Timer,
                 changed = drain.changed(), if drain_open && !self.draining => {
@@ -215,6 +231,20 @@ where
 
     fn context_idle(&self) -> Duration {
         timeout_secs(self.limits.context_idle_timeout_secs)
+    }
+
+    /// Until when reading client messages waits for a context's first audio (the earliest
+    /// end of the holds in force), if it does.
+    fn first_audio_hold_until(&self) -> Option<Instant> {
+        if self.first_audio_hold.is_zero() {
+            return None;
+        }
+        let now = Instant::now();
+        self.contexts
+            .values()
+            .filter_map(|c| c.first_audio_hold(self.first_audio_hold))
+            .filter(|&end| end > now)
+            .min()
     }
 
     fn next_deadline(&self) -> Instant {

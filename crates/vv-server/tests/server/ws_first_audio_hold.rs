@@ -1,0 +1,130 @@
+//! First audio first (`first_audio_hold_ms`): while a context's first audio is made from text
+//! the engine already has, later client messages wait unread, at most for the hold; a context
+//! whose text does not fill its first window yet holds nothing. The model thread's first step
+//! is slowed through the engine's fault seam, so the order of events shows what was read when.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vv_device::DeviceRequest;
+use vv_engine::Faults;
+use vv_server::config::FirstAudioHold;
+
+use crate::common::TestServer;
+use crate::ws_client::{self, Client, Received};
+
+/// More than a text window of tokens, sent without `close`.
+const LONG: &str = "The first context says a whole sentence, well over one window of tokens. ";
+
+/// Slows the first step after it is armed by `delay`.
+struct SlowFirstStep {
+    armed: AtomicBool,
+    delay: Duration,
+}
+
+impl Faults for SlowFirstStep {
+    fn step(&self) -> vv_model::Result<()> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(self.delay);
+        }
+        Ok(())
+    }
+}
+
+/// A ready server with a hold of `hold_ms` whose first step after warm-up takes `delay` more,
+/// and a session on it.
+async fn session(hold_ms: u64, delay: Duration) -> (TestServer, Client) {
+    let faults = Arc::new(SlowFirstStep {
+        armed: AtomicBool::new(false),
+        delay,
+    });
+    let seam: Arc<dyn Faults> = faults.clone();
+    let server = TestServer::start_with_faults(
+        DeviceRequest::Cpu,
+        |s| s.limits.first_audio_hold_ms = FirstAudioHold::Millis(hold_ms),
+        seam,
+    )
+    .await;
+    server.wait_ready().await;
+    faults.armed.store(!delay.is_zero(), Ordering::SeqCst);
+    let client = ws_client::connect(server.addr, "").await;
+    (server, client)
+}
+
+/// Sends `first` to context `a`, waits for its `context.created`, sends text to context `b`,
+/// then reads until `b` was created and `a` had audio (or `wait` passed): the order of
+/// `created:a`, `audio:a` and `created:b`, each with its time after `a` was created.
+async fn timeline(client: &mut Client, first: &str, wait: Duration) -> Vec<(String, Duration)> {
+    client.text("a", first).await;
+    client.until("context.created", Some("a")).await;
+    let created_a = Instant::now();
+    let mut seen = vec![("created:a".to_string(), Duration::ZERO)];
+    client.text("b", "The second context.").await;
+    let deadline = created_a + wait;
+    while seen.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let label = match client.next_within(left).await {
+            None => break,
+            Some(Received::Event(ev)) if ev["type"] == "context.created" => {
+                format!("created:{}", ev["context_id"].as_str().unwrap())
+            }
+            Some(Received::Frame(h, _)) if Some(&h.context_num) == client.nums.get("a") => {
+                "audio:a".to_string()
+            }
+            Some(Received::Closed(code)) => panic!("session closed ({code:?})"),
+            Some(_) => continue,
+        };
+        if !seen.iter().any(|(l, _)| *l == label) {
+            seen.push((label, created_a.elapsed()));
+        }
+    }
+    seen
+}
+
+fn labels(seen: &[(String, Duration)]) -> Vec<&str> {
+    seen.iter().map(|(l, _)| l.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_messages_wait_for_the_first_audio() {
+    let (_server, mut client) = session(1000, Duration::from_millis(300)).await;
+    let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
+    assert_eq!(
+        labels(&seen),
+        ["created:a", "audio:a", "created:b"],
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_hold_later_messages_are_read_at_once() {
+    let (_server, mut client) = session(0, Duration::from_millis(300)).await;
+    let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
+    assert_eq!(
+        labels(&seen),
+        ["created:a", "created:b", "audio:a"],
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_ends_at_its_bound() {
+    let (_server, mut client) = session(100, Duration::from_millis(1500)).await;
+    let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
+    assert_eq!(
+        labels(&seen),
+        ["created:a", "created:b", "audio:a"],
+        "{seen:?}"
+    );
+    // Counted from `a`'s first text, which arrived before `a` was created.
+    assert!(seen[1].1 >= Duration::from_millis(50), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_window_still_short_of_text_holds_nothing() {
+    let (_server, mut client) = session(1000, Duration::ZERO).await;
+    // One word, input open: the first window waits for more text, so reading must go on.
+    let seen = timeline(&mut client, "Hello", Duration::from_millis(900)).await;
+    assert_eq!(labels(&seen), ["created:a", "created:b"], "{seen:?}");
+}
