@@ -15,8 +15,9 @@
 //! client messages unread in the socket, for at most `first_audio_hold_ms` from the context's
 //! first text (`auto`: 250 ms when the model runs on the CPU, off on GPUs). Text arriving
 //! then cannot bring that audio sooner, but reading and tokenizing it took the cores the
-//! model needed: a 10,000-character text sent word by word to the tiny model on two cores
-//! got its first audio 1.8 ms later (docs/benchmarks.md, session 17). The cost: a `cancel`,
+//! model needed: a 10,000-character text sent word by word on two cores got its first audio
+//! 1.5-2 ms later with the tiny model, 4 ms with the real shapes (docs/benchmarks.md, session
+//! 17). The cost: a `cancel`,
 //! or another context's text, sent meanwhile is read when the first audio has gone out (or
 //! the hold ran out). Engine events, timers and draining are handled throughout.
 //!
