@@ -58,6 +58,9 @@ pub struct Metrics {
     /// Request (or first text) arrival -> each stage of an utterance (`stage` label: see
     /// [`crate::trace::Stage`]).
     pub stage_seconds: HistogramVec,
+    /// How long a WebSocket session left client messages unread for a context's first audio
+    /// (`first_audio_hold_ms`), one observation per hold.
+    pub first_audio_hold_seconds: Histogram,
     /// Duration of one engine step.
     pub engine_step_seconds: Histogram,
     /// Utterances per engine step.
@@ -142,6 +145,12 @@ impl Metrics {
                     .buckets(STAGE_BUCKETS.to_vec()),
                     &["stage"],
                 )?,
+            )?,
+            first_audio_hold_seconds: histogram(
+                r,
+                "first_audio_hold_seconds",
+                "Time a WebSocket session left client messages unread for a context's first audio",
+                STAGE_BUCKETS,
             )?,
             engine_step_seconds: histogram(
                 r,

@@ -124,6 +124,7 @@ async fn metrics_scrape_parses_and_has_every_family() {
         ("vibevoice_contexts_total", "counter"),
         ("vibevoice_ttfa_seconds", "histogram"),
         ("vibevoice_queue_wait_seconds", "histogram"),
+        ("vibevoice_first_audio_hold_seconds", "histogram"),
         ("vibevoice_engine_step_seconds", "histogram"),
         ("vibevoice_engine_batch_size", "histogram"),
         ("vibevoice_slots_used", "gauge"),

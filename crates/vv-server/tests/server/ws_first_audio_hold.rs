@@ -88,24 +88,30 @@ fn labels(seen: &[(String, Duration)]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_messages_wait_for_the_first_audio() {
-    let (_server, mut client) = session(1000, Duration::from_millis(300)).await;
+    let (server, mut client) = session(1000, Duration::from_millis(300)).await;
     let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "audio:a", "created:b"],
         "{seen:?}"
     );
+    // The hold is observed once it ended: it lasted the slowed first step at least.
+    let held = &server.state.metrics().first_audio_hold_seconds;
+    assert_eq!(held.get_sample_count(), 1);
+    assert!(held.get_sample_sum() >= 0.2, "{}", held.get_sample_sum());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_hold_later_messages_are_read_at_once() {
-    let (_server, mut client) = session(0, Duration::from_millis(300)).await;
+    let (server, mut client) = session(0, Duration::from_millis(300)).await;
     let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "created:b", "audio:a"],
         "{seen:?}"
     );
+    let held = &server.state.metrics().first_audio_hold_seconds;
+    assert_eq!(held.get_sample_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

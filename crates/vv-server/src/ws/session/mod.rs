@@ -110,6 +110,7 @@ pub async fn run_session<Tx, Rx>(
         last_activity: Instant::now(),
         draining: false,
         first_audio_hold,
+        held_since: None,
         batching: false,
     };
     if let Err(Ended::Closed) = session.run(&mut incoming).await {
@@ -133,6 +134,8 @@ struct Session<Tx> {
     draining: bool,
     /// The longest a context's first audio may hold back reading (see the module docs).
     first_audio_hold: Duration,
+    /// Since when reading is held back, while it is.
+    held_since: Option<Instant>,
     /// While true, text for a context that already has one is queued in its backlog, not
     /// pushed to the engine; [`Session::push_batched`] pushes it when the batch ends.
     batching: bool,
@@ -177,6 +180,7 @@ where
                 return Err(Ended::Closed);
             }
             let hold = self.first_audio_hold_until();
+            self.note_hold(hold.is_some());
             let deadline = hold.map_or(self.next_deadline(), |h| h.min(self.next_deadline()));
             let deadline = tokio::time::Instant::from_std(deadline);
             let wake = tokio::select! {
@@ -246,6 +250,20 @@ where
             .filter_map(|c| c.first_audio_hold(self.first_audio_hold))
             .filter(|&end| end > now)
             .min()
+    }
+
+    /// Starts or ends the hold's clock; an ended hold is observed in
+    /// `vibevoice_first_audio_hold_seconds`.
+    fn note_hold(&mut self, holding: bool) {
+        match (holding, self.held_since) {
+            (true, None) => self.held_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.held_since = None;
+                (self.state.metrics().first_audio_hold_seconds)
+                    .observe(since.elapsed().as_secs_f64());
+            }
+            _ => {}
+        }
     }
 
     fn next_deadline(&self) -> Instant {
