@@ -199,6 +199,30 @@ impl Default for Limits {
     }
 }
 
+/// `Display` (`auto` or the number) and `Serialize` (the string `"auto"` or the number) of a
+/// setting that is `Auto` or a `$number` variant holding an unsigned integer.
+macro_rules! auto_or_number {
+    ($setting:ident, $number:ident) => {
+        impl fmt::Display for $setting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::Auto => f.write_str("auto"),
+                    Self::$number(n) => write!(f, "{n}"),
+                }
+            }
+        }
+
+        impl Serialize for $setting {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::Auto => serializer.serialize_str("auto"),
+                    Self::$number(n) => serializer.serialize_u64(*n as u64),
+                }
+            }
+        }
+    };
+}
+
 /// How long a WebSocket session may hold back reading client messages while a context's
 /// first audio is on its way (see `ws::session`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,23 +252,7 @@ impl FirstAudioHold {
     }
 }
 
-impl fmt::Display for FirstAudioHold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Auto => f.write_str("auto"),
-            Self::Millis(ms) => write!(f, "{ms}"),
-        }
-    }
-}
-
-impl Serialize for FirstAudioHold {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Auto => serializer.serialize_str("auto"),
-            Self::Millis(ms) => serializer.serialize_u64(*ms),
-        }
-    }
-}
+auto_or_number!(FirstAudioHold, Millis);
 
 /// How many utterances are synthesised concurrently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,23 +263,7 @@ pub enum MaxSlots {
     Fixed(usize),
 }
 
-impl fmt::Display for MaxSlots {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Auto => f.write_str("auto"),
-            Self::Fixed(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-impl Serialize for MaxSlots {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Auto => serializer.serialize_str("auto"),
-            Self::Fixed(n) => serializer.serialize_u64(*n as u64),
-        }
-    }
-}
+auto_or_number!(MaxSlots, Fixed);
 
 /// A setting with a fixed set of named values.
 pub trait Choice: Copy + 'static {

@@ -7,15 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::Histogram;
 use vv_device::DeviceRequest;
 use vv_engine::Faults;
 use vv_server::config::FirstAudioHold;
 
 use crate::common::TestServer;
-use crate::ws_client::{self, Client, Received};
+use crate::ws_client::{self, Received};
 
 /// More than a text window of tokens, sent without `close`.
 const LONG: &str = "The first context says a whole sentence, well over one window of tokens. ";
+/// Longest wait for the three events when they all come.
+const LONG_WAIT: Duration = Duration::from_secs(30);
 
 /// Slows the first step after it is armed by `delay`.
 struct SlowFirstStep {
@@ -32,9 +35,17 @@ impl Faults for SlowFirstStep {
     }
 }
 
-/// A ready server with a hold of `hold_ms` whose first step after warm-up takes `delay` more,
-/// and a session on it.
-async fn session(hold_ms: u64, delay: Duration) -> (TestServer, Client) {
+/// On a ready server with a hold of `hold_ms` whose first step after warm-up takes `delay`
+/// more: sends `first` to context `a`, waits for its `context.created`, sends text to context
+/// `b`, then reads until `b` was created and `a` had audio (or `wait` passed). Returns the
+/// order of `created:a`, `audio:a` and `created:b`, each with its time after `a` was created,
+/// and the server's `first_audio_hold_seconds`.
+async fn timeline(
+    hold_ms: u64,
+    delay: Duration,
+    first: &str,
+    wait: Duration,
+) -> (Vec<(String, Duration)>, Histogram) {
     let faults = Arc::new(SlowFirstStep {
         armed: AtomicBool::new(false),
         delay,
@@ -48,14 +59,8 @@ async fn session(hold_ms: u64, delay: Duration) -> (TestServer, Client) {
     .await;
     server.wait_ready().await;
     faults.armed.store(!delay.is_zero(), Ordering::SeqCst);
-    let client = ws_client::connect(server.addr, "").await;
-    (server, client)
-}
+    let mut client = ws_client::connect(server.addr, "").await;
 
-/// Sends `first` to context `a`, waits for its `context.created`, sends text to context `b`,
-/// then reads until `b` was created and `a` had audio (or `wait` passed): the order of
-/// `created:a`, `audio:a` and `created:b`, each with its time after `a` was created.
-async fn timeline(client: &mut Client, first: &str, wait: Duration) -> Vec<(String, Duration)> {
     client.text("a", first).await;
     client.until("context.created", Some("a")).await;
     let created_a = Instant::now();
@@ -79,7 +84,8 @@ async fn timeline(client: &mut Client, first: &str, wait: Duration) -> Vec<(Stri
             seen.push((label, created_a.elapsed()));
         }
     }
-    seen
+    let held = server.state.metrics().first_audio_hold_seconds.clone();
+    (seen, held)
 }
 
 fn labels(seen: &[(String, Duration)]) -> Vec<&str> {
@@ -88,36 +94,31 @@ fn labels(seen: &[(String, Duration)]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_messages_wait_for_the_first_audio() {
-    let (server, mut client) = session(1000, Duration::from_millis(300)).await;
-    let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
+    let (seen, held) = timeline(1000, Duration::from_millis(300), LONG, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "audio:a", "created:b"],
         "{seen:?}"
     );
     // The hold is observed once it ended: it lasted the slowed first step at least.
-    let held = &server.state.metrics().first_audio_hold_seconds;
     assert_eq!(held.get_sample_count(), 1);
     assert!(held.get_sample_sum() >= 0.2, "{}", held.get_sample_sum());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_hold_later_messages_are_read_at_once() {
-    let (server, mut client) = session(0, Duration::from_millis(300)).await;
-    let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
+    let (seen, held) = timeline(0, Duration::from_millis(300), LONG, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "created:b", "audio:a"],
         "{seen:?}"
     );
-    let held = &server.state.metrics().first_audio_hold_seconds;
     assert_eq!(held.get_sample_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_ends_at_its_bound() {
-    let (_server, mut client) = session(100, Duration::from_millis(1500)).await;
-    let seen = timeline(&mut client, LONG, Duration::from_secs(30)).await;
+    let (seen, _) = timeline(100, Duration::from_millis(1500), LONG, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "created:b", "audio:a"],
@@ -129,8 +130,7 @@ async fn a_hold_ends_at_its_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_window_still_short_of_text_holds_nothing() {
-    let (_server, mut client) = session(1000, Duration::ZERO).await;
     // One word, input open: the first window waits for more text, so reading must go on.
-    let seen = timeline(&mut client, "Hello", Duration::from_millis(900)).await;
+    let (seen, _) = timeline(1000, Duration::ZERO, "Hello", Duration::from_millis(900)).await;
     assert_eq!(labels(&seen), ["created:a", "created:b"], "{seen:?}");
 }
