@@ -86,6 +86,8 @@ pub struct Context {
     chars: usize,
     started: Instant,
     first_audio: Option<Instant>,
+    /// When the session first saw the engine holding its first window's text.
+    window_fed: Option<Instant>,
     /// When synthesis last progressed (segment started, audio produced, segment finished).
     last_progress: Instant,
     recorder: ContextRecorder,
@@ -131,6 +133,7 @@ impl Context {
             chars: 0,
             started: now,
             first_audio: None,
+            window_fed: None,
             last_progress: now,
             recorder,
             words: config
@@ -276,13 +279,16 @@ impl Context {
         self.segment.is_some()
     }
 
-    /// Until when the session may leave client messages unread for this context (`hold`
-    /// after its first text arrived): while its first audio is on its way from text the
-    /// engine already has, so nothing still to come can bring that audio sooner.
-    pub fn first_audio_hold(&self, hold: Duration) -> Option<Instant> {
+    /// Until when the session may leave client messages unread for this context: while its
+    /// first audio is on its way from text the engine already has (so nothing still to come
+    /// can bring that audio sooner), at most `hold` from when that was first seen (`now`, the
+    /// first time).
+    pub fn first_audio_hold(&mut self, hold: Duration, now: Instant) -> Option<Instant> {
         let segment = self.segment.as_ref()?;
-        (self.first_audio.is_none() && segment.utterance.first_window_fed())
-            .then(|| self.started + hold)
+        if self.first_audio.is_some() || !segment.utterance.first_window_fed() {
+            return None;
+        }
+        Some(*self.window_fed.get_or_insert(now) + hold)
     }
 
     /// The next event of the current segment; never resolves when there is none.

@@ -12,8 +12,8 @@
 //!
 //! First audio first: while a context's first audio is being made from text the engine
 //! already has (its first window's tokens were sent, or its input closed), the session leaves
-//! client messages unread in the socket, for at most `first_audio_hold_ms` from the context's
-//! first text (`auto`: 250 ms when the model runs on the CPU, off on GPUs). Text arriving
+//! client messages unread in the socket, for at most `first_audio_hold_ms` from when it saw
+//! that (`auto`: 250 ms when the model runs on the CPU, off on GPUs). Text arriving
 //! then cannot bring that audio sooner, but reading and tokenizing it took the cores the
 //! model needed: a 10,000-character text sent word by word on two cores got its first audio
 //! 1.5-2 ms later with the tiny model, 4 ms with the real shapes (docs/benchmarks.md, session
@@ -240,14 +240,15 @@ where
 
     /// Until when reading client messages waits for a context's first audio (the earliest
     /// end of the holds in force), if it does.
-    fn first_audio_hold_until(&self) -> Option<Instant> {
+    fn first_audio_hold_until(&mut self) -> Option<Instant> {
         if self.first_audio_hold.is_zero() {
             return None;
         }
         let now = Instant::now();
+        let hold = self.first_audio_hold;
         self.contexts
-            .values()
-            .filter_map(|c| c.first_audio_hold(self.first_audio_hold))
+            .values_mut()
+            .filter_map(|c| c.first_audio_hold(hold, now))
             .filter(|&end| end > now)
             .min()
     }
