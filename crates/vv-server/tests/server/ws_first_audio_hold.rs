@@ -48,13 +48,15 @@ const LATE_AFTER: Duration = Duration::from_millis(300);
 /// The pause between `a`'s late text and `b`'s, so the session reads them apart.
 const SETTLE: Duration = Duration::from_millis(50);
 
-/// On a ready server with a hold of `hold_ms` whose first step after warm-up takes `delay`
+/// On a ready server with a hold of `hold_ms` and a session idle timeout of
+/// `session_idle_secs`, whose first step after warm-up takes `delay`
 /// more: sends context `a`'s text, then text to context `b`, then reads until `b` was created
 /// and `a` had audio (or `wait` passed). Returns the order of `created:a`, `audio:a` and
 /// `created:b`, each with its time after `b`'s text was sent (`created:a` at zero), and the
 /// server's `first_audio_hold_seconds`.
 async fn timeline(
     hold_ms: u64,
+    session_idle_secs: u64,
     delay: Duration,
     a: ContextA<'_>,
     wait: Duration,
@@ -66,7 +68,10 @@ async fn timeline(
     let seam: Arc<dyn Faults> = faults.clone();
     let server = TestServer::start_with_faults(
         DeviceRequest::Cpu,
-        |s| s.limits.first_audio_hold_ms = FirstAudioHold::Millis(hold_ms),
+        |s| {
+            s.limits.first_audio_hold_ms = FirstAudioHold::Millis(hold_ms);
+            s.limits.session_idle_timeout_secs = session_idle_secs;
+        },
         seam,
     )
     .await;
@@ -105,6 +110,9 @@ async fn timeline(
     (seen, held)
 }
 
+/// The session idle timeout of most tests (the default).
+const IDLE: u64 = 60;
+
 /// A context whose first text fills its first window.
 const LONG_A: ContextA = ContextA {
     first: LONG,
@@ -117,7 +125,7 @@ fn labels(seen: &[(String, Duration)]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_messages_wait_for_the_first_audio() {
-    let (seen, held) = timeline(1000, Duration::from_millis(300), LONG_A, LONG_WAIT).await;
+    let (seen, held) = timeline(1000, IDLE, Duration::from_millis(300), LONG_A, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "audio:a", "created:b"],
@@ -131,7 +139,7 @@ async fn later_messages_wait_for_the_first_audio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_hold_later_messages_are_read_at_once() {
-    let (seen, held) = timeline(0, Duration::from_millis(300), LONG_A, LONG_WAIT).await;
+    let (seen, held) = timeline(0, IDLE, Duration::from_millis(300), LONG_A, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "created:b", "audio:a"],
@@ -142,7 +150,7 @@ async fn without_a_hold_later_messages_are_read_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_ends_at_its_bound() {
-    let (seen, _) = timeline(100, Duration::from_millis(1500), LONG_A, LONG_WAIT).await;
+    let (seen, _) = timeline(100, IDLE, Duration::from_millis(1500), LONG_A, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "created:b", "audio:a"],
@@ -159,7 +167,14 @@ async fn a_first_window_still_short_of_text_holds_nothing() {
         first: "Hello",
         late: None,
     };
-    let (seen, _) = timeline(1000, Duration::ZERO, hello, Duration::from_millis(900)).await;
+    let (seen, _) = timeline(
+        1000,
+        IDLE,
+        Duration::ZERO,
+        hello,
+        Duration::from_millis(900),
+    )
+    .await;
     assert_eq!(labels(&seen), ["created:a", "created:b"], "{seen:?}");
 }
 
@@ -171,7 +186,7 @@ async fn a_hold_counts_from_the_completed_window_not_the_first_text() {
         first: "Hello",
         late: Some(LONG),
     };
-    let (seen, held) = timeline(200, Duration::from_millis(1500), trickled, LONG_WAIT).await;
+    let (seen, held) = timeline(200, IDLE, Duration::from_millis(1500), trickled, LONG_WAIT).await;
     assert_eq!(
         labels(&seen),
         ["created:a", "created:b", "audio:a"],
@@ -179,4 +194,16 @@ async fn a_hold_counts_from_the_completed_window_not_the_first_text() {
     );
     assert!(seen[1].1 >= Duration::from_millis(100), "{seen:?}");
     assert!(held.get_sample_count() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_timeout_waits_for_the_holds_end() {
+    // A hold as long as the session idle timeout, with `b`'s text unread through it: the session
+    // must read it after the hold, not end as idle (the helper panics if the session closes).
+    let (seen, _) = timeline(1000, 1, Duration::from_millis(1500), LONG_A, LONG_WAIT).await;
+    assert_eq!(
+        labels(&seen),
+        ["created:a", "created:b", "audio:a"],
+        "{seen:?}"
+    );
 }

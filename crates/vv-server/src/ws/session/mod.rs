@@ -13,13 +13,14 @@
 //! First audio first: while a context's first audio is being made from text the engine
 //! already has (its first window's tokens were sent, or its input closed), the session leaves
 //! client messages unread in the socket, for at most `first_audio_hold_ms` from when it saw
-//! that (`auto`: 250 ms when the model runs on the CPU, off on GPUs). Text arriving
-//! then cannot bring that audio sooner, but reading and tokenizing it took the cores the
-//! model needed: a 10,000-character text sent word by word on two cores got its first audio
-//! 1.5-2 ms later with the tiny model, 4 ms with the real shapes (docs/benchmarks.md, session
-//! 17). The cost: a `cancel`,
-//! or another context's text, sent meanwhile is read when the first audio has gone out (or
-//! the hold ran out). Engine events, timers and draining are handled throughout.
+//! that (`auto`: 250 ms when the model runs on the CPU, off on GPUs). Text arriving then
+//! cannot bring that audio sooner, but reading and tokenizing it took the cores the model
+//! needed: a 10,000-character text sent word by word on two cores got its first audio 1.5-2
+//! ms later with the tiny model, 4 ms with the real shapes (docs/benchmarks.md, session 17).
+//! The cost: a `cancel`, or another context's text, sent meanwhile is read when the first
+//! audio has gone out (or the hold ran out). Engine events and draining are handled
+//! throughout; the idle timeouts wait for the hold's end (the client may be sending), then
+//! count as before.
 //!
 //! [`client`] handles client messages, [`engine`] engine events, [`timers`] idle timeouts
 //! and draining, [`sending`] everything that goes out.
@@ -79,6 +80,8 @@ enum Wake {
     Client(Option<Incoming>),
     Engine(String, Option<UtteranceEvent>),
     Timer,
+    /// A first-audio hold reached its bound.
+    HoldEnd,
     Drain(bool),
 }
 
@@ -180,13 +183,22 @@ where
                 return Err(Ended::Closed);
             }
             let hold = self.first_audio_hold_until();
-            self.note_hold(hold.is_some());
-            let deadline = hold.map_or(self.next_deadline(), |h| h.min(self.next_deadline()));
+            if self.note_hold(hold.is_some()) {
+                // What arrived meanwhile first: the idle timeouts do not see a client as idle
+                // because its messages waited unread.
+                self.on_arrived(incoming).await?;
+                continue;
+            }
+            // While reading is held, the idle timeouts wait: the client may be sending.
+            let deadline = hold.unwrap_or_else(|| self.next_deadline());
             let deadline = tokio::time::Instant::from_std(deadline);
             let wake = tokio::select! {
                 item = incoming.next(), if hold.is_none() => Wake::Client(item),
                 (id, event) = next_engine_event(&mut self.contexts) => Wake::Engine(id, event),
-                () = tokio::time::sleep_until(deadline) => Wake::Timer,
+                () = tokio::time::sleep_until(deadline) => match hold {
+                    Some(_) => Wake::HoldEnd,
+                    None => Wake::Timer,
+                },
                 changed = drain.changed(), if drain_open && !self.draining => {
                     Wake::Drain(changed.is_ok())
                 }
@@ -198,6 +210,7 @@ where
                 }
                 Wake::Engine(id, event) => self.on_engine(&id, event).await?,
                 Wake::Timer => self.on_timer().await?,
+                Wake::HoldEnd => {}
                 Wake::Drain(true) => self.start_draining().await?,
                 Wake::Drain(false) => drain_open = false,
             }
@@ -254,17 +267,19 @@ where
     }
 
     /// Starts or ends the hold's clock; an ended hold is observed in
-    /// `vibevoice_first_audio_hold_seconds`.
-    fn note_hold(&mut self, holding: bool) {
+    /// `vibevoice_first_audio_hold_seconds`. True when a hold just ended.
+    fn note_hold(&mut self, holding: bool) -> bool {
         match (holding, self.held_since) {
             (true, None) => self.held_since = Some(Instant::now()),
             (false, Some(since)) => {
                 self.held_since = None;
                 (self.state.metrics().first_audio_hold_seconds)
                     .observe(since.elapsed().as_secs_f64());
+                return true;
             }
             _ => {}
         }
+        false
     }
 
     fn next_deadline(&self) -> Instant {
