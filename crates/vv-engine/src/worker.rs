@@ -415,8 +415,17 @@ impl Worker {
             .iter()
             .filter(|o| matches!(o, Ok(StepOutcome::Frame { .. })))
             .count();
+        let mut first_audio = false;
         for (id, outcome) in ids.iter().zip(outcomes) {
-            self.dispatch(*id, outcome, started);
+            first_audio |= self.dispatch(*id, outcome, started);
+        }
+        if first_audio {
+            // The connections waiting for a first frame were just woken; on a machine whose
+            // cores are all busy (the model's own workers, clients), the next round would
+            // otherwise run before them. One yield per such round lets them send it first:
+            // 1.5 ms sooner first audio for word-by-word streams on two cores
+            // (docs/benchmarks.md, session 17); nothing to yield to costs a system call.
+            std::thread::yield_now();
         }
         let elapsed = started.elapsed();
         if produced > 0 {
@@ -431,19 +440,22 @@ impl Worker {
         device_failure.filter(|_| self.failed_rounds >= FATAL_FAILED_ROUNDS)
     }
 
-    /// Hands one utterance's outcome of a round (begun at `started`) to its client.
+    /// Hands one utterance's outcome of a round (begun at `started`) to its client; true when
+    /// that was its first frame.
     fn dispatch(
         &mut self,
         id: UtteranceId,
         outcome: Result<StepOutcome, EngineError>,
         started: Instant,
-    ) {
+    ) -> bool {
         let Some(a) = self.get(id) else {
-            return;
+            return false;
         };
+        let mut first = false;
         match outcome {
             Ok(StepOutcome::Frame { audio, last }) => {
                 let seq = (a.utt.frames() - 1) as u32;
+                first = seq == 0;
                 a.stages.frame(started);
                 let queued = a.outbox.audio(UtteranceEvent::Audio {
                     seq,
@@ -478,6 +490,7 @@ impl Worker {
             }
             Err(e) => self.fail(id, e),
         }
+        first
     }
 }
 
