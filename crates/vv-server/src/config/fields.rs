@@ -7,7 +7,10 @@ use super::origins::AllowedOrigins;
 use super::paths;
 use super::settings::{FirstAudioHold, MaxSlots, Settings};
 use super::value::RawValue;
+use std::fmt::Display;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 
 type Apply = fn(&mut Settings, RawValue<'_>) -> Result<(), ValueProblem>;
 
@@ -114,20 +117,31 @@ fn cfg_scale(raw: RawValue<'_>) -> Result<f32, ValueProblem> {
     }
 }
 
-fn max_slots(raw: RawValue<'_>) -> Result<MaxSlots, ValueProblem> {
+/// `auto` (any case, blanks around it ignored) as `None`, else an integer in `range`.
+fn auto_or_integer<T>(
+    raw: RawValue<'_>,
+    range: RangeInclusive<T>,
+    range_text: &'static str,
+) -> Result<Option<T>, ValueProblem>
+where
+    T: FromStr + PartialOrd + Display,
+    T::Err: Display,
+{
     if raw.text()?.trim().eq_ignore_ascii_case("auto") {
-        return Ok(MaxSlots::Auto);
+        return Ok(None);
     }
-    raw.integer_in(1..=1024, "auto, or between 1 and 1024")
-        .map(MaxSlots::Fixed)
+    raw.integer_in(range, range_text).map(Some)
+}
+
+fn max_slots(raw: RawValue<'_>) -> Result<MaxSlots, ValueProblem> {
+    let fixed = auto_or_integer(raw, 1..=1024, "auto, or between 1 and 1024")?;
+    Ok(fixed.map_or(MaxSlots::Auto, MaxSlots::Fixed))
 }
 
 fn first_audio_hold(raw: RawValue<'_>) -> Result<FirstAudioHold, ValueProblem> {
-    if raw.text()?.trim().eq_ignore_ascii_case("auto") {
-        return Ok(FirstAudioHold::Auto);
-    }
-    raw.integer_in(0..=FirstAudioHold::MAX_MS, "auto, or between 0 and 1000")
-        .map(FirstAudioHold::Millis)
+    let range = 0..=FirstAudioHold::MAX_MS;
+    let millis = auto_or_integer(raw, range, "auto, or between 0 and 1000")?;
+    Ok(millis.map_or(FirstAudioHold::Auto, FirstAudioHold::Millis))
 }
 
 fn headroom(raw: RawValue<'_>) -> Result<f64, ValueProblem> {
