@@ -241,11 +241,13 @@ fn wait_for_job(s: &Shared, seen: usize) -> usize {
         if state & 1 == 1 && state >> 1 != seen {
             return state;
         }
-        let waited = since.elapsed();
         if s.resting.load(Ordering::Relaxed) {
             std::thread::park();
             since = Instant::now();
-        } else if waited < WORKER_SPIN {
+            continue;
+        }
+        let waited = since.elapsed();
+        if waited < WORKER_SPIN {
             for _ in 0..32 {
                 std::hint::spin_loop();
             }
