@@ -11,7 +11,9 @@
 # Usage: scripts/gpu-quant-errors.sh [BINARY]
 #   BINARY defaults to .gpu/vibevoice-rt (or .gpu/vibevoice-rt.xz unpacked).
 # Environment: OUT (output directory, default a new temporary one), SEEDS ("1 2 3"),
-#   TEXT ("Hello there, this is a test."), FRAMES_PER_TOKEN (2).
+#   TEXT ("Hello there, this is a test."), FRAMES_PER_TOKEN (2), DEVICES ("cpu cuda": which
+#   devices speak; "cuda" alone keeps a short GPU lease to the CUDA rows, the CPU rows then
+#   coming from a run of this script on the CPU machine).
 # Output: $OUT/<seed>-<device>-<weights>.wav and .log, and $OUT/errors.txt (the table).
 set -uo pipefail
 
@@ -42,11 +44,14 @@ speak() {
         -o "$out/$seed-$name.wav" >"$out/$seed-$name.log" 2>&1 \
         || { echo "say $name (seed $seed) failed: see $out/$seed-$name.log"; status=1; }
 }
+devices=" ${DEVICES:-cpu cuda} "
 for seed in ${SEEDS:-1 2 3}; do
-    speak "$seed" cpu-f32 --device cpu --quantize none
-    speak "$seed" cpu-int8 --device cpu --quantize int8
-    speak "$seed" cpu-bf16 --device cpu --quantize bf16
-    if $has_cuda; then
+    if [[ $devices == *" cpu "* ]]; then
+        speak "$seed" cpu-f32 --device cpu --quantize none
+        speak "$seed" cpu-int8 --device cpu --quantize int8
+        speak "$seed" cpu-bf16 --device cpu --quantize bf16
+    fi
+    if $has_cuda && [[ $devices == *" cuda "* ]]; then
         speak "$seed" cuda-f32 --device cuda --dtype f32
         speak "$seed" cuda-bf16 --device cuda --dtype bf16
     fi
