@@ -9,7 +9,9 @@
 # Environment: OUT (output directory, default a new temporary one), DEVICE (cuda), DTYPE (bf16),
 #   CHARS (text lengths, "60 384 3000 10000"), SECONDS_PER_RUN (3), REPEATS (3: a context with
 #   random weights runs to the deadline, so each run of a long text gives one first audio),
-#   BENCH_RUNS (5), IDLE_MS (300: rest before each run of the second bench), MODEL_ARGS (how
+#   BENCH_RUNS (5), IDLE_MS (300: rest before each run of the second bench), MAX_SLOTS (the
+#   service's max_slots, 8; `auto`, the default of `serve`, calibrates every batch bucket at
+#   start-up, which takes longer), MODEL_ARGS (how
 #   bench and serve get the model; default random weights of the real shapes, e.g.
 #   MODEL_ARGS="--model testdata/vibevoice-tiny/model --tokenizer
 #   testdata/vibevoice-tiny/tokenizer/tokenizer.json --voices-dir DIR" for the tiny fixture).
@@ -61,7 +63,7 @@ scrape_stages() {
 echo "=== serve ${model_args[*]}"
 "$bin" serve "${model_args[@]}" --device "$device" --dtype "$dtype" --diffusion-steps 5 \
     --port "$port" \
-    --max-slots 8 --max-text-chars 20000 >"$out/serve.log" 2>&1 &
+    --max-slots "${MAX_SLOTS:-8}" --max-text-chars 20000 >"$out/serve.log" 2>&1 &
 serve_pid=$!
 if wait_ready "$serve_pid"; then
     for chars in ${CHARS:-60 384 3000 10000}; do

@@ -96,18 +96,34 @@ pub fn start_engine_with_faults(
     );
     let guard = ExitGuard(Arc::clone(&heartbeat));
     let pool = model_pool()?;
+    // The engine is returned once the model thread is warm (with warmup on), so readiness
+    // means the first request finds the thread and its pool as later ones do.
+    let warm = opts.warmup;
+    let (warmed_tx, warmed) = sync_channel(1);
     std::thread::Builder::new()
         .name("vv-model".into())
         .spawn(move || {
-            let clean = pool.install(|| worker.run());
+            let clean = pool.install(|| {
+                if warm {
+                    if let Err(e) = worker.warm_up() {
+                        let _ = warmed_tx.send(Err(e));
+                        return false;
+                    }
+                }
+                let _ = warmed_tx.send(Ok(()));
+                worker.run()
+            });
             guard.finish(clean);
         })
-        .map_err(|e| {
-            LoadError::Model(vv_model::ModelError::Io {
-                path: "model thread".into(),
-                source: e,
-            })
-        })?;
+        .map_err(model_thread_error)?;
+    match warmed.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(LoadError::Model(e)),
+        Err(_) => {
+            let why = std::io::Error::other("the model thread ended during its warmup");
+            return Err(model_thread_error(why));
+        }
+    }
     Ok(EngineHandle::new(
         tx,
         tokenizer,
@@ -119,6 +135,14 @@ pub fn start_engine_with_faults(
         heartbeat,
         opts.stall_timeout,
     ))
+}
+
+/// The model thread could not be started or warmed.
+fn model_thread_error(source: std::io::Error) -> LoadError {
+    LoadError::Model(vv_model::ModelError::Io {
+        path: "model thread".into(),
+        source,
+    })
 }
 
 /// Loads a runtime (device, model, tokenizer, voices, warmup) and starts its model thread.

@@ -15,7 +15,7 @@ use vv_device::probe::DeviceProbe;
 use vv_device::resolve::resolve_device;
 use vv_model::generation::{warmup, PreparedVoice};
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
-use vv_model::text::TextTokenizer;
+use vv_model::text::{IncrementalTokenizer, TextTokenizer};
 use vv_model::{VibeVoiceConfig, VibeVoiceModel};
 use vv_preset::{VoiceLibrary, VoicePreset};
 
@@ -123,6 +123,20 @@ fn default_voice(
     }
 }
 
+/// Text a request could send, tokenized once at warmup.
+const WARMUP_TEXT: &str = "Hello! This is a warm-up sentence, with digits (42) and punctuation.";
+
+/// Takes [`WARMUP_TEXT`] through the path a request's text takes (normalisation, incremental
+/// pre-tokenization and encoding), so the tokenizer builds its lazily made tables here and
+/// not inside the first request's first audio (1-2.7 ms on two CPU cores, docs/benchmarks.md
+/// session 18).
+fn warm_tokenizer(tokenizer: &TextTokenizer) -> vv_model::Result<()> {
+    let mut state = IncrementalTokenizer::new();
+    state.push(tokenizer, WARMUP_TEXT)?;
+    state.finish(tokenizer)?;
+    Ok(())
+}
+
 impl Runtime {
     /// Resolves the device, loads model, tokenizer and voices, and warms up if asked.
     pub fn load(opts: &EngineOptions, probe: &dyn DeviceProbe) -> Result<Self, LoadError> {
@@ -170,6 +184,7 @@ impl Runtime {
         );
         let warmup_seconds = if opts.warmup {
             let took = warmup(&model, &voices[&default_voice])?;
+            warm_tokenizer(&tokenizer)?;
             info!(seconds = took.as_secs_f64(), device = %resolution.device.label(), "warmup done");
             Some(took.as_secs_f64())
         } else {

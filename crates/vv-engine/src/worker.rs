@@ -25,7 +25,7 @@ use candle_core::Device;
 use tracing::{debug, error, info, warn};
 use vv_device::fallback::retry_after_clear_cache;
 use vv_device::ops::{BackendOps, CandleOps};
-use vv_model::generation::{step_round, GenerationParams, StepOutcome, Utterance};
+use vv_model::generation::{step_round, warmup, GenerationParams, StepOutcome, Utterance};
 use vv_model::graphs::MAX_BATCH;
 use vv_model::sampler::GaussianNoise;
 use vv_model::{ModelError, VibeVoiceModel};
@@ -113,6 +113,15 @@ impl Worker {
             active: Vec::new(),
             failed_rounds: 0,
         }
+    }
+
+    /// Runs the warmup generation again, on this thread and its compute pool: the load's
+    /// warmup ran on the loading thread, and the first round here would otherwise pay for this
+    /// thread's and pool's first use (a median 1.7 ms of the first request's first audio on
+    /// two CPU cores, docs/benchmarks.md session 18).
+    pub(crate) fn warm_up(&self) -> vv_model::Result<Duration> {
+        let voice = &self.runtime.voices[&self.runtime.info.default_voice];
+        warmup(&self.runtime.model, voice)
     }
 
     /// Runs until a `Shutdown` command or until every handle is gone (returns `true`: a clean
