@@ -58,7 +58,8 @@ impl TallWeight {
         (self.n, self.k)
     }
 
-    /// The panels (`[n.div_ceil(32)][k'/2][32]` bf16 pairs).
+    /// The panels (`[n.div_ceil(32)][k'/2][32]` bf16 pairs; the x86-64 bodies read them).
+    #[cfg(target_arch = "x86_64")]
     pub(super) fn panels(&self) -> &[u32] {
         &self.panels
     }
