@@ -26,6 +26,8 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::info;
+
 pub use capacity::{CapacityModel, CapacityReport, SlotPolicy};
 pub use error::EngineError;
 pub use events::{FinishReason, UtteranceEvent};
@@ -75,7 +77,7 @@ pub fn start_engine_with_faults(
     calibrate::run(&runtime, &capacity, opts)?;
     let slots = Slots::new(capacity.capacity());
     observer.capacity(capacity.capacity(), capacity.headroom_at(1));
-    let info = Arc::new(runtime.info.clone());
+    let mut info = runtime.info.clone();
     let device = runtime.device.clone();
     let tokenizer = Arc::clone(&runtime.tokenizer);
     let limits = WorkerLimits {
@@ -104,26 +106,32 @@ pub fn start_engine_with_faults(
         .name("vv-model".into())
         .spawn(move || {
             let clean = pool.install(|| {
-                if warm {
-                    if let Err(e) = worker.warm_up() {
+                let took = match warm.then(|| worker.warm_up()).transpose() {
+                    Ok(took) => took,
+                    Err(e) => {
                         let _ = warmed_tx.send(Err(e));
                         return false;
                     }
-                }
-                let _ = warmed_tx.send(Ok(()));
+                };
+                let _ = warmed_tx.send(Ok(took));
                 worker.run()
             });
             guard.finish(clean);
         })
         .map_err(model_thread_error)?;
-    match warmed.recv() {
-        Ok(Ok(())) => {}
+    let took = match warmed.recv() {
+        Ok(Ok(took)) => took,
         Ok(Err(e)) => return Err(LoadError::Model(e)),
         Err(_) => {
             let why = std::io::Error::other("the model thread ended during its warmup");
             return Err(model_thread_error(why));
         }
+    };
+    if let Some(took) = took {
+        info!(seconds = took.as_secs_f64(), device = %info.device.device, "warmup done");
     }
+    info.model.warmup_seconds = took.map(|t| t.as_secs_f64());
+    let info = Arc::new(info);
     Ok(EngineHandle::new(
         tx,
         tokenizer,

@@ -1,5 +1,5 @@
 //! Loading everything an engine needs: device resolution and dtype policy, checkpoint (hub id or
-//! directory), tokenizer, voices (prepared on the device), and the warmup generation.
+//! directory), tokenizer (warmed up), and voices (prepared on the device).
 //! `vibevoice-rt say` uses a [`Runtime`] directly; `serve` hands it to the model thread.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use vv_device::dtype::select_dtype;
 use vv_device::info::ModelInfo;
 use vv_device::probe::DeviceProbe;
 use vv_device::resolve::resolve_device;
-use vv_model::generation::{warmup, PreparedVoice};
+use vv_model::generation::PreparedVoice;
 use vv_model::source::{resolve_checkpoint, resolve_tokenizer, HubOptions};
 use vv_model::text::{IncrementalTokenizer, TextTokenizer};
 use vv_model::{VibeVoiceConfig, VibeVoiceModel};
@@ -138,7 +138,9 @@ fn warm_tokenizer(tokenizer: &TextTokenizer) -> vv_model::Result<()> {
 }
 
 impl Runtime {
-    /// Resolves the device, loads model, tokenizer and voices, and warms up if asked.
+    /// Resolves the device, loads model, tokenizer and voices, and warms the tokenizer if asked
+    /// (the warmup generation runs where the model will: the engine's model thread,
+    /// [`crate::start_engine`], or the caller's, as `say` does).
     pub fn load(opts: &EngineOptions, probe: &dyn DeviceProbe) -> Result<Self, LoadError> {
         let resolution = resolve_device(opts.device, probe)?;
         let dtype = select_dtype(resolution.device.backend, opts.dtype, probe);
@@ -182,14 +184,9 @@ impl Runtime {
             seconds = load_seconds,
             "model loaded"
         );
-        let warmup_seconds = if opts.warmup {
-            let took = warmup(&model, &voices[&default_voice])?;
+        if opts.warmup {
             warm_tokenizer(&tokenizer)?;
-            info!(seconds = took.as_secs_f64(), device = %resolution.device.label(), "warmup done");
-            Some(took.as_secs_f64())
-        } else {
-            None
-        };
+        }
         let cfg = model.config();
         let info = EngineInfo {
             model: ModelSummary {
@@ -205,7 +202,9 @@ impl Runtime {
                 speech_window: vv_model::generation::SPEECH_WINDOW,
                 max_positions: cfg.decoder_config.max_position_embeddings,
                 load_seconds,
-                warmup_seconds,
+                // The warmup generation runs on the model thread (`start_engine`), which fills
+                // this in.
+                warmup_seconds: None,
                 cpu_fallbacks: model.cpu_fallbacks().iter().map(|c| c.name()).collect(),
                 quantize_request: opts.quantize,
                 quantize: quantize.packing.name(),

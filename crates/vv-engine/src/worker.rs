@@ -115,10 +115,10 @@ impl Worker {
         }
     }
 
-    /// Runs the warmup generation again, on this thread and its compute pool: the load's
-    /// warmup ran on the loading thread, and the first round here would otherwise pay for this
-    /// thread's and pool's first use (a median 1.7 ms of the first request's first audio on
-    /// two CPU cores, docs/benchmarks.md session 18).
+    /// Runs the warmup generation on this thread and its compute pool, where requests run:
+    /// warmed on another thread, the first round here still paid for this thread's and pool's
+    /// first use (a median 1.7 ms of the first request's first audio on two CPU cores,
+    /// docs/benchmarks.md session 18).
     pub(crate) fn warm_up(&self) -> vv_model::Result<Duration> {
         let voice = &self.runtime.voices[&self.runtime.info.default_voice];
         warmup(&self.runtime.model, voice)

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use vv_device::probe::SystemProbe;
 use vv_engine::Runtime;
-use vv_model::generation::{GenerationParams, StepOutcome, Utterance};
+use vv_model::generation::{warmup, GenerationParams, StepOutcome, Utterance};
 use vv_model::sampler::GaussianNoise;
 use vv_model::text::IncrementalTokenizer;
 use vv_server::config::LoadedSettings;
@@ -48,6 +48,11 @@ pub fn run(args: &SayArgs, loaded: LoadedSettings) -> anyhow::Result<ExitCode> {
         .voice(&voice_name)
         .with_context(|| format!("voice {voice_name} is not loaded"))?;
     let model = runtime.model();
+    if opts.warmup {
+        // As the service does before it is ready, so the time to first audio printed below is
+        // the warm model's.
+        warmup(model, voice)?;
+    }
     let params = GenerationParams {
         cfg_scale: s.cfg_scale,
         diffusion_steps: s.diffusion_steps,
